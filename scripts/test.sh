@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (a venv, the requirements, Chromium for the browser test), then runs them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -r requirements.txt
+
+# The browser test drives the system's Chromium; install it where we may (root or passwordless sudo).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; elif sudo -n true 2>/dev/null; then apt_get="sudo apt-get"; else apt_get=""; fi
+  if [ -n "$apt_get" ]; then
+    $apt_get update -qq && DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq chromium >/dev/null
+  else
+    echo "note: /usr/bin/chromium is missing and cannot be installed without root; the browser test will be skipped" >&2
+  fi
+fi
+
+exec .venv/bin/python -m pytest -q "$@"
