@@ -1,0 +1,142 @@
+"""Self-describing `.pth` checkpoints: weights plus the config that rebuilds the model; safe loading."""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .models import MODELS, build_model
+from .preprocess import CLASSES
+
+FORMAT = "cifar_lab.checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be used as a model; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model: nn.Module  # on the CPU, in eval mode
+    config: TrainConfig
+    classes: tuple[str, ...]
+    epoch: int
+    metrics: dict[str, Any]
+    path: Path | None = None
+    created: str = ""
+    resume: dict[str, Any] = field(default_factory=dict, repr=False)  # optimizer/RNG state, if saved
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module | dict[str, torch.Tensor], config: TrainConfig, *,
+                    classes: tuple[str, ...], epoch: int, metrics: dict[str, Any] | None = None,
+                    resume: dict[str, Any] | None = None) -> Path:
+    """Write atomically: a temporary file in the same folder, then a rename; an error leaves the old file intact."""
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "config": config.to_dict(),
+        "classes": list(classes),
+        "epoch": int(epoch),
+        "metrics": dict(metrics or {}),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if resume:
+        payload["resume"] = resume
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(source: str | os.PathLike | bytes, *, arch: str | None = None, name: str = "") -> Checkpoint:
+    """Rebuild the model on the CPU; also takes a bare tutorial-style `state_dict` when `arch` names it."""
+    label = name or ("the uploaded file" if isinstance(source, bytes) else str(source))
+    raw = _read(source, label)
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
+        return _from_payload(raw, source, label)
+    if isinstance(raw, dict) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
+        return _from_bare_state(raw, arch, source, label)
+    raise CheckpointError(f"{label} is a PyTorch file but not a model checkpoint: expected a cifar_lab "
+                          "checkpoint or a state_dict of tensors")
+
+
+def _read(source: str | os.PathLike | bytes, label: str) -> Any:
+    if not isinstance(source, bytes):
+        path = Path(source)
+        if not path.is_file():
+            raise CheckpointError(f"{label}: no such file")
+        source = path.read_bytes()
+    if not source:
+        raise CheckpointError(f"{label} is empty (0 bytes); was the save interrupted? Pick another checkpoint")
+    try:
+        return torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"{label} was refused: it holds objects other than weights and plain values, "
+                              "and loading it could run code. Only load checkpoints you trust, saved as "
+                              "state_dicts") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as err:
+        raise CheckpointError(f"{label} is not a readable PyTorch checkpoint (corrupt or truncated): "
+                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+
+
+def _from_payload(raw: dict[str, Any], source: Any, label: str) -> Checkpoint:
+    try:
+        config = TrainConfig.from_dict(raw["config"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{label} has an invalid config: {err}") from err
+    classes = tuple(raw.get("classes") or CLASSES)
+    model = _build_and_load(config, len(classes), raw.get("state_dict", {}), label)
+    return Checkpoint(model, config, classes, int(raw.get("epoch", 0)), dict(raw.get("metrics", {})),
+                      _path_of(source), str(raw.get("created", "")), dict(raw.get("resume") or {}))
+
+
+def _from_bare_state(state: dict[str, torch.Tensor], arch: str | None, source: Any, label: str) -> Checkpoint:
+    if arch is None:
+        if set(state) == set(build_model(TrainConfig(arch="tutorial")).state_dict()):
+            arch = "tutorial"  # the tutorial's own torch.save(net.state_dict(), ...) output
+        else:
+            raise CheckpointError(f"{label} is a bare state_dict without a config; name its architecture "
+                                  f"(--arch, one of: {', '.join(MODELS)})")
+    if arch not in MODELS:
+        raise CheckpointError(f"unknown architecture {arch!r}; choose one of: {', '.join(MODELS)}")
+    # The tutorial normalises with 0.5/0.5, the other architectures with CIFAR's mean/std.
+    config = TrainConfig(arch=arch, normalize="half" if arch == "tutorial" else "cifar")
+    model = _build_and_load(config, len(CLASSES), state, label)
+    return Checkpoint(model, config, CLASSES, 0, {}, _path_of(source))
+
+
+def _build_and_load(config: TrainConfig, num_classes: int, state: dict[str, torch.Tensor], label: str) -> nn.Module:
+    model = build_model(config, num_classes)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"{label} does not fit the {config.arch!r} architecture (width {config.width}, "
+                              f"{num_classes} classes): {detail}. Was it saved from another architecture?") from err
+    return model.eval()
+
+
+def _path_of(source: Any) -> Path | None:
+    return None if isinstance(source, bytes) else Path(source)

@@ -1,0 +1,209 @@
+"""`python -m cifar_lab train|evaluate|predict|bench`: the command-line contract."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import FIELD_HELP, PRESETS, TrainConfig, preset
+from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+
+EXIT_USER_ERROR = 2
+DEFAULT_PRESET = "classroom"
+
+
+class UserError(Exception):
+    """A mistake the user can fix; shown as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one readable line instead of usage + error
+        raise UserError(f"{message} (see `python -m cifar_lab {self.prog.split()[-1]} --help`)")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; unset flags keep the preset's value."""
+    group = parser.add_argument_group("training configuration (override the preset)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = FIELD_HELP.get(f.name, "")
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m cifar_lab", description="Train, evaluate and use CIFAR-10 classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    data_help = "CIFAR-10 source: a torchvision folder, an image folder with train/ and test/, or 'synthetic' " \
+                "(default: $CIFAR_LAB_DATA, else ./data)"
+
+    t = sub.add_parser("train", help="train a model and save a checkpoint")
+    t.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="starting configuration")
+    t.add_argument("--data", default=None, help=data_help)
+    t.add_argument("--download", action="store_true", help="download torchvision's CIFAR-10 into --data (internet)")
+    t.add_argument("--out", default="runs", help="folder for the checkpoint (default: runs)")
+    t.add_argument("--name", default=None, help="checkpoint file name without .pth (default: preset and time)")
+    t.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    _add_config_flags(t)
+
+    e = sub.add_parser("evaluate", help="score a checkpoint on the test set")
+    e.add_argument("checkpoint")
+    e.add_argument("--data", default=None, help=data_help)
+    e.add_argument("--arch", default=None, help="architecture of a bare state_dict (e.g. tutorial)")
+    e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
+    e.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+    p = sub.add_parser("predict", help="classify image files with a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top", type=int, default=3, help="how many classes to show per image (default 3)")
+    p.add_argument("--arch", default=None, help="architecture of a bare state_dict (e.g. tutorial)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    b = sub.add_parser("bench", help="time-to-accuracy benchmark of the presets on the same data")
+    b.add_argument("--data", default=None, help=data_help)
+    b.add_argument("--full", action="store_true", help="also train the 'best' preset")
+    b.add_argument("--presets", default=None, help="comma-separated presets to run (default: tutorial,improved,classroom)")
+    b.add_argument("--throughput", action="store_true", help="measure loop vs bare throughput and data-load times")
+    b.add_argument("--json", dest="json_path", default="bench.json", help="where to write the table as JSON")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    return preset(args.preset, **overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UserError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .data import load_data
+    from .session import TrainSession
+
+    config = config_from_args(args)
+    data = load_data(args.data, download=args.download)
+    name = args.name or f"{args.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    session = TrainSession(config, data, Path(args.out) / f"{name}.pth")
+    progress = ProgressPrinter(sys.stderr)
+    result = session.run(on_event=progress, stop=threading.Event())
+    if result.status == "failed":
+        raise UserError(result.message)
+    summary = session.summary(result)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import load_data
+    from .evaluate import evaluate
+
+    ckpt = load_checkpoint(args.checkpoint, arch=args.arch)
+    data = load_data(args.data)
+    tta = ckpt.config.tta if args.tta is None else args.tta
+    result = evaluate(ckpt.model, data.test_x, data.test_y, classes=data.classes, normalize=ckpt.config.normalize,
+                      tta=tta)
+    summary = {"checkpoint": str(args.checkpoint), "data": data.source, "tta": tta, **result.summary()}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .inference import open_image, predict
+
+    if args.top < 1:
+        raise UserError(f"--top {args.top} is not valid; it must be 1 or more")
+    ckpt = load_checkpoint(args.checkpoint, arch=args.arch)
+    results = []
+    for path in args.images:
+        preds = predict(ckpt.model, open_image(path), classes=ckpt.classes, normalize=ckpt.config.normalize,
+                        top=args.top)
+        results.append({"image": path, "top": [{"class": p.label, "probability": p.probability} for p in preds]})
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            print(f"{r['image']}: " + ", ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"]))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args)
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "bench": _bench}
+
+
+class ProgressPrinter:
+    """A listener drawing a one-line progress bar per epoch, then the epoch's scores."""
+
+    def __init__(self, stream: Any, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+        # Redrawing a bar with carriage returns only makes sense on a terminal, not in a log file.
+        self.live = bool(getattr(stream, "isatty", lambda: False)())
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Step) and self.live:
+            done = int(self.width * event.step / event.total_steps)
+            bar = "#" * done + "-" * (self.width - done)
+            left = event.elapsed_s / event.step * (event.total_steps - event.step)
+            self._write(f"\repoch {event.epoch} [{bar}] {event.step}/{event.total_steps} loss {event.loss:.3f} "
+                        f"{event.images_per_s:,.0f} img/s ~{left:.0f}s left ")
+        elif isinstance(event, EpochEnd):
+            self._write(f"{chr(13) if self.live else ''}epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f} "
+                        f"acc {event.train_acc:.1%} | test loss {event.test_loss:.3f} acc {event.test_acc:.1%} "
+                        f"| {event.seconds:.1f}s{' ' * 20}\n")
+        elif isinstance(event, Finished):
+            self._write(f"test accuracy {event.test_accuracy:.2%} after {event.train_seconds:.1f}s\n")
+        elif isinstance(event, Stopped):
+            self._write(f"\nstopped after {event.epochs_done} epoch(s)\n")
+        elif isinstance(event, Failed):
+            self._write(f"\nfailed: {event.message}\n")
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    for key, value in summary.items():
+        if key == "per_class_accuracy":
+            print("per-class accuracy:")
+            for cls, acc in value.items():
+                print(f"  {cls:<12} {acc:.1%}")
+        elif key == "confusion_matrix":
+            print("confusion matrix (rows = true, columns = predicted):")
+            for row in value:
+                print("  " + " ".join(f"{n:5d}" for n in row))
+        elif isinstance(value, float):
+            print(f"{key}: {value:.4f}")
+        else:
+            print(f"{key}: {value}")

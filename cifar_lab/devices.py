@@ -1,0 +1,76 @@
+"""Resolve the device and number format once, from "auto" or an explicit choice."""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import ContextManager
+
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" picks CUDA, then Apple's MPS, then the CPU; an explicit choice must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no CUDA GPU is available here; use device='auto' or 'cpu'")
+    if name == "mps" and not _mps_available():
+        raise ValueError("device='mps' but Apple's MPS is not available here; use device='auto' or 'cpu'")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={name!r} is not valid; choose one of: auto, cpu, cuda, mps")
+    return torch.device(name)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bf16 dot products (AVX512-BF16 or AMX), where bf16 roughly doubles conv speed."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype to train with, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
+    """Mixed-precision context for `device`, or a no-op for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def set_threads(threads: int) -> int:
+    """Use `threads` CPU threads (0 = every core the process may use); returns the number in effect."""
+    if threads <= 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def describe(device: torch.device, dtype: torch.dtype | None) -> str:
+    """A short human label such as "cpu (bf16)" or "cuda:NVIDIA H200 (bf16)"."""
+    label = device.type
+    if device.type == "cuda":
+        label = f"cuda:{torch.cuda.get_device_name(device)}"
+    names = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+    return f"{label} ({names.get(dtype, str(dtype))})"

@@ -1,0 +1,95 @@
+"""Pure evaluation: accuracy, per-class accuracy, confusion matrix and per-sample predictions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .devices import autocast
+from .preprocess import normalize as normalize_pixels
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float  # 0..1
+    loss: float  # mean cross-entropy
+    per_class_accuracy: dict[str, float]  # class -> 0..1
+    confusion: np.ndarray  # (C, C) int64 counts; rows = true class, columns = predicted
+    predictions: np.ndarray  # (N,) int64 predicted class
+    probabilities: np.ndarray  # (N, C) float32 softmax
+    labels: np.ndarray  # (N,) int64 true class
+    classes: tuple[str, ...]
+
+    def summary(self) -> dict:
+        """The JSON-friendly headline figures."""
+        return {
+            "test_accuracy": self.accuracy,
+            "test_loss": self.loss,
+            "per_class_accuracy": self.per_class_accuracy,
+            "confusion_matrix": self.confusion.tolist(),
+        }
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor, *, normalize: str = "cifar", tta: bool = False,
+                   device: torch.device | None = None, dtype: torch.dtype | None = None,
+                   batch_size: int = 500) -> torch.Tensor:
+    """Logits (N, C) in fp32 on the CPU for uint8 images x (N, 3, H, W); leaves the model's mode as found.
+
+    With `tta` the logits of each image and its mirror image are averaged.
+    """
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    chunks = []
+    try:
+        with torch.inference_mode(), autocast(device, dtype):
+            for start in range(0, len(x), batch_size):
+                batch = normalize_pixels(x[start:start + batch_size].to(device), normalize)
+                batch = batch.contiguous(memory_format=torch.channels_last)
+                logits = model(batch).float()
+                if tta:
+                    logits = 0.5 * (logits + model(torch.flip(batch, dims=[3])).float())
+                chunks.append(logits.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: tuple[str, ...],
+             normalize: str = "cifar", tta: bool = False, device: torch.device | None = None,
+             dtype: torch.dtype | None = None, batch_size: int = 500) -> Evaluation:
+    """Score `model` on uint8 images x (N, 3, H, W) with labels y (N,)."""
+    if len(x) == 0:
+        raise ValueError("nothing to evaluate: the test set is empty")
+    logits = predict_logits(model, x, normalize=normalize, tta=tta, device=device, dtype=dtype,
+                            batch_size=batch_size)
+    labels = y.cpu().long()
+    loss = F.cross_entropy(logits, labels).item()
+    preds = logits.argmax(1)
+    n = len(classes)
+    confusion = torch.bincount(labels * n + preds, minlength=n * n).view(n, n).numpy()
+    return Evaluation(
+        accuracy=float((preds == labels).float().mean()),
+        loss=loss,
+        per_class_accuracy=per_class_accuracy(confusion, classes),
+        confusion=confusion,
+        predictions=preds.numpy(),
+        probabilities=F.softmax(logits, 1).numpy().astype(np.float32),
+        labels=labels.numpy(),
+        classes=tuple(classes),
+    )
+
+
+def per_class_accuracy(confusion: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """Recall per class from a confusion matrix (rows = true); a class with no images scores 0."""
+    totals = confusion.sum(1)
+    return {c: float(confusion[i, i] / totals[i]) if totals[i] else 0.0 for i, c in enumerate(classes)}
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs) -> float:
+    """Overall accuracy only: the cheap path used between epochs."""
+    logits = predict_logits(model, x, **kwargs)
+    return float((logits.argmax(1) == y.cpu()).float().mean())

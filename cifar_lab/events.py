@@ -1,0 +1,68 @@
+"""Small immutable events the training loop emits; printing, plotting and saving are listeners."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+import torch
+
+
+@dataclass(frozen=True)
+class Step:
+    step: int  # 1-based, counted over the whole run
+    total_steps: int
+    epoch: int  # 1-based epoch this step belongs to
+    loss: float
+    lr: float
+    images_per_s: float  # over the steps since the previous Step event
+    elapsed_s: float  # training seconds so far
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    epoch: int  # 1-based
+    epochs: int
+    train_loss: float
+    train_acc: float  # 0..1, on the augmented training batches as seen
+    test_loss: float
+    test_acc: float  # 0..1, on eval_subset test images (all when 0)
+    seconds: float  # training seconds of this epoch, evaluation excluded
+    elapsed_s: float  # training plus evaluation seconds since the start
+    # A CPU copy of the weights after this epoch, for checkpoint listeners; data, not the live model.
+    state_dict: dict[str, torch.Tensor] = field(repr=False, compare=False, default_factory=dict)
+    # Optimizer and RNG states, for resuming; CPU copies.
+    resume_state: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finished:
+    test_accuracy: float  # 0..1 on the whole test set (with TTA when configured)
+    epochs: int
+    train_seconds: float  # from the start of training to the final test accuracy
+    images_per_s: float  # training throughput over the whole run
+
+
+@dataclass(frozen=True)
+class Stopped:
+    epochs_done: int  # epochs completed before the stop
+    step: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str  # what went wrong and what to change
+    step: int
+
+
+Event = Union[Step, EpochEnd, Finished, Stopped, Failed]
+Listener = Callable[[Event], None]
+
+
+def fan_out(*listeners: Listener) -> Listener:
+    """One listener that calls each of `listeners` in order."""
+
+    def emit(event: Event) -> None:
+        for listener in listeners:
+            listener(event)
+
+    return emit

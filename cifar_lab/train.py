@@ -1,0 +1,229 @@
+"""The training loop: config in, events out, result back; it does no I/O of its own."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import augment
+from .config import TrainConfig
+from .data import CifarData
+from .devices import autocast, describe, resolve_device, resolve_precision, set_threads
+from .evaluate import Evaluation, evaluate, predict_logits
+from .events import EpochEnd, Failed, Finished, Listener, Step, Stopped
+from .models import build_model, count_macs
+from .optim import build_optimizer, lr_factor, set_lr
+from .preprocess import normalize
+
+STEP_EVENTS_PER_EPOCH = 50  # loss is read back (a device sync) only this often
+WHITENING_SAMPLE = 5000
+SMALL_STEP_MACS = 50_000_000  # multiply-adds per training step below which one CPU thread is fastest  # training images a model may look at before training (fastnet's whitening)
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed", "stopped" or "failed"
+    model: nn.Module  # on the CPU, in eval mode
+    config: TrainConfig
+    epochs_done: int
+    test_accuracy: float | None  # 0..1 on the whole test set; None unless completed
+    train_seconds: float
+    message: str = ""
+    history: list[EpochEnd] = field(default_factory=list)
+    evaluation: Evaluation | None = None  # the final test-set scores when completed
+    images_per_s: float = 0.0  # training throughput, evaluation excluded
+    device: str = ""  # e.g. "cpu (bf16)"
+
+
+@dataclass
+class _Run:
+    """The mutable state of one run, kept together so helpers stay small."""
+
+    config: TrainConfig
+    data: CifarData
+    device: torch.device
+    dtype: torch.dtype | None
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    start_epoch: int = 0
+    train_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+
+def train(config: TrainConfig, data: CifarData, *, stop: threading.Event | None = None,
+          on_event: Listener | None = None, resume: dict[str, Any] | None = None) -> TrainResult:
+    """Train a fresh model (or continue from `resume`) and score it on the test set."""
+    emit = on_event or (lambda event: None)
+    stop = stop or threading.Event()
+    run = _setup(config, data, resume)
+    history: list[EpochEnd] = []
+    for epoch in range(run.start_epoch, config.epochs):
+        outcome = _train_epoch(run, epoch, stop, emit)
+        if isinstance(outcome, (Failed, Stopped)):
+            emit(outcome)
+            status = "failed" if isinstance(outcome, Failed) else "stopped"
+            message = outcome.message if isinstance(outcome, Failed) else "stopped by request"
+            return _result(run, status, len(history) + run.start_epoch, None, message, history)
+        history.append(_end_epoch(run, epoch, outcome, emit))
+    evaluation = evaluate(run.model, data.test_x, data.test_y, classes=data.classes, normalize=config.normalize,
+                          tta=config.tta, device=run.device, dtype=run.dtype)
+    elapsed = time.perf_counter() - run.started
+    images = run.step * config.batch_size
+    emit(Finished(evaluation.accuracy, config.epochs, elapsed, images / max(run.train_seconds, 1e-9)))
+    result = _result(run, "completed", config.epochs, evaluation.accuracy, "", history, elapsed)
+    result.evaluation = evaluation
+    return result
+
+
+def _setup(config: TrainConfig, data: CifarData, resume: dict[str, Any] | None) -> _Run:
+    device = resolve_device(config.device)
+    dtype = resolve_precision(config.precision, device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    if len(data.train_x) < 2:
+        raise ValueError("the training set needs at least 2 images")
+    model = build_model(config, len(data.classes))
+    set_threads(_auto_threads(config, model))
+    model = model.to(device).to(memory_format=torch.channels_last)
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    if hasattr(model, "init_from_data") and resume is None:
+        sample = train_x[torch.randperm(len(train_x), generator=generator, device=device)[:WHITENING_SAMPLE]]
+        model.init_from_data(normalize(sample, config.normalize))
+    optimizer = build_optimizer(model, config)
+    # A last batch of one image would break BatchNorm; it is dropped, so each epoch sees N - 1 at worst.
+    steps_per_epoch = max(1, len(train_x) // config.batch_size + (len(train_x) % config.batch_size > 1))
+    run = _Run(config, data, device, dtype, model, optimizer, generator, train_x, train_y, steps_per_epoch,
+               steps_per_epoch * config.epochs)
+    if resume is not None:
+        _restore(run, resume)
+    return run
+
+
+def _auto_threads(config: TrainConfig, model: nn.Module) -> int:
+    """Every core, except for tiny steps (the tutorial's batch of 4), where syncing threads costs more than it
+    saves: measured 2.2 ms/step on one thread against far slower on two when the cores are busy."""
+    if config.threads or config.device not in ("auto", "cpu"):
+        return config.threads
+    return 1 if count_macs(model) * config.batch_size < SMALL_STEP_MACS else 0
+
+
+def _train_epoch(run: _Run, epoch: int, stop: threading.Event, emit: Listener):
+    """One pass over the shuffled training set; returns (loss, acc, seconds) or a Failed/Stopped event."""
+    c, model = run.config, run.model
+    model.train()
+    n = len(run.train_x)
+    order = torch.randperm(n, generator=run.generator, device=run.device)
+    loss_sum = torch.zeros((), device=run.device)
+    correct = torch.zeros((), device=run.device, dtype=torch.long)
+    seen, every = 0, max(1, run.steps_per_epoch // STEP_EVENTS_PER_EPOCH)
+    t0 = t_mark = time.perf_counter()
+    images_mark = 0
+    for i in range(run.steps_per_epoch):
+        if stop.is_set():
+            run.train_seconds += time.perf_counter() - t0
+            return Stopped(epoch, run.step)
+        idx = order[i * c.batch_size:(i + 1) * c.batch_size]
+        x = augment(run.train_x[idx], flip=c.flip, crop_pad=c.crop_pad, rotate=c.rotate, cutout=c.cutout,
+                    generator=run.generator)
+        x = normalize(x, c.normalize).contiguous(memory_format=torch.channels_last)
+        y = run.train_y[idx]
+        lr = set_lr(run.optimizer, c.lr, lr_factor(c.schedule, run.step, run.total_steps, c.warmup))
+        with autocast(run.device, run.dtype):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=c.label_smoothing)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.step += 1
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if i % every == every - 1 or i == run.steps_per_epoch - 1:
+            value = loss.item()
+            if not math.isfinite(value):
+                run.train_seconds += time.perf_counter() - t0
+                return Failed(_diverged_message(run.step, c), run.step)
+            now = time.perf_counter()
+            rate = (seen - images_mark) / max(now - t_mark, 1e-9)
+            t_mark, images_mark = now, seen
+            elapsed = run.train_seconds + now - t0
+            emit(Step(run.step, run.total_steps, epoch + 1, value, lr, rate, elapsed))
+    seconds = time.perf_counter() - t0
+    run.train_seconds += seconds
+    return loss_sum.item() / seen, correct.item() / seen, seconds
+
+
+def _diverged_message(step: int, c: TrainConfig) -> str:
+    return (f"diverged at step {step}: the loss became infinite or NaN. Lower the learning rate "
+            f"(lr={c.lr:g}; try {c.lr / 10:g}) or turn on batchnorm / a warmup.")
+
+
+def _end_epoch(run: _Run, epoch: int, outcome: tuple[float, float, float], emit: Listener) -> EpochEnd:
+    train_loss, train_acc, seconds = outcome
+    c, data = run.config, run.data
+    x, y = data.test_x, data.test_y
+    if c.eval_subset and c.eval_subset < len(x):
+        x, y = x[:c.eval_subset], y[:c.eval_subset]
+    logits = predict_logits(run.model, x, normalize=c.normalize, device=run.device, dtype=run.dtype)
+    test_loss = F.cross_entropy(logits, y.cpu()).item()
+    test_acc = float((logits.argmax(1) == y.cpu()).float().mean())
+    event = EpochEnd(epoch + 1, c.epochs, train_loss, train_acc, test_loss, test_acc, seconds,
+                     time.perf_counter() - run.started, _cpu_state(run.model), _resume_state(run, epoch + 1))
+    emit(event)
+    return event
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _resume_state(run: _Run, epochs_done: int) -> dict[str, Any]:
+    """What a later run needs to continue exactly from here (CPU copies)."""
+    return {
+        "epoch": epochs_done,
+        "step": run.step,
+        "train_seconds": run.train_seconds,
+        "optimizer": _to_cpu(run.optimizer.state_dict()),
+        "generator": run.generator.get_state().cpu(),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _restore(run: _Run, resume: dict[str, Any]) -> None:
+    run.model.load_state_dict(resume["model"])
+    run.optimizer.load_state_dict(resume["optimizer"])
+    run.generator.set_state(resume["generator"])
+    torch.set_rng_state(resume["torch_rng"])
+    run.start_epoch, run.step = int(resume["epoch"]), int(resume["step"])
+    run.train_seconds = float(resume.get("train_seconds", 0.0))
+
+
+def _result(run: _Run, status: str, epochs_done: int, accuracy: float | None, message: str,
+            history: list[EpochEnd], elapsed: float | None = None) -> TrainResult:
+    model = run.model.to("cpu").eval()
+    seconds = elapsed if elapsed is not None else time.perf_counter() - run.started
+    images_per_s = run.step * run.config.batch_size / max(run.train_seconds, 1e-9)
+    return TrainResult(status, model, run.config, epochs_done, accuracy, seconds, message, history,
+                       images_per_s=images_per_s, device=describe(run.device, run.dtype))
