@@ -1,4 +1,4 @@
-"""`python -m cifar_lab train|evaluate|predict|bench`: the command-line contract."""
+"""`python -m cifar_lab train|evaluate|predict|bench|runs`: the command-line contract."""
 from __future__ import annotations
 
 import argparse
@@ -7,11 +7,15 @@ import json
 import sys
 import threading
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .config import FIELD_HELP, PRESETS, TrainConfig, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+from .runs import STATUSES as RUN_STATUSES
+from .runs import RunStore, default_db_path, load_resume, safe_child
+
+if TYPE_CHECKING:
+    from .session import TrainSession
 
 EXIT_USER_ERROR = 2
 DEFAULT_PRESET = "classroom"
@@ -42,6 +46,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m cifar_lab", description="Train, evaluate and use CIFAR-10 classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    runs_help = "the run history (SQLite) recording every run"
     data_help = "CIFAR-10 source: a torchvision folder, an image folder with train/ and test/, or 'synthetic' " \
                 "(default: $CIFAR_LAB_DATA, else ./data)"
 
@@ -52,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs", help="folder for the checkpoint (default: runs)")
     t.add_argument("--name", default=None, help="checkpoint file name without .pth (default: preset and time)")
     t.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    t.add_argument("--runs-db", default=None,
+                   help=runs_help + "; default: $CIFAR_LAB_RUNS_DB, else <--out>/cifar_lab.db")
+    t.add_argument("--resume", default=None, metavar="RUN_ID",
+                   help="continue a stopped, interrupted or failed run from its last epoch, with its own config")
     _add_config_flags(t)
 
     e = sub.add_parser("evaluate", help="score a checkpoint on the test set")
@@ -67,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="how many classes to show per image (default 3)")
     p.add_argument("--arch", default=None, help="architecture of a bare state_dict (e.g. tutorial)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    r = sub.add_parser("runs", help="list the recorded training runs, newest first")
+    r.add_argument("--runs-db", default=None, help=runs_help + "; default: $CIFAR_LAB_RUNS_DB, else runs/cifar_lab.db")
+    r.add_argument("--status", default=None, choices=RUN_STATUSES, help="only runs with this status")
+    r.add_argument("--json", action="store_true", help="print the runs as a JSON list")
 
     b = sub.add_parser("bench", help="time-to-accuracy benchmark of the presets on the same data")
     b.add_argument("--data", default=None, help=data_help)
@@ -96,15 +110,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .data import load_data, resolve_source
+    from .session import TrainSession
+
+    store = _open_store(args.runs_db, args.out)
+    if args.resume:
+        return _resume(args, store)
+    config = config_from_args(args)
+    name = args.name or f"{args.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    checkpoint = safe_child(args.out, f"{name}.pth")
+    data = load_data(args.data, download=args.download)
+    run_id = store.create_run(config, name, resolve_source(args.data), checkpoint)
+    print(f"run {run_id} (resume it, if it ends early, with: python -m cifar_lab train --resume {run_id})",
+          file=sys.stderr)
+    return _run_session(TrainSession(config, data, checkpoint, store=store, run_id=run_id), args)
+
+
+def _resume(args: argparse.Namespace, store: RunStore) -> int:
+    """Continue a recorded run from its last epoch checkpoint, with the config it was started with."""
     from .data import load_data
     from .session import TrainSession
 
-    config = config_from_args(args)
-    data = load_data(args.data, download=args.download)
-    name = args.name or f"{args.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    session = TrainSession(config, data, Path(args.out) / f"{name}.pth")
+    changed = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(TrainConfig)
+               if getattr(args, f.name, None) is not None]
+    if changed:
+        raise UserError(f"--resume continues with the run's own config; drop {', '.join(changed)}")
+    record = store.get_run(args.resume)
+    resume = load_resume(record)
+    data = load_data(args.data or record.data_source)
+    print(f"resuming run {record.id} after epoch {resume['epoch']} of {record.train_config.epochs}",
+          file=sys.stderr)
+    session = TrainSession(record.train_config, data, record.checkpoint, store=store, run_id=record.id)
+    return _run_session(session, args, resume)
+
+
+def _run_session(session: TrainSession, args: argparse.Namespace, resume: dict[str, Any] | None = None) -> int:
     progress = ProgressPrinter(sys.stderr)
-    result = session.run(on_event=progress, stop=threading.Event())
+    result = session.run(on_event=progress, stop=threading.Event(), resume=resume)
     if result.status == "failed":
         raise UserError(result.message)
     summary = session.summary(result)
@@ -112,6 +154,25 @@ def _train(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         _print_summary(summary)
+    return 0
+
+
+def _open_store(runs_db: str | None, runs_dir: str | None = None) -> RunStore:
+    """The run store, with runs whose process died marked 'interrupted' (this is the "next start")."""
+    store = RunStore(runs_db or default_db_path(runs_dir))
+    store.mark_interrupted()
+    return store
+
+
+def _runs(args: argparse.Namespace) -> int:
+    records = _open_store(args.runs_db).list_runs(status=args.status)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records]))
+        return 0
+    print(f"{'id':<12} {'status':<12} {'epochs':>6} {'test acc':>8}  {'started (UTC)':<19}  name")
+    for r in records:
+        accuracy = "" if r.test_accuracy is None else f"{r.test_accuracy:.2%}"
+        print(f"{r.id:<12} {r.status:<12} {r.epochs_done:>6} {accuracy:>8}  {r.started[:19]:<19}  {r.name}")
     return 0
 
 
@@ -159,7 +220,7 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "bench": _bench}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "bench": _bench, "runs": _runs}
 
 
 class ProgressPrinter:

@@ -64,7 +64,10 @@ class _Run:
 
 def train(config: TrainConfig, data: CifarData, *, stop: threading.Event | None = None,
           on_event: Listener | None = None, resume: dict[str, Any] | None = None) -> TrainResult:
-    """Train a fresh model (or continue from `resume`) and score it on the test set."""
+    """Train a fresh model (or continue from `resume`) and score it on the test set.
+
+    `resume` is an EpochEnd's `resume_state` plus the weights of that epoch under "model".
+    """
     emit = on_event or (lambda event: None)
     stop = stop or threading.Event()
     run = _setup(config, data, resume)
@@ -198,6 +201,8 @@ def _resume_state(run: _Run, epochs_done: int) -> dict[str, Any]:
         "optimizer": _to_cpu(run.optimizer.state_dict()),
         "generator": run.generator.get_state().cpu(),
         "torch_rng": torch.get_rng_state(),
+        # Dropout on a GPU draws from the GPU's own generator.
+        "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
     }
 
 
@@ -216,6 +221,8 @@ def _restore(run: _Run, resume: dict[str, Any]) -> None:
     run.optimizer.load_state_dict(resume["optimizer"])
     run.generator.set_state(resume["generator"])
     torch.set_rng_state(resume["torch_rng"])
+    if run.device.type == "cuda" and resume.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(resume["cuda_rng"], run.device)
     run.start_epoch, run.step = int(resume["epoch"]), int(resume["step"])
     run.train_seconds = float(resume.get("train_seconds", 0.0))
 

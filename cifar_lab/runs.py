@@ -1,0 +1,437 @@
+"""The run history: every run's config, status, per-epoch and per-step metrics and outcome, in one SQLite file."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import time
+import warnings
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+
+ENV_DB = "CIFAR_LAB_RUNS_DB"
+DB_NAME = "cifar_lab.db"
+STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
+RESUMABLE = frozenset({"stopped", "interrupted", "failed"})
+BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's lock; each transaction holds it for milliseconds
+STALE_AFTER_S = 900.0  # a run of another host (pid unverifiable) silent this long is taken as interrupted
+MAX_NAME = 100  # characters of a run's display name
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL, status TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '', checkpoint TEXT, data_source TEXT, device TEXT NOT NULL DEFAULT '',
+        started TEXT NOT NULL, ended TEXT, updated TEXT NOT NULL, epochs_done INTEGER NOT NULL DEFAULT 0,
+        test_accuracy REAL, metrics TEXT NOT NULL DEFAULT '{}', pid INTEGER, proc_start INTEGER, host TEXT)""",
+    """CREATE TABLE IF NOT EXISTS epochs (
+        run_id TEXT NOT NULL, epoch INTEGER NOT NULL, train_loss REAL, train_acc REAL, test_loss REAL,
+        test_acc REAL, seconds REAL, PRIMARY KEY (run_id, epoch))""",
+    """CREATE TABLE IF NOT EXISTS steps (
+        run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER, loss REAL, lr REAL, images_per_s REAL,
+        PRIMARY KEY (run_id, step))""",
+)
+
+
+class RunStoreError(ValueError):
+    """The run store cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    name: str
+    config: dict[str, Any]  # TrainConfig.to_dict()
+    status: str  # one of STATUSES
+    message: str  # why it failed, stopped or was interrupted
+    checkpoint: str | None  # last epoch checkpoint while training; the final model once completed
+    data_source: str | None  # what load_data() was given, so a resume loads the same data
+    device: str  # e.g. "cpu (bf16)"; empty until the run ends
+    started: str  # ISO 8601, UTC
+    ended: str | None
+    updated: str  # time of the last recorded event
+    epochs_done: int
+    test_accuracy: float | None  # 0..1 on the whole test set, when completed
+    metrics: dict[str, Any]  # final metrics (evaluation summary, throughput)
+    pid: int | None
+    host: str | None
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.config)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+    images_per_s: float
+
+
+_RUN_COLUMNS = ", ".join(RunRecord.__dataclass_fields__)
+
+
+def default_db_path(runs_dir: str | os.PathLike | None = None) -> Path:
+    """Env CIFAR_LAB_RUNS_DB, else <runs_dir>/cifar_lab.db (runs_dir defaults to ./runs)."""
+    return Path(os.environ.get(ENV_DB) or Path(runs_dir or "runs") / DB_NAME)
+
+
+def safe_child(runs_dir: str | os.PathLike, name: str) -> Path:
+    """runs_dir / name for a plain file name (from a form or URL); anything that could lead elsewhere raises."""
+    text = str(name)
+    if (not text or text.startswith(".") or len(text) > 200 or any(c in text for c in "/\\:")
+            or any(ord(c) < 32 for c in text) or Path(text).is_absolute()):
+        raise ValueError(f"{name!r} is not a valid file name: use letters, digits, '-', '_' and '.', not starting "
+                         "with '.', without '/', '\\' or ':', at most 200 characters")
+    base = Path(runs_dir).resolve()
+    if (base / text).resolve().parent != base:  # e.g. a symbolic link pointing out of the folder
+        raise ValueError(f"{name!r} leads outside the runs folder {base}; pick another name")
+    return Path(runs_dir) / text
+
+
+class RunStore:
+    """The run history in SQLite (WAL): one short connection per call, so any thread or process may use it."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *, runs_dir: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else self.path.parent  # files delete() may remove
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with _wrapped(self.path), closing(self._connect()) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; kept in the file
+            with self._write() as conn:
+                for statement in SCHEMA:
+                    conn.execute(statement)
+        except OSError as err:
+            raise RunStoreError(f"cannot open the run store at {self.path}: {err}. Point ${ENV_DB} (or "
+                                "--runs-db) at a file in a writable folder") from err
+
+    # --- writing ---
+    def create_run(self, config: TrainConfig, name: str = "", data_source: str | None = None,
+                   checkpoint_path: str | os.PathLike | None = None) -> str:
+        """Record a new run as 'running' by this process; returns its id, e.g. "250612-3fa9"."""
+        now = _now()
+        values = [clean_name(name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"),
+                  json.dumps(config.to_dict()), str(checkpoint_path) if checkpoint_path else None, data_source,
+                  now, now, *_this_process()]
+        for _ in range(20):
+            run_id = f"{time.strftime('%y%m%d')}-{secrets.token_hex(2)}"
+            try:
+                with self._write() as conn:
+                    conn.execute("INSERT INTO runs (id, name, config, status, checkpoint, data_source, started, "
+                                 "updated, pid, proc_start, host) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                                 [run_id, *values])
+                return run_id
+            except sqlite3.IntegrityError:
+                continue  # the id is taken; draw another
+        raise RunStoreError("no free run id after 20 tries; is the run store shared by far too many runs?")
+
+    def listener(self, run_id: str) -> "RunRecorder":
+        """The training listener that records `run_id`'s steps, epochs and outcome."""
+        return RunRecorder(self, run_id)
+
+    def finish(self, run_id: str, status: str | None = None, *, message: str | None = None,
+               metrics: dict[str, Any] | None = None, device: str | None = None,
+               only_if_running: bool = False) -> bool:
+        """Set the outcome fields given (None leaves one as is); True when the run was updated."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status={status!r} is not valid; choose one of: {', '.join(STATUSES)}")
+        changes: dict[str, Any] = {"updated": _now()}
+        if status is not None:
+            changes.update(status=status, ended=None if status == "running" else changes["updated"])
+        if message is not None:
+            changes["message"] = message
+        if device is not None:
+            changes["device"] = device
+        if metrics is not None:
+            changes.update(metrics=json.dumps(metrics), test_accuracy=metrics.get("test_accuracy"))
+        sql = f"UPDATE runs SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?"
+        sql += " AND status = 'running'" if only_if_running else ""
+        with self._write() as conn:
+            return conn.execute(sql, [*changes.values(), run_id]).rowcount == 1
+
+    def begin_resume(self, run_id: str, *, epoch: int, step: int) -> None:
+        """Claim a stopped/interrupted/failed run for this process, dropping metrics recorded after `step`."""
+        self.mark_interrupted()
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
+            if row is None:
+                raise _unknown(run_id)
+            if row["status"] not in RESUMABLE:
+                raise RunStoreError(f"run {run_id} is {row['status']}; only stopped, interrupted or failed runs "
+                                    "can be resumed")
+            conn.execute("UPDATE runs SET status = 'running', message = ?, ended = NULL, updated = ?, "
+                         "epochs_done = ?, pid = ?, proc_start = ?, host = ? WHERE id = ?",
+                         [f"resumed after epoch {epoch}", _now(), epoch, *_this_process(), run_id])
+            conn.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", [run_id, epoch])
+            conn.execute("DELETE FROM steps WHERE run_id = ? AND step > ?", [run_id, step])
+
+    def mark_interrupted(self, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
+        """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids. Call at start-up."""
+        rows = self._read("SELECT id, pid, proc_start, host, updated FROM runs WHERE status = 'running'")
+        gone = [r for r in rows if not _process_alive(r["pid"], r["proc_start"], r["host"], r["updated"],
+                                                      stale_after_s)]
+        for r in gone:
+            message = (f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; resume "
+                       f"it with `python -m cifar_lab train --resume {r['id']}`")
+            with self._write() as conn:  # `updated` unchanged: the run has not reported since we looked
+                conn.execute("UPDATE runs SET status = 'interrupted', message = ?, ended = ? WHERE id = ? "
+                             "AND status = 'running' AND updated = ?", [message, _now(), r["id"], r["updated"]])
+        return [r["id"] for r in gone]
+
+    def rename(self, run_id: str, name: str) -> None:
+        with self._write() as conn:
+            if conn.execute("UPDATE runs SET name = ? WHERE id = ?", [clean_name(name), run_id]).rowcount == 0:
+                raise _unknown(run_id)
+
+    def delete(self, run_id: str, *, delete_checkpoint: bool = False) -> bool:
+        """Remove the run's rows; with delete_checkpoint also its file, only if inside the runs folder and no
+        other run points at it. Returns True when a file was removed."""
+        self.mark_interrupted()
+        with self._write() as conn:
+            row = conn.execute("SELECT status, checkpoint FROM runs WHERE id = ?", [run_id]).fetchone()
+            if row is None:
+                raise _unknown(run_id)
+            if row["status"] == "running":
+                raise RunStoreError(f"run {run_id} is still training; stop it first, then delete it")
+            for table, key in (("steps", "run_id"), ("epochs", "run_id"), ("runs", "id")):
+                conn.execute(f"DELETE FROM {table} WHERE {key} = ?", [run_id])
+            checkpoint = row["checkpoint"]
+            shared = checkpoint and conn.execute("SELECT 1 FROM runs WHERE checkpoint = ?", [checkpoint]).fetchone()
+        if not (delete_checkpoint and checkpoint) or shared:
+            return False
+        path = Path(checkpoint).resolve()
+        if not path.is_relative_to(self.runs_dir.resolve()) or not path.is_file():
+            return False
+        path.unlink()
+        return True
+
+    # --- reading ---
+    def get_run(self, run_id: str) -> RunRecord:
+        rows = self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id])
+        if not rows:
+            raise _unknown(run_id)
+        return _record(rows[0])
+
+    def list_runs(self, *, status: str | Iterable[str] | None = None, search: str = "", arch: str | None = None,
+                  limit: int | None = None) -> list[RunRecord]:
+        """Newest first; `search` matches part of the name or id, case-insensitively."""
+        where, params = [], []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params += statuses
+        if search:
+            where.append("(name LIKE ? ESCAPE '!' OR id LIKE ? ESCAPE '!')")
+            pattern = "%" + search.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+            params += [pattern, pattern]
+        if arch is not None:
+            where.append("json_extract(config, '$.arch') = ?")
+            params.append(arch)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} " \
+              f"ORDER BY started DESC, rowid DESC{' LIMIT ?' if limit is not None else ''}"
+        return [_record(r) for r in self._read(sql, params + ([limit] if limit is not None else []))]
+
+    def epochs(self, run_id: str) -> list[EpochRecord]:
+        rows = self._read("SELECT epoch, train_loss, train_acc, test_loss, test_acc, seconds FROM epochs "
+                          "WHERE run_id = ? ORDER BY epoch", [run_id])
+        return [EpochRecord(*r) for r in rows]
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        rows = self._read("SELECT step, epoch, loss, lr, images_per_s FROM steps WHERE run_id = ? ORDER BY step",
+                          [run_id])
+        return [StepRecord(*r) for r in rows]
+
+    def export_csv(self, run_ids: Iterable[str]) -> str:
+        """Per-epoch metrics of the runs, one row per (run, epoch), with a header."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["run_id", "name", *EpochRecord.__dataclass_fields__])
+        for run_id in run_ids:
+            name = self.get_run(run_id).name
+            writer.writerows([run_id, name, *asdict(e).values()] for e in self.epochs(run_id))
+        return out.getvalue()
+
+    def export_json(self, run_ids: Iterable[str]) -> str:
+        """Each run's record, epochs and steps as one JSON list."""
+        return json.dumps([{"run": self.get_run(i).to_dict(), "epochs": [asdict(e) for e in self.epochs(i)],
+                            "steps": [asdict(s) for s in self.steps(i)]} for i in run_ids], indent=1)
+
+    # --- connections ---
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe against app crashes, no fsync per commit
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction that takes the write lock at once, so concurrent writers queue instead of failing."""
+        with _wrapped(self.path), closing(self._connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with _wrapped(self.path), closing(self._connect()) as conn:
+            return conn.execute(sql, list(params)).fetchall()
+
+
+class RunRecorder:
+    """A training listener writing one run's events. A database error is warned about once and kept in
+    `error`, never raised into the loop: a lost metric row must not end a training run."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        self.error: Exception | None = None
+
+    def __call__(self, event: Event) -> None:
+        try:
+            self._record(event)
+        except (sqlite3.Error, RunStoreError) as err:
+            if self.error is None:
+                warnings.warn(f"run {self.run_id}: metrics not recorded: {err}", RuntimeWarning, stacklevel=2)
+            self.error = err
+
+    def _record(self, event: Event) -> None:
+        if isinstance(event, Finished):
+            metrics = {"test_accuracy": event.test_accuracy, "train_seconds": event.train_seconds,
+                       "images_per_s": event.images_per_s}
+            self._update("status = 'completed', message = '', ended = ?, epochs_done = ?, test_accuracy = ?, "
+                         "metrics = ?", [_now(), event.epochs, event.test_accuracy, json.dumps(metrics)])
+        elif isinstance(event, Stopped):
+            self._update("status = 'stopped', message = ?, ended = ?, epochs_done = ?",
+                         [f"stopped by request after {event.epochs_done} epoch(s)", _now(), event.epochs_done])
+        elif isinstance(event, Failed):
+            self._update("status = 'failed', message = ?, ended = ?", [event.message, _now()])
+        elif isinstance(event, EpochEnd):
+            self._update("epochs_done = ?", [event.epoch], "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         [self.run_id, event.epoch, event.train_loss, event.train_acc, event.test_loss,
+                          event.test_acc, event.seconds])
+        elif isinstance(event, Step):
+            self._update("", [], "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
+                         [self.run_id, event.step, event.epoch, event.loss, event.lr, event.images_per_s])
+
+    def _update(self, assignments: str, params: list[Any], insert: str = "", row: list[Any] | None = None) -> None:
+        """Set `assignments` on the run (and `updated`, the heartbeat) and insert `row`, in one transaction."""
+        with self.store._write() as conn:
+            if insert:
+                conn.execute(insert, row)
+            sets = f"{assignments}, updated = ?" if assignments else "updated = ?"
+            conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*params, _now(), self.run_id])
+
+
+def load_resume(record: RunRecord) -> dict[str, Any]:
+    """train()'s `resume` argument from the run's last epoch checkpoint: weights plus optimizer and RNG state."""
+    if record.status not in RESUMABLE:
+        raise RunStoreError(f"run {record.id} is {record.status}; only stopped, interrupted or failed runs can be "
+                            "resumed")
+    if not record.checkpoint or not Path(record.checkpoint).is_file():
+        raise RunStoreError(f"run {record.id} has no checkpoint ({record.checkpoint}): it ended before its first "
+                            "epoch finished; start it again instead")
+    ckpt = load_checkpoint(record.checkpoint)
+    if not ckpt.resume:
+        raise RunStoreError(f"{record.checkpoint} holds no optimizer/RNG state to resume from; start run "
+                            f"{record.id} again instead")
+    if ckpt.config != record.train_config:
+        raise RunStoreError(f"{record.checkpoint} was written by another config than run {record.id}'s "
+                            "(overwritten by a run of the same name?); start the run again instead")
+    return {**ckpt.resume, "model": ckpt.model.state_dict()}
+
+
+def clean_name(name: str) -> str:
+    """A display name: stripped, non-empty, printable, at most MAX_NAME characters."""
+    text = str(name).strip()
+    if not text or len(text) > MAX_NAME or any(ord(c) < 32 for c in text):
+        raise ValueError(f"run name {name!r} is not valid: use 1 to {MAX_NAME} printable characters")
+    return text
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _unknown(run_id: str) -> RunStoreError:
+    return RunStoreError(f"no run {run_id!r} in the run store; list runs with `python -m cifar_lab runs`")
+
+
+@contextmanager
+def _wrapped(path: Path) -> Iterator[None]:
+    """sqlite3's errors as RunStoreError with the database named; id collisions pass through for a retry."""
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise
+    except sqlite3.Error as err:
+        raise RunStoreError(f"run store {path}: {err}. If the file is damaged, move it away and a new one is "
+                            f"made; point ${ENV_DB} elsewhere to keep it") from err
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    values = dict(row)
+    values["config"], values["metrics"] = json.loads(values["config"]), json.loads(values["metrics"] or "{}")
+    return RunRecord(**values)
+
+
+def _this_process() -> tuple[int, int | None, str]:
+    """(pid, start time, host): enough to tell later whether this process still runs."""
+    pid = os.getpid()
+    stat = _proc_stat(pid)
+    return pid, stat[1] if stat else None, socket.gethostname()
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) from Linux's /proc; None elsewhere or if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[19])  # fields 3 and 22 of proc(5), counted after "pid (comm)"
+
+
+def _process_alive(pid: int | None, proc_start: int | None, host: str | None, updated: str,
+                   stale_after_s: float) -> bool:
+    """Whether a 'running' run's process may still be training it."""
+    if host != socket.gethostname() or pid is None or os.name == "nt":  # os.kill(pid, 0) would kill on Windows
+        age = (datetime.now(timezone.utc) - datetime.fromisoformat(updated)).total_seconds()
+        return age < stale_after_s
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the pid exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    stat = _proc_stat(pid)
+    if stat is None:  # no /proc (macOS): the pid exists, which is all we can tell; on Linux it just ended
+        return not Path("/proc/self/stat").exists()
+    state, start = stat
+    return state not in "ZX" and (proc_start is None or start == proc_start)  # a new process may reuse the pid
