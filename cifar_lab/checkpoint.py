@@ -93,12 +93,19 @@ def _read(source: str | os.PathLike | bytes, label: str) -> Any:
     try:
         return torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{label} was refused: it holds objects other than weights and plain values, "
-                              "and loading it could run code. Only load checkpoints you trust, saved as "
-                              "state_dicts") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as err:
-        raise CheckpointError(f"{label} is not a readable PyTorch checkpoint (corrupt or truncated): "
-                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+        if "global" in str(err).lower():  # torch names the class or function it would have had to import
+            raise CheckpointError(f"{label} was refused: it holds objects other than weights and plain values, "
+                                  "and loading it could run code. Only load checkpoints you trust, saved as "
+                                  "state_dicts") from err
+        raise _corrupt(label, err) from err
+    except Exception as err:  # the legacy pickle reader fails on junk with anything: IndexError, struct.error...
+        raise _corrupt(label, err) from err
+
+
+def _corrupt(label: str, err: Exception) -> CheckpointError:
+    first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return CheckpointError(f"{label} is not a readable PyTorch checkpoint (corrupt, truncated or another kind "
+                           f"of file): {first_line[:200]}")
 
 
 def _from_payload(raw: dict[str, Any], source: Any, label: str) -> Checkpoint:

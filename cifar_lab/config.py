@@ -155,6 +155,9 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
     """The named preset, with any fields overridden."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    unknown = set(overrides) - set(field_names())
+    if unknown:
+        raise ValueError(f"unknown config field(s) {sorted(unknown)}; valid fields: {', '.join(field_names())}")
     return TrainConfig(**{**PRESETS[name], **overrides})
 
 

@@ -49,8 +49,11 @@ def open_image(source: bytes | str | os.PathLike | Image.Image, name: str = "") 
             return ImageOps.exif_transpose(image)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"{label} is not an image this lab can read (PNG, JPEG, WebP, GIF or BMP): {err}") from err
+    except UnidentifiedImageError as err:
+        raise ImageError(f"{label} is not an image this lab can read (PNG, JPEG, WebP, GIF or BMP)") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageError(f"{label} was refused: its pixel count is so large it could exhaust memory "
+                         f"(a 'decompression bomb'); use an image under {MAX_PIXELS // 1_000_000} megapixels") from err
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"{label} looks damaged or truncated and could not be decoded: {err}") from err
 
