@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .config import FIELD_HELP, PRESETS, TrainConfig, preset
@@ -113,17 +114,27 @@ def _train(args: argparse.Namespace) -> int:
     from .data import load_data, resolve_source
     from .session import TrainSession
 
-    store = _open_store(args.runs_db, args.out)
     if args.resume:
-        return _resume(args, store)
-    config = config_from_args(args)
-    name = args.name or f"{args.preset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    checkpoint = safe_child(args.out, f"{name}.pth")
+        return _resume(args, _open_store(args.runs_db, args.out))
+    config = config_from_args(args)  # a typo in a flag is reported before anything is written
+    checkpoint = safe_child(args.out, f"{args.name or _fresh_name(args.preset, args.out)}.pth")
     data = load_data(args.data, download=args.download)
+    store = _open_store(args.runs_db, args.out)
+    name = checkpoint.stem
     run_id = store.create_run(config, name, resolve_source(args.data), checkpoint)
     print(f"run {run_id} (resume it, if it ends early, with: python -m cifar_lab train --resume {run_id})",
           file=sys.stderr)
     return _run_session(TrainSession(config, data, checkpoint, store=store, run_id=run_id), args)
+
+
+def _fresh_name(preset_name: str, out: str) -> str:
+    """preset-date-time, with a counter if that checkpoint exists already (two runs in one second)."""
+    base = f"{preset_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name, n = base, 1
+    while (Path(out) / f"{name}.pth").exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def _resume(args: argparse.Namespace, store: RunStore) -> int:

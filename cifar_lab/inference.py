@@ -66,7 +66,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         image = Image.fromarray((arr / top * 255).clip(0, 255).astype(np.uint8), "L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "La"):
+    if image.mode in ("La", "RGBa"):  # premultiplied alpha: undo it first
+        image = image.convert("LA" if image.mode == "La" else "RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)

@@ -1,6 +1,7 @@
 """The training loop: config in, events out, result back; it does no I/O of its own."""
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -218,7 +219,8 @@ def _to_cpu(obj: Any) -> Any:
 
 def _restore(run: _Run, resume: dict[str, Any]) -> None:
     run.model.load_state_dict(resume["model"])
-    run.optimizer.load_state_dict(resume["optimizer"])
+    # load_state_dict keeps the given CPU tensors and would update the caller's copy in place.
+    run.optimizer.load_state_dict(copy.deepcopy(resume["optimizer"]))
     run.generator.set_state(resume["generator"])
     torch.set_rng_state(resume["torch_rng"])
     if run.device.type == "cuda" and resume.get("cuda_rng") is not None:

@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny generated CIFAR-like data and a small, fast training config (CPU, fp32)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cifar_lab.config import TrainConfig
+from cifar_lab.data import CifarData, synthetic_data
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> CifarData:
+    """512 train / 128 test generated 32x32 images, 10 classes; read-only for the tests that share it."""
+    return synthetic_data(n_train=512, n_test=128, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> TrainConfig:
+    """A few-thousand-parameter VGG-style net; one epoch on `tiny_data` takes well under a second of compute."""
+    return TrainConfig(arch="cnn", width=8, depth=2, batch_size=64, epochs=1, precision="fp32", device="cpu",
+                       flip=False, crop_pad=0, eval_subset=0, seed=0,
+                       threads=1)  # one thread: tiny nets gain nothing from more, and it stays fast on a busy CPU
+
+
+@pytest.fixture()
+def images_u8() -> torch.Tensor:
+    """(4, 3, 32, 32) uint8 random pixels, seeded."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, 256, (4, 3, 32, 32), generator=g, dtype=torch.uint8)

@@ -1,0 +1,63 @@
+"""The core package stands alone: importing any of it never pulls in streamlit; torch.load is always safe."""
+from __future__ import annotations
+
+import ast
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cifar_lab
+
+PACKAGE_DIR = Path(cifar_lab.__file__).parent
+CORE = ["config", "events", "preprocess", "devices", "data", "augment", "models", "optim", "evaluate", "train",
+        "session", "checkpoint", "inference", "cli"]
+
+
+def test_core_modules_exist():
+    present = {m.name for m in pkgutil.iter_modules([str(PACKAGE_DIR)])}
+    missing = set(CORE) - present
+    assert not missing, f"core modules missing: {sorted(missing)}"
+
+
+def test_importing_every_module_never_imports_streamlit():
+    modules = ["cifar_lab"] + [f"cifar_lab.{m.name}" for m in pkgutil.iter_modules([str(PACKAGE_DIR)])
+                               if m.name != "__main__"]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = sorted(m for m in sys.modules if m == 'streamlit' or m.startswith('streamlit.'))\n"
+        "print('STREAMLIT' if bad else 'CLEAN', bad[:5])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=PACKAGE_DIR.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("CLEAN"), f"importing {modules} loaded streamlit: {proc.stdout}"
+
+
+def _torch_load_calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            owner = getattr(func.value, "id", "") if isinstance(func, ast.Attribute) else ""
+            if name == "load" and owner == "torch":
+                yield node
+
+
+def test_every_torch_load_uses_weights_only_true():
+    offenders = []
+    for path in sorted(PACKAGE_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for call in _torch_load_calls(tree):
+            ok = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                     for k in call.keywords)
+            if not ok:
+                offenders.append(f"{path.name}:{call.lineno}")
+    assert not offenders, f"torch.load without weights_only=True at {offenders}"
+
+
+def test_every_module_opens_with_a_docstring():
+    missing = [p.name for p in sorted(PACKAGE_DIR.glob("*.py")) if not ast.get_docstring(ast.parse(p.read_text()))]
+    assert not missing, f"modules without a docstring: {missing}"
