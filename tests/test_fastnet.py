@@ -1,0 +1,123 @@
+"""FastNet: the whitening layer whitens, shapes, exact state_dict round trip, training steps in fp32 and bf16."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cifar_lab.config import TrainConfig
+from cifar_lab.fastnet import BIAS_LR_SCALE, FastNet, _patches
+
+
+def correlated_images(n: int = 64, side: int = 32, seed: int = 0) -> torch.Tensor:
+    """(n, 3, side, side) float with strongly correlated neighbouring pixels and channels, like photos."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, side, side, generator=g)
+    x = x + torch.roll(x, 1, dims=3) + 0.5 * torch.roll(x, 1, dims=2)  # spatial correlation
+    return x + x.mean(dim=1, keepdim=True) * 2 + 0.3  # channel correlation and a non-zero mean
+
+
+def test_whitening_layer_gives_identity_patch_covariance():
+    torch.manual_seed(0)
+    model = FastNet(width=8)
+    x = correlated_images()
+    before = _patches(x, 2)
+    assert (torch.cov(before.T) - torch.eye(12)).abs().max() > 1.0  # the data is far from white
+    model.init_from_data(x)
+    with torch.no_grad():
+        out = model.whiten(x)  # (B, 24, 31, 31)
+    features = out.permute(0, 2, 3, 1).reshape(-1, 24)
+    first = features[:, :12]
+    covariance = first.T @ first / len(first)  # about zero mean, so this is the covariance
+    assert first.mean(dim=0).abs().max() < 1e-4
+    assert (covariance - torch.eye(12)).abs().max() < 0.01
+    assert torch.allclose(features[:, 12:], -first, atol=1e-5)  # second half: the same directions negated
+
+
+def test_whitening_filters_are_frozen_and_left_out_of_the_optimizer():
+    model = FastNet(width=8)
+    assert not model.whiten.weight.requires_grad
+    groups = model.param_groups(TrainConfig(arch="fastnet", opt="sgd", lr=0.5, weight_decay=1e-3))
+    grouped = [p for g in groups for p in g["params"]]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(grouped) == len(trainable) == len({id(p) for p in grouped})
+    assert all(p is not model.whiten.weight for p in grouped)
+
+
+def test_param_groups_units():
+    model = FastNet(width=8)
+    sgd = model.param_groups(TrainConfig(arch="fastnet", opt="sgd", lr=0.5, weight_decay=1e-3))
+    assert sgd[0]["lr"] == 0.5 and sgd[0]["weight_decay"] == 1e-3
+    assert sgd[1]["lr"] == 0.5 * BIAS_LR_SCALE and sgd[1]["lr_scale"] == BIAS_LR_SCALE
+    assert sgd[1]["lr"] * sgd[1]["weight_decay"] == pytest.approx(0.5 * 1e-3)  # same decay per step
+    adam = model.param_groups(TrainConfig(arch="fastnet", opt="adam", lr=1e-3, weight_decay=0.0))
+    assert adam[1]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("width", [4, 8, 16])
+@pytest.mark.parametrize("side", [32, 24])
+def test_output_shapes(width, side):
+    model = FastNet(width=width, num_classes=7).eval()
+    with torch.no_grad():
+        assert model(torch.randn(3, 3, side, side)).shape == (3, 7)
+    assert model.head.in_features == 4 * width
+
+
+def test_state_dict_round_trip_is_exact():
+    torch.manual_seed(0)
+    model = FastNet(width=8, dropout=0.1)
+    model.init_from_data(correlated_images(16))
+    _train_steps(model, steps=2)  # moves the BN running stats and weights away from their init
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    restored = FastNet(width=8, dropout=0.1)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    state, state2 = model.state_dict(), restored.state_dict()
+    assert state.keys() == state2.keys() and "whiten.weight" in state
+    assert all(torch.equal(state[k], state2[k]) for k in state)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), restored.eval()(x))
+
+
+def _train_steps(model: FastNet, steps: int, bf16: bool = False, lr: float = 0.2) -> list[float]:
+    """A few SGD steps on one fixed synthetic batch; returns the losses."""
+    g = torch.Generator().manual_seed(1)
+    x = correlated_images(32, seed=1).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (32,), generator=g)
+    config = TrainConfig(arch="fastnet", opt="sgd", lr=lr, weight_decay=5e-4)
+    opt = torch.optim.SGD(model.param_groups(config), momentum=0.9, nesterov=True)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_training_steps_lower_the_loss(bf16):
+    torch.manual_seed(0)
+    model = FastNet(width=8).to(memory_format=torch.channels_last)
+    model.init_from_data(correlated_images(16))
+    whiten_before = model.whiten.weight.clone()
+    losses = _train_steps(model, steps=8, bf16=bf16)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.7 * losses[0]
+    assert torch.equal(model.whiten.weight, whiten_before)  # frozen
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast leaves the master weights fp32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_runs_on_cuda():
+    model = FastNet(width=8).cuda()
+    model.init_from_data(correlated_images(8).cuda())
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        assert model(torch.randn(2, 3, 32, 32, device="cuda")).shape == (2, 10)
