@@ -196,7 +196,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     data = load_data(args.data)
     tta = ckpt.config.tta if args.tta is None else args.tta
     result = evaluate(ckpt.model, data.test_x, data.test_y, classes=data.classes, normalize=ckpt.config.normalize,
-                      tta=tta)
+                      tta=tta, shifts=tta and ckpt.config.tta_shifts)
     summary = {"checkpoint": str(args.checkpoint), "data": data.source, "tta": tta, **result.summary()}
     if args.json:
         print(json.dumps(summary))

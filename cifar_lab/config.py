@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 ARCHS = ("tutorial", "cnn", "resnet", "fastnet")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -26,6 +26,7 @@ class TrainConfig:
     dropout: float = 0.0  # before the classifier; 0..0.9
     # --- augmentation (applied to whole batches on the training device) ---
     flip: bool = True  # random horizontal flip
+    alternate_flip: bool = False  # with flip: mirror each image on every other epoch instead of at random
     crop_pad: int = 4  # random crop after reflect-padding this many pixels; 0 = off
     rotate: float = 0.0  # random rotation in [-rotate, +rotate] degrees; 0 = off
     cutout: int = 0  # side of a zeroed random square, pixels; 0 = off
@@ -42,6 +43,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # --- evaluation ---
     tta: bool = False  # average the prediction with that of the mirrored image
+    tta_shifts: bool = False  # with tta: also average over 1-pixel shifts (3x the evaluation cost)
     eval_subset: int = 0  # test images scored after each epoch; 0 = all. The final score always uses all.
     # --- data and runtime ---
     normalize: str = "cifar"  # "cifar": per-channel mean/std of CIFAR-10; "half": the tutorial's 0.5/0.5
@@ -99,7 +101,7 @@ def _validate(c: TrainConfig) -> None:
     _choice("device", c.device, DEVICES)
     _choice("precision", c.precision, PRECISIONS)
     _choice("normalize", c.normalize, NORMALIZATIONS)
-    for name in ("batchnorm", "flip", "nesterov", "tta"):
+    for name in ("batchnorm", "flip", "alternate_flip", "nesterov", "tta", "tta_shifts"):
         if not isinstance(getattr(c, name), bool):
             raise ValueError(f"{name}={getattr(c, name)!r} is not valid; it must be true or false")
     _number("width", c.width, 4, 512, integer=True)
@@ -118,6 +120,9 @@ def _validate(c: TrainConfig) -> None:
     _number("eval_subset", c.eval_subset, 0, 10_000_000, integer=True)
     _number("seed", c.seed, 0, 2**31 - 1, integer=True)
     _number("threads", c.threads, 0, 1024, integer=True)
+    if c.opt == "muon" and c.arch != "fastnet":
+        raise ValueError(f"opt='muon' works with arch='fastnet' only (it needs the net to mark its conv filters); "
+                         f"use opt='sgd' with arch={c.arch!r}, or arch='fastnet'")
     if c.nesterov and c.opt == "sgd" and c.momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0; set momentum (e.g. 0.9) or nesterov=False")
 
@@ -173,10 +178,11 @@ FIELD_HELP: dict[str, str] = {
     "batchnorm": "normalise activations after each conv (cnn); makes training faster and more stable",
     "dropout": "fraction of features zeroed at random before the classifier while training; fights overfitting",
     "flip": "mirror training images left-right at random",
+    "alternate_flip": "with flip: mirror each image on every other epoch, so it is seen both ways every two epochs",
     "crop_pad": "shift training images by up to this many pixels (pad, then crop at random); 0 = off",
     "rotate": "rotate training images at random by up to this many degrees; 0 = off",
     "cutout": "blank a random square of this side in each training image; 0 = off",
-    "opt": "optimizer: sgd (with momentum), adam or adamw",
+    "opt": "optimizer: sgd (with momentum), adam, adamw, or muon (orthogonalised steps for conv filters; fastnet)",
     "lr": "peak learning rate: the size of each update step",
     "momentum": "how much of the previous update carries over (SGD momentum, Adam beta1)",
     "nesterov": "use Nesterov's look-ahead momentum (SGD)",
@@ -187,6 +193,7 @@ FIELD_HELP: dict[str, str] = {
     "warmup": "fraction of training spent raising the learning rate to its peak (onecycle)",
     "label_smoothing": "train towards slightly soft targets (e.g. 0.9 for the true class); reduces over-confidence",
     "tta": "test-time augmentation: also score the mirrored test image and average",
+    "tta_shifts": "with tta: also score copies shifted by one pixel (3x the evaluation time)",
     "eval_subset": "test images scored after each epoch (0 = all); the final score always uses all",
     "normalize": "input normalisation: cifar (per-channel mean/std) or half (the tutorial's 0.5/0.5)",
     "seed": "random seed; the same seed and config give the same fp32 run",

@@ -34,11 +34,12 @@ class Evaluation:
 
 
 def predict_logits(model: nn.Module, x: torch.Tensor, *, normalize: str = "cifar", tta: bool = False,
-                   device: torch.device | None = None, dtype: torch.dtype | None = None,
+                   shifts: bool = False, device: torch.device | None = None, dtype: torch.dtype | None = None,
                    batch_size: int = 500) -> torch.Tensor:
     """Logits (N, C) in fp32 on the CPU for uint8 images x (N, 3, H, W); leaves the model's mode as found.
 
-    With `tta` the logits of each image and its mirror image are averaged.
+    With `tta` the logits of each image and its mirror image are averaged; with `shifts` as well, so are those of
+    copies shifted one pixel up-left and down-right (weights 1/2, 1/4, 1/4).
     """
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -49,22 +50,31 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, normalize: str = "cifar
             for start in range(0, len(x), batch_size):
                 batch = normalize_pixels(x[start:start + batch_size].to(device), normalize)
                 batch = batch.contiguous(memory_format=torch.channels_last)
-                logits = model(batch).float()
-                if tta:
-                    logits = 0.5 * (logits + model(torch.flip(batch, dims=[3])).float())
+                logits = _mirror_average(model, batch) if tta else model(batch).float()
+                if tta and shifts:
+                    padded = F.pad(batch, (1, 1, 1, 1), mode="reflect")
+                    side_h, side_w = batch.shape[2:]
+                    up_left = padded[:, :, 2:2 + side_h, 2:2 + side_w]
+                    down_right = padded[:, :, :side_h, :side_w]
+                    logits = 0.5 * logits + 0.25 * (_mirror_average(model, up_left) + _mirror_average(model, down_right))
                 chunks.append(logits.cpu())
     finally:
         model.train(was_training)
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
 
 
+def _mirror_average(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (model(batch).float() + model(torch.flip(batch, dims=[3])).float())
+
+
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: tuple[str, ...],
-             normalize: str = "cifar", tta: bool = False, device: torch.device | None = None,
-             dtype: torch.dtype | None = None, batch_size: int = 500) -> Evaluation:
+             normalize: str = "cifar", tta: bool = False, shifts: bool = False,
+             device: torch.device | None = None, dtype: torch.dtype | None = None,
+             batch_size: int = 500) -> Evaluation:
     """Score `model` on uint8 images x (N, 3, H, W) with labels y (N,)."""
     if len(x) == 0:
         raise ValueError("nothing to evaluate: the test set is empty")
-    logits = predict_logits(model, x, normalize=normalize, tta=tta, device=device, dtype=dtype,
+    logits = predict_logits(model, x, normalize=normalize, tta=tta, shifts=shifts, device=device, dtype=dtype,
                             batch_size=batch_size)
     labels = y.cpu().long()
     loss = F.cross_entropy(logits, labels).item()

@@ -23,8 +23,14 @@ def _adamw(groups: list[dict], c: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=c.lr, betas=(c.momentum, 0.999), weight_decay=c.weight_decay)
 
 
+def _muon(groups: list[dict], c: TrainConfig) -> torch.optim.Optimizer:
+    from .fastnet import Muon  # lazily, as models.py imports FastNet
+
+    return Muon(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, weight_decay=c.weight_decay)
+
+
 OPTIMIZERS: dict[str, Callable[[list[dict], TrainConfig], torch.optim.Optimizer]] = {
-    "sgd": _sgd, "adam": _adam, "adamw": _adamw,
+    "sgd": _sgd, "adam": _adam, "adamw": _adamw, "muon": _muon,
 }
 
 

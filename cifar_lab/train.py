@@ -55,6 +55,7 @@ class _Run:
     generator: torch.Generator
     train_x: torch.Tensor
     train_y: torch.Tensor
+    flip_bits: torch.Tensor | None  # (N,) bool, alternate_flip only: mirror image i in even epochs
     steps_per_epoch: int
     total_steps: int
     step: int = 0
@@ -69,9 +70,11 @@ def train(config: TrainConfig, data: CifarData, *, stop: threading.Event | None 
 
     `resume` is an EpochEnd's `resume_state` plus the weights of that epoch under "model".
     """
+    started = time.perf_counter()  # data-dependent init (fastnet's whitening) counts as training time
     emit = on_event or (lambda event: None)
     stop = stop or threading.Event()
     run = _setup(config, data, resume)
+    run.started = started
     history: list[EpochEnd] = []
     for epoch in range(run.start_epoch, config.epochs):
         outcome = _train_epoch(run, epoch, stop, emit)
@@ -82,7 +85,7 @@ def train(config: TrainConfig, data: CifarData, *, stop: threading.Event | None 
             return _result(run, status, len(history) + run.start_epoch, None, message, history)
         history.append(_end_epoch(run, epoch, outcome, emit))
     evaluation = evaluate(run.model, data.test_x, data.test_y, classes=data.classes, normalize=config.normalize,
-                          tta=config.tta, device=run.device, dtype=run.dtype)
+                          tta=config.tta, shifts=config.tta_shifts, device=run.device, dtype=run.dtype)
     elapsed = time.perf_counter() - run.started
     images = run.step * config.batch_size
     emit(Finished(evaluation.accuracy, config.epochs, elapsed, images / max(run.train_seconds, 1e-9)))
@@ -108,11 +111,19 @@ def _setup(config: TrainConfig, data: CifarData, resume: dict[str, Any] | None) 
     optimizer = build_optimizer(model, config)
     # A last batch of one image would break BatchNorm; it is dropped, so each epoch sees N - 1 at worst.
     steps_per_epoch = max(1, len(train_x) // config.batch_size + (len(train_x) % config.batch_size > 1))
-    run = _Run(config, data, device, dtype, model, optimizer, generator, train_x, train_y, steps_per_epoch,
-               steps_per_epoch * config.epochs)
+    run = _Run(config, data, device, dtype, model, optimizer, generator, train_x, train_y,
+               _flip_bits(config, len(train_x), device), steps_per_epoch, steps_per_epoch * config.epochs)
     if resume is not None:
         _restore(run, resume)
     return run
+
+
+def _flip_bits(config: TrainConfig, n: int, device: torch.device) -> torch.Tensor | None:
+    """One fixed coin per image for alternate_flip, from its own seeded generator so a resumed run redraws them."""
+    if not (config.flip and config.alternate_flip):
+        return None
+    coins = torch.Generator().manual_seed(config.seed + 1)
+    return (torch.rand(n, generator=coins) < 0.5).to(device)
 
 
 def _auto_threads(config: TrainConfig, model: nn.Module) -> int:
@@ -139,8 +150,11 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event, emit: Listener):
             run.train_seconds += time.perf_counter() - t0
             return Stopped(epoch, run.step)
         idx = order[i * c.batch_size:(i + 1) * c.batch_size]
-        x = augment(run.train_x[idx], flip=c.flip, crop_pad=c.crop_pad, rotate=c.rotate, cutout=c.cutout,
-                    generator=run.generator)
+        x = augment(run.train_x[idx], flip=c.flip and run.flip_bits is None, crop_pad=c.crop_pad, rotate=c.rotate,
+                    cutout=c.cutout, generator=run.generator)
+        if run.flip_bits is not None:  # each image flips every other epoch: seen both ways in any two epochs
+            mirror = run.flip_bits[idx] ^ bool(epoch % 2)
+            x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(3), x)
         x = normalize(x, c.normalize).contiguous(memory_format=torch.channels_last)
         y = run.train_y[idx]
         lr = set_lr(run.optimizer, c.lr, lr_factor(c.schedule, run.step, run.total_steps, c.warmup))

@@ -1,0 +1,61 @@
+"""Evaluation: confusion matrix bookkeeping and test-time augmentation."""
+import numpy as np
+import torch
+from torch import nn
+
+from cifar_lab.evaluate import evaluate, predict_logits
+
+
+class ChannelMeans(nn.Module):
+    """Logits from per-channel means: blind to mirroring, so flip TTA must change nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class LeftHalf(nn.Module):
+    """Looks only at the left half of the image: mirroring changes its answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x[:, :, :, : x.shape[3] // 2].mean(dim=(2, 3)))
+
+
+def images(n: int = 20) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+
+
+def test_flip_tta_leaves_a_mirror_blind_model_unchanged_and_keeps_shapes():
+    torch.manual_seed(0)
+    model, x = ChannelMeans(), images()
+    plain = predict_logits(model, x)
+    assert plain.shape == (20, 4)
+    assert torch.allclose(predict_logits(model, x, tta=True), plain, atol=1e-5)
+    assert predict_logits(model, x, tta=True, shifts=True).shape == (20, 4)
+
+
+def test_flip_tta_averages_the_image_and_its_mirror():
+    torch.manual_seed(0)
+    model, x = LeftHalf(), images()
+    expected = 0.5 * (predict_logits(model, x) + predict_logits(model, x.flip(3)))
+    assert torch.allclose(predict_logits(model, x, tta=True), expected, atol=1e-5)
+
+
+def test_evaluate_counts_and_leaves_the_mode_as_found():
+    torch.manual_seed(0)
+    model, x = LeftHalf(), images(40)
+    y = torch.arange(40) % 4
+    model.train()
+    result = evaluate(model, x, y, classes=("a", "b", "c", "d"), tta=True, shifts=True)
+    assert model.training
+    assert result.confusion.sum() == 40 and result.confusion.sum(1).tolist() == [10, 10, 10, 10]
+    assert np.trace(result.confusion) / 40 == result.accuracy
+    assert np.allclose(result.probabilities.sum(1), 1, atol=1e-5)
+    assert set(result.per_class_accuracy) == {"a", "b", "c", "d"}
