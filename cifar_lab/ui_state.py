@@ -1,0 +1,216 @@
+"""What the dashboard decides before drawing: data source, runs folder, saved models, form layout."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, MutableMapping
+
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .config import ARCHS, DEVICES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from .data import DEFAULT_SOURCE, SYNTHETIC, CifarData, load_data
+from .datasources import detect_kind, missing_message
+from .jobs import JobManager, JobSnapshot
+from .models import build_model, count_macs, count_params
+
+MODELS_DIR = "models"  # shipped or hand-copied checkpoints, listed next to the runs folder
+
+# The Train form: sections in reading order, each a list of TrainConfig fields.
+FORM_SECTIONS: dict[str, tuple[str, ...]] = {
+    "Model": ("arch", "width", "depth", "batchnorm", "dropout"),
+    "Augmentation": ("flip", "crop_pad", "rotate", "cutout"),
+    "Optimisation": ("opt", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "epochs", "schedule",
+                     "warmup", "label_smoothing"),
+    "Evaluation and runtime": ("tta", "eval_subset", "normalize", "seed", "device", "precision", "threads"),
+}
+# Fields chosen from a registry rather than typed.
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "arch": ARCHS, "opt": OPTIMIZERS, "schedule": SCHEDULES, "normalize": NORMALIZATIONS, "device": DEVICES,
+    "precision": PRECISIONS,
+}
+# Fields that only matter for some architectures / optimizers: shown, but marked as unused.
+FIELD_APPLIES: dict[str, Callable[[Any], bool]] = {
+    "width": lambda c: c.arch != "tutorial",
+    "depth": lambda c: c.arch == "cnn",
+    "batchnorm": lambda c: c.arch == "cnn",
+    "nesterov": lambda c: c.opt == "sgd",
+    "warmup": lambda c: c.schedule == "onecycle",
+}
+
+
+def field_types() -> dict[str, str]:
+    """TrainConfig field -> its annotation as text ("int", "float", "bool", "str")."""
+    return {f.name: str(f.type) if not isinstance(f.type, type) else f.type.__name__
+            for f in dataclasses.fields(TrainConfig)}
+
+
+def form_values(config: dict[str, Any]) -> dict[str, Any]:
+    """Config values for the form's widgets: float fields as float, since a number input refuses an int there."""
+    types = field_types()
+    return {k: float(v) if types.get(k) == "float" else v for k, v in config.items() if k in types}
+
+
+def model_cost(arch: str, width: int, depth: int, batchnorm: bool) -> tuple[int, int]:
+    """(parameters, multiply-adds per 32x32 image) of a freshly built model."""
+    model = build_model(TrainConfig(arch=arch, width=width, depth=depth, batchnorm=batchnorm))
+    return count_params(model), count_macs(model)
+
+
+def progress_text(snap: JobSnapshot) -> str:
+    """e.g. "running · epoch 2/3, step 120/294 · 1,234 images/s · about 40 s left"."""
+    parts = [snap.status]
+    if snap.last_step is not None:
+        s = snap.last_step
+        parts.append(f"epoch {s.epoch}/{snap.config.epochs}, step {s.step}/{s.total_steps}")
+    if snap.images_per_s:
+        parts.append(f"{snap.images_per_s:,.0f} images/s")
+    if snap.eta_s is not None:
+        parts.append(f"about {snap.eta_s:,.0f} s left")
+    return " · ".join(parts)
+
+
+def runs_dir() -> Path:
+    """Env CIFAR_LAB_RUNS, else ./runs: where the dashboard's training jobs save checkpoints."""
+    return Path(os.environ.get("CIFAR_LAB_RUNS") or "runs")
+
+
+def model_dirs() -> tuple[Path, ...]:
+    """Folders searched for *.pth: the runs folder, then ./models."""
+    return (runs_dir(), Path(MODELS_DIR))
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    source: str | None  # what to pass to load_data; None when nothing usable was found
+    problem: str  # why the default is unusable and how to fix it; "" when fine
+    options: tuple[str, ...]  # what the data selectbox offers, the default first
+
+
+def data_choice(env: dict[str, str] | None = None) -> DataChoice:
+    """Env CIFAR_LAB_DATA, else ./data when it holds CIFAR-10; otherwise no default and a message with the fix."""
+    env = os.environ if env is None else env
+    given = env.get("CIFAR_LAB_DATA", "")
+    if given:
+        return DataChoice(given, "", _unique((given, SYNTHETIC, DEFAULT_SOURCE)))
+    path = Path(DEFAULT_SOURCE).resolve()
+    if detect_kind(path, download=False) is not None:
+        return DataChoice(DEFAULT_SOURCE, "", (DEFAULT_SOURCE, SYNTHETIC))
+    problem = missing_message(DEFAULT_SOURCE, path) + " Or set CIFAR_LAB_DATA before starting the dashboard."
+    return DataChoice(None, problem, (SYNTHETIC, DEFAULT_SOURCE))
+
+
+def _unique(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One saved checkpoint as the Models page lists it."""
+
+    path: Path
+    name: str
+    arch: str
+    accuracy: float | None  # 0..1: the final full test set score, else the last epoch's subset score
+    epoch: int
+    created: str  # ISO time stored in the file, else the file's modification time
+    size_mb: float
+    error: str = ""  # why the file cannot be loaded; "" when it can
+
+
+def find_checkpoints(dirs: tuple[Path, ...] | None = None) -> list[Path]:
+    """Every *.pth in `dirs` (default model_dirs()), newest first."""
+    found = [p for d in (dirs or model_dirs()) if d.is_dir() for p in d.glob("*.pth") if p.is_file()]
+    return sorted(set(found), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def describe(path: Path, load: Callable[[Path], Checkpoint]) -> ModelInfo:
+    """A listing row for `path`, using `load` (a cached load_checkpoint) to read it."""
+    stat = path.stat()
+    fallback_time = datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds")
+    size = stat.st_size / 1e6
+    try:
+        ckpt = load(path)
+    except CheckpointError as err:
+        return ModelInfo(path, path.stem, "?", None, 0, fallback_time, size, str(err))
+    return ModelInfo(path, path.stem, ckpt.config.arch, accuracy_of(ckpt.metrics), ckpt.epoch,
+                     ckpt.created or fallback_time, size)
+
+
+def accuracy_of(metrics: dict[str, Any]) -> float | None:
+    """The headline accuracy stored in a checkpoint's metrics."""
+    for key in ("test_accuracy", "test_accuracy_subset"):
+        if isinstance(metrics.get(key), (int, float)):
+            return float(metrics[key])
+    return None
+
+
+def current_model(chosen: str | None, available: list[Path]) -> Path | None:
+    """The model the user made current if it still exists, else the newest checkpoint."""
+    if chosen and Path(chosen).is_file():
+        return Path(chosen)
+    return available[0] if available else None
+
+
+def safe_upload_name(filename: str, folder: Path) -> Path:
+    """A path in `folder` for an uploaded checkpoint that never overwrites an existing one."""
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in Path(filename).stem).strip("-.")
+    stem = stem or "uploaded"
+    candidate, n = folder / f"{stem}.pth", 2
+    while candidate.exists():
+        candidate, n = folder / f"{stem}-{n}.pth", n + 1
+    return candidate
+
+
+# Number-input steps for float fields (the config validates the value itself).
+FIELD_STEPS: dict[str, float] = {
+    "dropout": 0.05, "rotate": 5.0, "lr": 0.001, "momentum": 0.01, "weight_decay": 1e-4, "warmup": 0.05,
+    "label_smoothing": 0.05,
+}
+
+
+@dataclass(frozen=True)
+class Lab:
+    """What every page needs, resolved once per script run by dashboard.py and shared with the pages."""
+
+    jobs: JobManager
+    source: str  # the data source in use (what load_data gets)
+    data_problem: str  # why the default data source is unusable, with the fix; "" when fine
+    load_data: Callable[[], CifarData]  # cached by the dashboard; raises DataError
+    models: tuple[Path, ...]  # saved checkpoints, newest first
+    model_path: Path | None  # the current model
+    load_model: Callable[[Path], Checkpoint]  # cached by the dashboard; raises CheckpointError
+
+    def model(self) -> Checkpoint | None:
+        return self.load_model(self.model_path) if self.model_path is not None else None
+
+
+# Makes a function's results process-wide; the dashboard passes st.cache_resource.
+Cache = Callable[[Callable], Callable]
+
+
+def job_manager(runs: str) -> JobManager:
+    """One per runs folder and process (through the cache): a job outlives page switches and reloads."""
+    return JobManager(runs)
+
+
+def checkpoint_at(path: str, mtime_ns: int) -> Checkpoint:
+    """load_checkpoint, with the file's mtime in the cache key so a re-saved file is read again."""
+    return load_checkpoint(path)
+
+
+def open_lab(cache: Cache, state: MutableMapping[str, Any]) -> Lab:
+    """The shared objects for a page: `cache` keeps them process-wide, `state` (the session) holds the choices."""
+    choice = data_choice()
+    source = state.get("data_source") or choice.options[0]
+    models = tuple(find_checkpoints())
+    return Lab(
+        jobs=cache(job_manager)(str(runs_dir().resolve())),
+        source=source,
+        data_problem=choice.problem,
+        load_data=lambda: cache(load_data)(source),
+        models=models,
+        model_path=current_model(state.get("model_path"), list(models)),
+        load_model=lambda p: cache(checkpoint_at)(str(p), p.stat().st_mtime_ns),
+    )

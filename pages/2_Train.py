@@ -1,0 +1,156 @@
+"""Train: a form built from TrainConfig, Start/Stop, and live charts of the running job."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import streamlit as st
+
+from cifar_lab import plots, ui_state
+from cifar_lab.config import FIELD_HELP, PRESETS, TrainConfig, preset
+from cifar_lab.data import DataError
+from cifar_lab.jobs import JobBusyError, JobSnapshot, TrainingJob
+from cifar_lab.runs import RunStoreError
+
+FIELD_TYPES = ui_state.field_types()
+DEFAULT_PRESET = "classroom"
+
+
+def load_preset() -> None:
+    """Fill every form field from the chosen preset (called when the preset changes)."""
+    for name, value in ui_state.form_values(preset(st.session_state["preset"]).to_dict()).items():
+        st.session_state[f"cfg_{name}"] = value
+
+
+def restore_form() -> None:
+    """Widget values are dropped when another page is shown; bring back the last ones used here."""
+    saved = st.session_state.get("train_form") or preset(DEFAULT_PRESET).to_dict()
+    st.session_state.setdefault("preset", st.session_state.get("train_preset", DEFAULT_PRESET))
+    for name, value in ui_state.form_values(saved).items():
+        st.session_state.setdefault(f"cfg_{name}", value)
+
+
+def field_widget(name: str, current: SimpleNamespace) -> None:
+    key, label, kind = f"cfg_{name}", name.replace("_", " "), FIELD_TYPES[name]
+    applies = ui_state.FIELD_APPLIES.get(name, lambda c: True)(current)
+    help_text = FIELD_HELP[name] + ("" if applies else " (not used with the current choices)")
+    if name in ui_state.FIELD_CHOICES:
+        st.selectbox(label, ui_state.FIELD_CHOICES[name], key=key, help=help_text)
+    elif kind == "bool":
+        st.checkbox(label, key=key, help=help_text, disabled=not applies)
+    elif kind == "int":
+        st.number_input(label, step=1, min_value=0, key=key, help=help_text, disabled=not applies)
+    else:
+        st.number_input(label, step=ui_state.FIELD_STEPS.get(name, 0.01), min_value=0.0, format="%g", key=key,
+                        help=help_text, disabled=not applies)
+
+
+def config_form() -> TrainConfig | None:
+    """The form, one column per section; returns the config, or None after showing why it is invalid."""
+    st.selectbox("Preset", list(PRESETS), key="preset", on_change=load_preset,
+                 help="a starting point; every field below can still be changed")
+    current = SimpleNamespace(**{name: st.session_state[f"cfg_{name}"] for name in FIELD_TYPES})
+    for column, (section, names) in zip(st.columns(len(ui_state.FORM_SECTIONS)), ui_state.FORM_SECTIONS.items()):
+        with column:
+            st.markdown(f"**{section}**")
+            for name in names:
+                field_widget(name, current)
+    values = {name: st.session_state[f"cfg_{name}"] for name in FIELD_TYPES}
+    st.session_state["train_form"], st.session_state["train_preset"] = values, st.session_state["preset"]
+    try:
+        return TrainConfig(**values)
+    except ValueError as err:
+        st.error(f"Fix the form: {err}")
+        return None
+
+
+def start(config: TrainConfig) -> None:
+    """Start a job, or remember why not (shown after the rerun)."""
+    st.session_state.pop("busy", None)
+    st.session_state.pop("start_error", None)
+    try:
+        lab.jobs.start(config, data=lab.load_data(), source=lab.source)
+    except JobBusyError as err:
+        st.session_state["busy"] = str(err)
+    except DataError as err:
+        st.session_state["start_error"] = str(err)
+
+
+def resume_section() -> None:
+    """Stopped, interrupted or failed runs (from here or the CLI) can continue from their last finished epoch."""
+    runs = lab.jobs.resumable()
+    if not runs or lab.jobs.running is not None:
+        return
+    with st.expander(f"Unfinished runs ({len(runs)})"):
+        labels = {f"{r.name} · {r.status} after epoch {r.epochs_done}/{r.config.get('epochs', '?')} · {r.id}": r
+                  for r in runs}
+        run = labels[st.selectbox("Run", list(labels), key="resume_run")]
+        if run.message:
+            st.caption(run.message)
+        if st.button("Resume from its last finished epoch"):
+            try:
+                lab.jobs.resume(run.id)
+            except (JobBusyError, RunStoreError) as err:
+                st.session_state["start_error"] = str(err)
+            st.rerun()
+
+
+def live_view(job: TrainingJob, was_done: bool) -> None:
+    """Redrawn about once a second while the job runs; reads a snapshot, never the worker's objects."""
+    snap = job.snapshot()
+    st.subheader(f"Run {snap.name}" + (f" ({snap.run_id})" if snap.run_id else ""))
+    st.progress(snap.progress, text=ui_state.progress_text(snap))
+    if snap.status == "running" and st.button("Stop", type="secondary", key="stop"):
+        job.stop()
+        job.join(timeout=2.0)
+        st.rerun()
+    left, right = st.columns(2)
+    left.plotly_chart(plots.loss_figure(snap.losses, snap.epochs), key="loss_chart")
+    right.plotly_chart(plots.accuracy_figure(snap.epochs), key="accuracy_chart")
+    if snap.done and not was_done:
+        st.rerun()  # the whole page, once: shows the outcome and stops the timer
+    outcome(snap)
+
+
+def outcome(snap: JobSnapshot) -> None:
+    if snap.status == "completed":
+        st.success(f"Finished: test accuracy {snap.test_accuracy:.1%} on the whole test set. "
+                   f"Saved to {snap.checkpoint}.")
+    elif snap.status == "stopped":
+        kept = f"kept the checkpoint of epoch {len(snap.epochs)}" if snap.checkpoint else "no epoch had finished"
+        st.warning(f"Stopped: {kept}.")
+    elif snap.status == "failed":
+        st.error(f"Training failed: {snap.message}")
+
+
+st.set_page_config(page_title="Train · CIFAR-10 Lab", page_icon="🧪", layout="wide")
+lab = ui_state.open_lab(st.cache_resource, st.session_state)
+restore_form()
+
+st.title("Train")
+st.caption(f"Data: {lab.source}")
+
+job = lab.jobs.current
+if job is not None:
+    done = job.done
+    st.fragment(live_view, run_every=None if done else 1.0)(job, done)
+
+config = config_form()
+if config is not None:
+    params, macs = st.cache_data(ui_state.model_cost, max_entries=64, show_spinner=False)(
+        config.arch, config.width, config.depth, config.batchnorm)
+    a, b = st.columns(2)
+    a.metric("Parameters", f"{params:,}")
+    b.metric("Multiply-adds per image", f"{macs / 1e6:,.1f} M")
+
+if st.session_state.get("busy"):
+    st.warning(st.session_state["busy"] + ". Its progress is shown above; you can wait for it, or stop it.")
+    if st.button("Stop the running job"):
+        lab.jobs.stop()
+        st.session_state.pop("busy", None)
+        st.rerun()
+if st.session_state.get("start_error"):
+    st.error(st.session_state.pop("start_error"))
+if st.button("Start training", type="primary", disabled=config is None):
+    start(config)
+    st.rerun()
+resume_section()

@@ -1,0 +1,177 @@
+"""The dashboard in a real browser: train a 1-epoch synthetic run, watch it, evaluate, classify an upload.
+
+Runs `streamlit run dashboard.py` on a free localhost port and drives Debian's Chromium (/usr/bin/chromium)
+through Playwright; no browser is downloaded. With CIFAR_LAB_SCREENSHOTS=docs the run also saves
+docs/train.png (mid-run), docs/evaluate.png and docs/classify.png.
+"""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cifar_lab.data import synthetic_data
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 120_000  # training shares 2 cores with the browser and the server
+
+pytestmark = pytest.mark.browser
+
+if not CHROMIUM.exists():
+    pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "CIFAR_LAB_DATA": "synthetic", "CIFAR_LAB_RUNS": str(tmp_path / "runs"),
+           "CIFAR_LAB_RUNS_DB": str(tmp_path / "runs" / "cifar_lab.db")}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"), "--server.headless", "true",
+           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    log = tmp_path / "streamlit.log"  # a file, not a pipe: a pipe nobody reads would block a chatty server
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        print(log.read_text()[-4000:])  # shown by pytest when the test fails
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        yield tab
+        browser.close()
+
+
+def screenshot(tab, name: str) -> None:
+    folder = os.environ.get("CIFAR_LAB_SCREENSHOTS")
+    if folder:
+        tab.locator("h1").first.scroll_into_view_if_needed()
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def sample_png() -> bytes:
+    """A test image of the synthetic data set, enlarged as a phone photo would be."""
+    pixels = synthetic_data(n_train=10, n_test=10).test_x[3].permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(pixels).resize((160, 160), Image.Resampling.NEAREST).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def loss_points(tab) -> int:
+    """Points in the live loss chart (the first plotly chart on the Train page); 0 before it exists."""
+    # _fullData holds the decoded arrays (data may still hold numpy's base64 form).
+    return tab.evaluate("() => { const c = document.querySelector('.js-plotly-plot');"
+                        " return c && c._fullData && c._fullData.length ? c._fullData[0].x.length : 0; }")
+
+
+def click_confusion_cell(tab, *, row: int, col: int, classes: int = 10) -> None:
+    """Click the centre of one cell of the confusion matrix (the second plotly chart on Evaluate)."""
+    chart = tab.locator(".js-plotly-plot").nth(1)
+    chart.scroll_into_view_if_needed()
+    area = chart.locator(".nsewdrag").first.bounding_box()  # the plotting area, axes excluded
+    tab.mouse.click(area["x"] + area["width"] * (col + 0.5) / classes,
+                    area["y"] + area["height"] * (row + 0.5) / classes)
+
+
+def choose(tab, label: str, option: str) -> None:
+    tab.get_by_label(label, exact=True).click()
+    tab.get_by_role("option", name=option, exact=True).click()
+
+
+def wait_for_value(tab, label: str, value: str) -> None:
+    tab.wait_for_function("([label, value]) => { const e = document.querySelector(`input[aria-label='${label}']`);"
+                          " return e && e.value === value; }", arg=[label, value])
+
+
+def set_number(tab, label: str, value: int) -> None:
+    box = tab.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_train_evaluate_classify_in_a_real_browser(server, page):
+    page.goto(f"{server}/Train")
+    page.get_by_text("Multiply-adds per image").wait_for()
+    choose(page, "Preset", "improved")  # a VGG-style net, 16 steps per epoch here: the curve grows for seconds
+    wait_for_value(page, "batch size", "128")  # the preset has reached the form
+    set_number(page, "epochs", 1)
+    wait_for_value(page, "epochs", "1")
+    page.wait_for_timeout(1000)  # let the rerun that the new value started finish
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("epoch 1/1", exact=False).first.wait_for()
+
+    seen = []  # loss-chart sizes observed while the run is in progress
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while page.get_by_text("Finished: test accuracy").count() == 0:
+        assert time.monotonic() < deadline, "the run did not finish in time"
+        n = loss_points(page)
+        if n and (not seen or n > seen[-1]):
+            seen.append(n)
+            if len(seen) >= 2 and n <= 10:  # kept: the last view before about half of the 16 steps
+                screenshot(page, "train")
+        page.wait_for_timeout(300)
+    assert len(seen) >= 2, f"the loss chart never grew while training (sizes seen: {seen})"
+    assert loss_points(page) >= seen[-1]
+
+    page.goto(f"{server}/Evaluate")
+    page.get_by_text("Test accuracy").wait_for()
+    page.get_by_text("Misclassified", exact=True).wait_for()
+    screenshot(page, "evaluate")
+    click_confusion_cell(page, row=2, col=3)  # true bird, predicted cat
+    page.wait_for_function("() => document.querySelector('input[aria-label=\"True class\"]').value === 'bird'")
+    assert page.get_by_label("Predicted class").input_value() == "cat"
+
+    page.goto(f"{server}/Classify")
+    page.locator("input[type=file]").set_input_files(
+        files=[{"name": "sample.png", "mimeType": "image/png", "buffer": sample_png()}])
+    page.get_by_text("what the model sees").wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    bars = page.evaluate("() => document.querySelector('.js-plotly-plot').data[0].y")
+    assert len(bars) == 3
+    screenshot(page, "classify")

@@ -1,0 +1,305 @@
+"""AppTest for the home page and every page: with and without a model, training, stopping, classifying."""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cifar_lab import ui_state
+from cifar_lab.checkpoint import save_checkpoint
+from cifar_lab.config import TrainConfig
+from cifar_lab.data import synthetic_data
+from cifar_lab.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["dashboard.py", "pages/1_Data.py", "pages/2_Train.py", "pages/3_Evaluate.py", "pages/4_Classify.py",
+         "pages/5_Models.py"]
+TINY = dict(arch="cnn", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32", threads=1)
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tmp_path_factory) -> Path:
+    """A tiny model trained for one epoch on generated images (about a second)."""
+    config = TrainConfig(**TINY)
+    result = train(config, synthetic_data(n_train=500, n_test=100))
+    path = tmp_path_factory.mktemp("model") / "tiny.pth"
+    return save_checkpoint(path, result.model, config, classes=synthetic_data(10, 10).classes, epoch=1,
+                           metrics={"test_accuracy": result.test_accuracy})
+
+
+@pytest.fixture(autouse=True)
+def lab_env(tmp_path, monkeypatch):
+    """Synthetic data, an empty runs folder, fresh process-wide caches; running jobs stopped afterwards."""
+    monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
+    monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
+    monkeypatch.chdir(tmp_path)
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield tmp_path / "runs"
+    manager().stop(timeout=5)
+
+
+@pytest.fixture
+def with_model(lab_env, trained_checkpoint) -> Path:
+    lab_env.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(trained_checkpoint, lab_env / "tiny.pth"))
+
+
+def manager():
+    """The same process-wide JobManager the pages use."""
+    return st.cache_resource(ui_state.job_manager)(str(ui_state.runs_dir().resolve()))
+
+
+def open_page(page: str = "dashboard.py") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
+    if page != "dashboard.py":
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def fill_tiny_form(at: AppTest, **overrides) -> AppTest:
+    at.selectbox(key="cfg_arch").set_value("cnn").run()
+    for name, value in {**TINY, **overrides}.items():
+        if name in ui_state.FIELD_CHOICES:
+            at.selectbox(key=f"cfg_{name}").set_value(value)
+        elif isinstance(value, bool):
+            at.checkbox(key=f"cfg_{name}").set_value(value)
+        else:
+            at.number_input(key=f"cfg_{name}").set_value(value)
+    return at.run()
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def values(array) -> list:
+    """A plotly JSON array: a list, or numpy data as {"dtype": ..., "bdata": base64}."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+def png(colour=(200, 30, 30), size=(40, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def wait_until_done(timeout: float = 60) -> None:
+    job = manager().current
+    assert job is not None and job.join(timeout)
+
+
+# --- every page --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_a_model(page):
+    at = open_page(page)
+    assert not at.error, [e.value for e in at.error]
+    assert at.title
+    if page in ("pages/3_Evaluate.py", "pages/4_Classify.py"):
+        assert "No model yet" in at.info[0].value
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_a_model(page, with_model):
+    at = open_page(page)
+    assert not at.error, [e.value for e in at.error]
+    if page == "dashboard.py":
+        assert any("Current model: **tiny**" in m.value for m in at.markdown)
+    if page == "pages/3_Evaluate.py":
+        assert at.metric[0].label == "Test accuracy" and len(chart_specs(at)) == 2
+    if page == "pages/4_Classify.py":
+        assert at.file_uploader(key="upload")
+    if page == "pages/5_Models.py":
+        assert len(at.dataframe) == 1
+
+
+# --- home ------------------------------------------------------------------------------------------------------
+
+def test_home_explains_how_to_get_real_data_and_offers_synthetic(monkeypatch):
+    monkeypatch.delenv("CIFAR_LAB_DATA")
+    at = open_page()
+    assert "Real CIFAR-10 was not found" in at.warning[0].value and "synthetic" in at.warning[0].value
+    assert at.sidebar.selectbox[0].value == "synthetic"
+    assert "synthetic" in at.success[0].value
+
+
+def test_quick_start_trains_the_classroom_preset():
+    at = open_page()
+    button(at, "Train a classroom model").click().run()
+    job = manager().current
+    assert job is not None and job.config.arch == "fastnet" and job.config.epochs == 3
+    job.stop()
+
+
+# --- train -----------------------------------------------------------------------------------------------------
+
+def test_train_page_shows_model_size_and_follows_the_preset():
+    at = open_page("pages/2_Train.py")
+    at.selectbox(key="preset").set_value("tutorial").run()
+    assert at.selectbox(key="cfg_arch").value == "tutorial" and at.number_input(key="cfg_batch_size").value == 4
+    assert at.metric[0].label == "Parameters" and at.metric[0].value == "62,006"
+
+
+def test_invalid_form_shows_the_fix_and_disables_start():
+    at = fill_tiny_form(open_page("pages/2_Train.py"), opt="sgd", momentum=0.0, nesterov=True)
+    assert "nesterov" in at.error[0].value
+    assert button(at, "Start training").disabled
+
+
+def test_a_job_started_from_the_train_page_runs_to_the_end(lab_env):
+    at = fill_tiny_form(open_page("pages/2_Train.py"))
+    button(at, "Start training").click().run()
+    wait_until_done()
+    at.run()
+    assert "Finished: test accuracy" in at.success[0].value
+    assert at.progress[0].value == 100
+    loss, accuracy = chart_specs(at)[:2]
+    assert len(values(loss["data"][0]["x"])) > 0 and len(values(accuracy["data"][1]["y"])) == 1
+    assert list(lab_env.glob("*.pth"))
+
+
+def test_stop_button_ends_the_job_and_keeps_the_last_epoch():
+    at = fill_tiny_form(open_page("pages/2_Train.py"), epochs=500)
+    button(at, "Start training").click().run()
+    job = manager().current
+    deadline = time.monotonic() + 60
+    while not job.snapshot().epochs:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    at.run()
+    button(at, "Stop").click().run()
+    assert job.status == "stopped"
+    assert "Stopped: kept the checkpoint of epoch" in at.warning[0].value
+
+
+def test_a_second_start_shows_the_running_job_and_offers_to_stop_it():
+    first = fill_tiny_form(open_page("pages/2_Train.py"), epochs=500)
+    button(first, "Start training").click().run()
+    other = fill_tiny_form(open_page("pages/2_Train.py"))  # another browser: its own session
+    button(other, "Start training").click().run()
+    assert "already running" in other.warning[0].value
+    button(other, "Stop the running job").click().run()
+    assert manager().current.status == "stopped"
+
+
+def test_an_unfinished_run_can_be_resumed_from_the_train_page():
+    at = fill_tiny_form(open_page("pages/2_Train.py"), epochs=500)
+    button(at, "Start training").click().run()
+    job = manager().current
+    deadline = time.monotonic() + 60
+    while not job.snapshot().epochs:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    manager().stop()
+    run_id = job.snapshot().run_id
+    at.run()
+    assert run_id in at.selectbox(key="resume_run").value
+    button(at, "Resume from its last finished epoch").click().run()
+    resumed = manager().current
+    assert resumed is not job and resumed.snapshot().run_id == run_id
+    assert run_id in at.subheader[0].value  # the live view shows the resumed run
+
+
+# --- evaluate, classify, models ----------------------------------------------------------------------------------
+
+def test_evaluate_gallery_filters_by_true_class(with_model):
+    at = open_page("pages/3_Evaluate.py")
+    at.selectbox(key="gallery_true").set_value("cat").run()
+    assert not at.exception
+    assert any("misclassified images match" in c.value for c in at.caption)
+
+
+def test_classify_upload_shows_what_the_model_sees_and_top_3(with_model):
+    at = open_page("pages/4_Classify.py")
+    at.file_uploader(key="upload").upload("red.png", png(), "image/png")
+    at.run()
+    assert not at.error and not at.exception
+    bars = chart_specs(at)[0]["data"][0]
+    assert len(bars["y"]) == 3 and sum(bars["x"]) <= 1.0 + 1e-6
+    assert at.subheader[0].value.startswith(bars["y"][0])
+    assert "what the model sees" in at.image[0].captions[0]
+
+
+def test_classify_invalid_upload_shows_a_readable_error(with_model):
+    at = open_page("pages/4_Classify.py")
+    at.file_uploader(key="upload").upload("broken.png", b"this is not a picture", "image/png")
+    at.run()
+    assert not at.exception
+    assert "broken.png is not an image this lab can read" in at.error[0].value
+
+
+def test_models_page_refuses_a_bad_upload_and_adds_a_good_one(with_model, lab_env):
+    at = open_page("pages/5_Models.py")
+    at.file_uploader(key="upload_pth").upload("junk.pth", b"not a checkpoint")
+    at.run()
+    button(at, "Add this model").click().run()
+    assert at.error[0].value.startswith("junk.pth ") and not (lab_env / "junk.pth").exists()
+    at.file_uploader(key="upload_pth").set_value(("mine.pth", with_model.read_bytes(), "application/octet-stream"))
+    at.run()
+    button(at, "Add this model").click().run()
+    assert "Added mine.pth" in at.success[0].value
+    assert (lab_env / "mine.pth").is_file() and at.session_state["model_path"] == str(lab_env / "mine.pth")
+
+
+def test_models_page_makes_another_model_current(with_model, lab_env):
+    shutil.copy(with_model, lab_env / "older.pth")
+    at = open_page("pages/5_Models.py")
+    labels = at.selectbox[0].options
+    at.selectbox[0].set_value(next(label for label in labels if label.startswith("tiny "))).run()
+    button(at, "Make current").click().run()
+    assert at.session_state["model_path"] == str(lab_env / "tiny.pth")
+
+
+# --- the pages' pure helpers (cifar_lab.ui_state) ------------------------------------------------------------
+
+def test_data_choice_prefers_the_environment_then_a_usable_data_folder(tmp_path):
+    assert ui_state.data_choice({"CIFAR_LAB_DATA": "/some/where"}).options[0] == "/some/where"
+    missing = ui_state.data_choice({})  # tmp_path (the cwd) has no ./data
+    assert missing.source is None and missing.options[0] == "synthetic" and "CIFAR_LAB_DATA" in missing.problem
+    for split in ("train", "test"):
+        (tmp_path / "data" / split / "cat").mkdir(parents=True)
+    assert ui_state.data_choice({}).source == "./data"
+
+
+def test_current_model_is_the_chosen_one_else_the_newest(tmp_path):
+    older, newer = tmp_path / "a.pth", tmp_path / "b.pth"
+    older.write_bytes(b"x")
+    newer.write_bytes(b"x")
+    os.utime(older, (1, 1))
+    assert ui_state.find_checkpoints((tmp_path,)) == [newer, older]
+    assert ui_state.current_model(None, [newer, older]) == newer
+    assert ui_state.current_model(str(older), [newer, older]) == older
+    assert ui_state.current_model(str(tmp_path / "gone.pth"), [newer, older]) == newer
+
+
+def test_uploaded_names_stay_in_the_folder_and_never_overwrite(tmp_path):
+    (tmp_path / "model.pth").write_bytes(b"x")
+    assert ui_state.safe_upload_name("model.pth", tmp_path) == tmp_path / "model-2.pth"
+    assert ui_state.safe_upload_name("../../etc/passwd.pth", tmp_path).parent == tmp_path
+    assert ui_state.safe_upload_name("...pth", tmp_path) == tmp_path / "uploaded.pth"
+
+
+def test_form_values_make_float_fields_float():
+    values = ui_state.form_values({**TrainConfig().to_dict(), "lr": 1, "epochs": 3})
+    assert isinstance(values["lr"], float) and isinstance(values["epochs"], int)
