@@ -42,6 +42,8 @@ def model_summary(lab: ui_state.Lab) -> None:
     accuracy = ui_state.accuracy_of(ckpt.metrics)
     score = f", test accuracy {accuracy:.1%}" if accuracy is not None else ""
     st.write(f"Current model: **{lab.model_path.stem}** ({ckpt.config.arch}, epoch {ckpt.epoch}{score})")
+    if lab.shipped:
+        st.caption(ui_state.shipped_note(lab.model_path, ckpt))
 
 
 def quick_start(lab: ui_state.Lab) -> None:

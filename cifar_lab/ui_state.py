@@ -16,14 +16,16 @@ from .jobs import JobManager, JobSnapshot
 from .models import build_model, count_macs, count_params
 
 MODELS_DIR = "models"  # shipped or hand-copied checkpoints, listed next to the runs folder
+ENV_MODELS = "CIFAR_LAB_MODELS"  # overrides MODELS_DIR
+SHIPPED_MODEL = "fastnet-cifar10.pth"  # the pretrained default preferred among the shipped models
 
 # The Train form: sections in reading order, each a list of TrainConfig fields.
 FORM_SECTIONS: dict[str, tuple[str, ...]] = {
     "Model": ("arch", "width", "depth", "batchnorm", "dropout"),
-    "Augmentation": ("flip", "crop_pad", "rotate", "cutout"),
+    "Augmentation": ("flip", "alternate_flip", "crop_pad", "rotate", "cutout"),
     "Optimisation": ("opt", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "epochs", "schedule",
                      "warmup", "label_smoothing"),
-    "Evaluation and runtime": ("tta", "eval_subset", "normalize", "seed", "device", "precision", "threads"),
+    "Evaluation and runtime": ("tta", "tta_shifts", "eval_subset", "normalize", "seed", "device", "precision", "threads"),
 }
 # Fields chosen from a registry rather than typed.
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
@@ -35,7 +37,9 @@ FIELD_APPLIES: dict[str, Callable[[Any], bool]] = {
     "width": lambda c: c.arch != "tutorial",
     "depth": lambda c: c.arch == "cnn",
     "batchnorm": lambda c: c.arch == "cnn",
-    "nesterov": lambda c: c.opt == "sgd",
+    "nesterov": lambda c: c.opt in ("sgd", "muon"),
+    "alternate_flip": lambda c: c.flip,
+    "tta_shifts": lambda c: c.tta,
     "warmup": lambda c: c.schedule == "onecycle",
 }
 
@@ -76,9 +80,21 @@ def runs_dir() -> Path:
     return Path(os.environ.get("CIFAR_LAB_RUNS") or "runs")
 
 
+def models_dir() -> Path:
+    """Env CIFAR_LAB_MODELS, else ./models: shipped (pretrained) and hand-copied checkpoints."""
+    return Path(os.environ.get(ENV_MODELS) or MODELS_DIR)
+
+
 def model_dirs() -> tuple[Path, ...]:
-    """Folders searched for *.pth: the runs folder, then ./models."""
-    return (runs_dir(), Path(MODELS_DIR))
+    """Folders searched for *.pth: the runs folder, then the models folder."""
+    return (runs_dir(), models_dir())
+
+
+def shipped_models(folder: Path | None = None) -> list[Path]:
+    """The *.pth in the models folder (default models_dir()): SHIPPED_MODEL first, then the others by name."""
+    folder = models_dir() if folder is None else folder
+    found = sorted(p for p in folder.glob("*.pth") if p.is_file()) if folder.is_dir() else []
+    return sorted(found, key=lambda p: p.name != SHIPPED_MODEL)  # stable: the rest stay in name order
 
 
 @dataclass(frozen=True)
@@ -146,11 +162,25 @@ def accuracy_of(metrics: dict[str, Any]) -> float | None:
     return None
 
 
-def current_model(chosen: str | None, available: list[Path]) -> Path | None:
-    """The model the user made current if it still exists, else the newest checkpoint."""
+def current_model(chosen: str | None, available: list[Path], shipped: list[Path] | None = None) -> Path | None:
+    """The model the user made current if it still exists, else the newest of `available` (trained ones),
+    else the first of `shipped` (the pretrained default)."""
     if chosen and Path(chosen).is_file():
         return Path(chosen)
-    return available[0] if available else None
+    fallback = available or shipped or []
+    return fallback[0] if fallback else None
+
+
+def shipped_note(path: Path, ckpt: Checkpoint) -> str:
+    """What Classify and Evaluate say when they fall back on a shipped model, with its stored test accuracy."""
+    accuracy = accuracy_of(ckpt.metrics)
+    source = ckpt.metrics.get("data_source")
+    score = f", test accuracy {accuracy:.1%}" if accuracy is not None else ""
+    score += f" on {source}" if score and isinstance(source, str) and source else ""
+    card = path.with_suffix(".md")
+    card_text = f" Its card: {card}." if card.is_file() else ""
+    return (f"Using the shipped pretrained model {path} ({ckpt.config.arch}{score}) because no model of your own "
+            f"is current: train your own on the Train page, or pick another on the Models page.{card_text}")
 
 
 def safe_upload_name(filename: str, folder: Path) -> Path:
@@ -181,6 +211,7 @@ class Lab:
     models: tuple[Path, ...]  # saved checkpoints, newest first
     model_path: Path | None  # the current model
     load_model: Callable[[Path], Checkpoint]  # cached by the dashboard; raises CheckpointError
+    shipped: bool = False  # the current model is a shipped one, used because no other is current
 
     def model(self) -> Checkpoint | None:
         return self.load_model(self.model_path) if self.model_path is not None else None
@@ -205,12 +236,21 @@ def open_lab(cache: Cache, state: MutableMapping[str, Any]) -> Lab:
     choice = data_choice()
     source = state.get("data_source") or choice.options[0]
     models = tuple(find_checkpoints())
+    shipped = shipped_models()
+    trained = [p for p in models if p not in shipped]  # newest first, like `models`
+    chosen = state.get("model_path")
+    model_path = current_model(chosen, trained, shipped)
     return Lab(
         jobs=cache(job_manager)(str(runs_dir().resolve())),
         source=source,
         data_problem=choice.problem,
         load_data=lambda: cache(load_data)(source),
         models=models,
-        model_path=current_model(state.get("model_path"), list(models)),
+        model_path=model_path,
         load_model=lambda p: cache(checkpoint_at)(str(p), p.stat().st_mtime_ns),
+        shipped=model_path in shipped and model_path != _path(chosen),  # a fallback, not the user's choice
     )
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None

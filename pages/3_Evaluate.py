@@ -1,4 +1,5 @@
-"""Evaluate: accuracy, per-class bars, confusion matrix, sample predictions and the misclassified gallery."""
+"""Evaluate: accuracy, per-class bars, confusion matrix, sample predictions (each explainable) and the misclassified
+gallery."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ from cifar_lab import plots, ui_state
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.data import DataError
 from cifar_lab.evaluate import Evaluation, evaluate
+from cifar_lab_ui.explain_panel import explain_panel
 
 ANY = "any"
 GRID = 24  # sample predictions shown
@@ -58,6 +60,8 @@ try:
 except (DataError, CheckpointError, ValueError) as err:
     st.error(f"Cannot evaluate {lab.model_path.name} on {lab.source}: {err}")
     st.stop()
+if lab.shipped:
+    st.info(ui_state.shipped_note(lab.model_path, lab.model()))
 
 a, b, c = st.columns(3)
 a.metric("Test accuracy", f"{result.accuracy:.1%}")
@@ -73,6 +77,12 @@ st.subheader("Sample predictions")
 grid = np.arange(min(GRID, len(result.labels)))
 st.image([plots.upscale(plots.to_hwc(data.test_x[i]), 3) for i in grid], caption=captions(result, grid),
          width=THUMB)
+labels = dict(zip(grid.tolist(), captions(result, grid)))
+picked = st.selectbox("Explain a sample", list(labels), index=None, format_func=lambda i: f"#{i + 1}: {labels[i]}",
+                      placeholder="Pick a sample to see why the model said that", key="explain_sample")
+if picked is not None:
+    with st.expander(f"Why this prediction? Sample #{picked + 1}: {labels[picked]}", expanded=True):
+        explain_panel(lab.model(), lab.model_path, plots.to_hwc(data.test_x[picked]), key="evaluate")
 
 st.subheader("Misclassified")
 options = (ANY, *result.classes)

@@ -1,0 +1,50 @@
+"""Picture inputs shared by Classify and Explain: upload, drawing canvas, webcam and a test set image."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+from streamlit_drawable_canvas import st_canvas
+
+from cifar_lab import plots
+from cifar_lab.data import CifarData
+from cifar_lab.inference import open_image
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
+ANY = "any"
+
+
+def uploaded_image(key: str = "upload") -> Image.Image | None:
+    """Raises inference.ImageError with a readable message for a file that is not a usable picture."""
+    file = st.file_uploader("An image (PNG, JPEG, WebP, GIF or BMP)", type=IMAGE_TYPES, key=key)
+    return open_image(file.getvalue(), name=file.name) if file is not None else None
+
+
+def drawn_image(key: str = "canvas") -> Image.Image | None:
+    left, right = st.columns([1, 3])
+    colour = left.color_picker("Brush colour", "#1f77b4", key=f"{key}_colour")
+    width = right.slider("Brush size", 4, 40, 18, key=f"{key}_size")
+    canvas = st_canvas(stroke_width=width, stroke_color=colour, background_color="#ffffff", height=256, width=256,
+                       drawing_mode="freedraw", return_image_data=True, key=key)
+    pixels = canvas.image_data  # (H, W, 4) RGBA uint8, or None before the first stroke
+    if pixels is None or not (canvas.json_data or {}).get("objects"):
+        return None
+    return Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGBA")
+
+
+def webcam_image(key: str = "webcam") -> Image.Image | None:
+    shot = st.camera_input("Take a picture", key=key)
+    return open_image(shot.getvalue(), name="the webcam picture") if shot is not None else None
+
+
+def test_set_image(data: CifarData, *, key: str) -> np.ndarray | None:
+    """A test image picked by true class and number, as (32, 32, 3) uint8; None when the class has none."""
+    left, right = st.columns(2)
+    name = left.selectbox("True class", (ANY, *data.classes), key=f"{key}_class")
+    indices = np.arange(len(data.test_y)) if name == ANY else np.flatnonzero(data.test_y == data.classes.index(name))
+    n = right.number_input(f"Image (1 to {len(indices):,})", 1, max(1, len(indices)), 1, key=f"{key}_index")
+    if not len(indices):
+        return None
+    i = int(indices[min(n, len(indices)) - 1])
+    st.caption(f"Test image {i:,} of {data.source}; true class: {data.classes[int(data.test_y[i])]}.")
+    return plots.to_hwc(data.test_x[i])

@@ -1,0 +1,89 @@
+"""Explain: why the model predicts what it does for one picture, and the layer table of any model."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from cifar_lab import ui_state
+from cifar_lab.checkpoint import Checkpoint, CheckpointError
+from cifar_lab.config import ARCHS
+from cifar_lab.data import DataError
+from cifar_lab.inference import ImageError, model_view
+from cifar_lab.models import DESCRIPTIONS
+from cifar_lab_ui.explain_panel import explain_panel, explained, model_id, summary_of, summary_of_arch, summary_view
+from cifar_lab_ui.image_input import drawn_image, test_set_image, uploaded_image
+
+SOURCES = ("Upload", "Test image", "Draw")
+CURRENT = "current"  # the summary selectbox's entry for the current model; the others are architecture names
+
+
+def current_checkpoint() -> Checkpoint | None:
+    """The current model, or None after saying why there is none."""
+    if lab.model_path is None:
+        st.info("No model yet: train one on the Train page, or upload one on the Models page, to see its "
+                "explanations. The layer table below works for every architecture already.")
+        return None
+    try:
+        return lab.model()
+    except CheckpointError as err:
+        st.error(f"The current model cannot be used: {err}. Pick another on the Models page.")
+        return None
+
+
+def dataset_picture() -> np.ndarray | None:
+    """A test image of the current data source, as (32, 32, 3) uint8."""
+    try:
+        return test_set_image(lab.load_data(), key="explain")
+    except DataError as err:
+        st.error(f"{err}")
+        return None
+
+
+def picture(source: str) -> np.ndarray | None:
+    """The picture to explain as the model sees it, (32, 32, 3) uint8; None until there is one."""
+    if source == "Test image":
+        return dataset_picture()
+    try:
+        image = uploaded_image("explain_upload") if source == "Upload" else drawn_image("explain_canvas")
+    except ImageError as err:
+        st.error(str(err))
+        return None
+    return model_view(image) if image is not None else None
+
+
+def summary_section(ckpt: Checkpoint | None) -> None:
+    st.subheader("Model summary")
+    options = ([CURRENT] if ckpt is not None else []) + list(ARCHS)
+    label = {CURRENT: f"current model: {lab.model_path.stem if lab.model_path else ''}",
+             **{arch: f"{arch}: {DESCRIPTIONS.get(arch, '')} (untrained, default width)" for arch in ARCHS}}
+    chosen = st.selectbox("Model", options, format_func=label.get, key="summary_model",
+                          help="the current model, or a fresh one of any architecture in the registry")
+    if chosen == CURRENT:
+        summary_view(summary_of(model_id(lab.model_path), ckpt.model))
+    else:
+        summary_view(summary_of_arch(chosen))
+    st.caption("Output shapes are per image (channels x height x width) for a 32x32 input; multiply-adds count "
+               "the convolutions and linear layers of one forward pass.")
+
+
+st.set_page_config(page_title="Explain · CIFAR-10 Lab", page_icon="🧪", layout="wide")
+lab = ui_state.open_lab(st.cache_resource, st.session_state)
+
+st.title("Explain")
+st.write("Where in the picture does the model find its evidence, what does its first layer look for, and what "
+         "does each conv block make of the picture?")
+
+ckpt = current_checkpoint()
+if ckpt is not None:
+    if lab.shipped:
+        st.info(ui_state.shipped_note(lab.model_path, ckpt))
+    st.caption(f"Model {lab.model_path.stem} ({ckpt.config.arch}).")
+    source = st.segmented_control("Picture from", SOURCES, default=SOURCES[0], key="explain_source") or SOURCES[0]
+    view = picture(source)
+    if view is not None:
+        result = explained(model_id(lab.model_path), view, ckpt.config.normalize, ckpt.model)
+        best = result.predicted
+        st.subheader(f"Predicted: {ckpt.classes[best]} ({result.probabilities[best]:.0%})")
+        explain_panel(ckpt, lab.model_path, view, key="explain")
+
+summary_section(ckpt)
