@@ -13,8 +13,9 @@ from typing import Callable
 from .config import TrainConfig
 from .data import CifarData, load_data, resolve_source
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
-from .runs import RESUMABLE, RunRecord, RunStore, RunStoreError, default_db_path, load_resume, safe_child
-from .session import TrainSession
+from .runs import (RESUMABLE, RunRecord, RunStore, RunStoreError, default_db_path, load_resume, resume_problem,
+                   safe_child)
+from .session import TrainSession, write_failure_message
 from .train import TrainResult
 
 STATUSES = ("queued", "running", "completed", "stopped", "failed")
@@ -184,6 +185,7 @@ class TrainingJob:
 
     # --- the worker ---
     def _run(self) -> None:
+        training = False
         try:
             self._set(status="running", message="loading data")
             if self._data is None:
@@ -194,13 +196,17 @@ class TrainingJob:
             self._set(message="training")
             session = TrainSession(self.config, self._data, self.checkpoint_path, store=self._store,
                                    run_id=self._run_id)
+            training = True  # the run is this job's now; the loop reads no files, so an OSError is a failed save
             self.result = session.run(stop=self._stop, on_event=self._record, resume=resume)
             if self.result.status == "completed":
                 self._mark_saved()
             self._set(status=self.result.status, message=self.result.message or self.result.status)
         except Exception as err:  # the worker must always end in a final status the page can show
-            self._set(status="failed", message=str(err) if isinstance(err, ValueError) else
-                      f"{type(err).__name__}: {err}")
+            if training and isinstance(err, OSError):
+                self._fail_on_write(err)
+            else:
+                self._set(status="failed", message=str(err) if isinstance(err, ValueError) else
+                          f"{type(err).__name__}: {err}")
         finally:
             with self._lock:
                 self._finished_at = time.time()
@@ -233,6 +239,17 @@ class TrainingJob:
                 self._epochs.append(event)
             else:
                 self._final = event
+
+    def _fail_on_write(self, err: OSError) -> None:
+        """A full disk or a read-only folder: fail with the fix, in the job and in the run store (whose row the
+        session marked failed with the bare exception). The atomic save left the last checkpoint as it was."""
+        message = write_failure_message(err, self.checkpoint_path, int(self.checkpoint_path.is_file()))
+        self._set(status="failed", message=message)
+        if self._store is not None and self._run_id is not None:
+            try:
+                self._store.finish(self._run_id, "failed", message=message)
+            except RunStoreError:
+                pass  # the database may sit on the same full disk; the page still shows the message
 
     def _mark_saved(self) -> None:
         with self._lock:
@@ -297,9 +314,14 @@ class JobManager:
         with self._lock:
             self._check_idle()
             record = self.store.get_run(run_id)
-            if not record.checkpoint:
-                raise RunStoreError(f"run {run_id} has no checkpoint to resume from; start it again instead")
-            plan = JobPlan(record.train_config, record.name, Path(record.checkpoint), record.data_source, run_id)
+            problem = resume_problem(record)  # said at once, rather than by a job that fails a moment later
+            if problem:
+                raise RunStoreError(problem)
+            try:
+                config = record.train_config
+            except ValueError as err:  # e.g. recorded by a newer version of the lab, with an architecture unknown here
+                raise RunStoreError(f"run {run_id} cannot be resumed by this version of the lab: {err}") from err
+            plan = JobPlan(config, record.name, Path(record.checkpoint), record.data_source, run_id)
             self._job = TrainingJob(plan, store=self.store)
             return self._job.start()
 

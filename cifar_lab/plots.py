@@ -13,6 +13,7 @@ from .preprocess import normalize as normalize_pixels
 
 if TYPE_CHECKING:
     from .jobs import LossPoint
+    from .run_views import RunCurves
 
 TRAIN_COLOUR, TEST_COLOUR, RAW_COLOUR = "#1f77b4", "#ff7f0e", "rgba(31, 119, 180, 0.25)"
 SMOOTHING = 0.9  # weight of the past in the loss curve's moving average (TensorBoard's default slider)
@@ -65,8 +66,34 @@ def accuracy_figure(epochs: Sequence[EpochEnd]) -> go.Figure:
     traces = [_line(x, _column(epochs, "train_acc"), "train", TRAIN_COLOUR),
               _line(x, _column(epochs, "test_acc"), "test", TEST_COLOUR)]
     top = max([1] + [e.epochs for e in epochs])
-    return _figure(traces, "Accuracy per epoch", xaxis=dict(title="epoch", range=[0.5, top + 0.5], dtick=1),
+    return _figure(traces, "Accuracy per epoch", xaxis=dict(title="epoch", range=[0.5, top + 0.5], dtick=1 if top <= 20 else None),
                    yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]))
+
+
+# One colour per compared run (plotly's default sequence); a run keeps its colour in both comparison charts.
+RUN_COLOURS = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF",
+               "#FECB52")
+
+
+def runs_loss_figure(runs: Sequence[RunCurves], *, smoothing: float = SMOOTHING) -> go.Figure:
+    """Training loss per step of several runs, each smoothed (bias-corrected EMA) in its own colour."""
+    traces = [_line(r.steps, np.asarray(ema(r.loss.tolist(), smoothing)), r.label,
+                    RUN_COLOURS[i % len(RUN_COLOURS)], "lines") for i, r in enumerate(runs)]
+    return _figure(traces, "Training loss (smoothed)", height=380, xaxis=dict(title="step"),
+                   yaxis=dict(title="cross-entropy"), legend=dict(orientation="h", y=-0.25))
+
+
+def runs_accuracy_figure(runs: Sequence[RunCurves]) -> go.Figure:
+    """Test (solid) and train (dotted) accuracy per epoch of several runs, 0..1 shown as percent."""
+    traces = []
+    for i, r in enumerate(runs):
+        colour = RUN_COLOURS[i % len(RUN_COLOURS)]
+        traces += [{**_line(r.epochs, r.test_acc, f"{r.label} test", colour), "legendgroup": r.label},
+                   {**_line(r.epochs, r.train_acc, f"{r.label} train", colour, "lines", dash="dot"),
+                    "legendgroup": r.label}]
+    return _figure(traces, "Accuracy per epoch (test solid, train dotted)", height=380,
+                   xaxis=dict(title="epoch", dtick=1), yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]),
+                   legend=dict(orientation="h", y=-0.25))
 
 
 def per_class_figure(per_class: dict[str, float], overall: float | None = None) -> go.Figure:

@@ -350,14 +350,21 @@ class RunRecorder:
             conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*params, _now(), self.run_id])
 
 
+def resume_problem(record: RunRecord) -> str:
+    """Why the run cannot be resumed, checked without reading its checkpoint; "" when it may be."""
+    if record.status not in RESUMABLE:
+        return f"run {record.id} is {record.status}; only stopped, interrupted or failed runs can be resumed"
+    if not record.checkpoint or not Path(record.checkpoint).is_file():
+        return (f"run {record.id} has no checkpoint ({record.checkpoint}): it ended before its first epoch "
+                "finished; start it again instead")
+    return ""
+
+
 def load_resume(record: RunRecord) -> dict[str, Any]:
     """train()'s `resume` argument from the run's last epoch checkpoint: weights plus optimizer and RNG state."""
-    if record.status not in RESUMABLE:
-        raise RunStoreError(f"run {record.id} is {record.status}; only stopped, interrupted or failed runs can be "
-                            "resumed")
-    if not record.checkpoint or not Path(record.checkpoint).is_file():
-        raise RunStoreError(f"run {record.id} has no checkpoint ({record.checkpoint}): it ended before its first "
-                            "epoch finished; start it again instead")
+    problem = resume_problem(record)
+    if problem:
+        raise RunStoreError(problem)
     ckpt = load_checkpoint(record.checkpoint)
     if not ckpt.resume:
         raise RunStoreError(f"{record.checkpoint} holds no optimizer/RNG state to resume from; start run "

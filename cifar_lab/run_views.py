@@ -1,0 +1,122 @@
+"""What the Runs page shows of the run store: table rows, config differences, metric curves, safe file paths."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .config import field_names
+from .runs import RunRecord, RunStore
+
+MISSING = "—"  # a config field one run has and another has not (written by another version of the lab)
+
+
+def label(record: RunRecord) -> str:
+    """e.g. "fastnet-20250101-120000 (250101-3fa9)": names may repeat, ids do not."""
+    return f"{record.name} ({record.id})"
+
+
+def local_time(iso: str | None) -> str:
+    """An ISO 8601 UTC time as this machine's local time, "YYYY-MM-DD HH:MM:SS" (sorts as text)."""
+    if not iso:
+        return ""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
+    """One row per run for the table; numbers stay numbers so the columns sort as numbers."""
+    return [{
+        "id": r.id,
+        "name": r.name,
+        "arch": str(r.config.get("arch", "?")),
+        "status": r.status,
+        "epochs": r.epochs_done,
+        "of": r.config.get("epochs"),  # epochs planned
+        "test accuracy": r.test_accuracy,  # 0..1 on the whole test set; None unless completed
+        "started": local_time(r.started),
+        "device": r.device,
+        "message": r.message,
+    } for r in records]
+
+
+def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Field -> one value per run (in the order given), for the fields whose values are not all equal.
+
+    Takes raw config dicts, so runs whose config this version cannot rebuild still compare.
+    """
+    known = field_names()
+    extra = sorted({k for c in configs.values() for k in c} - set(known))
+    diff = {}
+    for name in (*known, *extra):
+        values = [c.get(name, MISSING) for c in configs.values()]
+        if any(v != values[0] for v in values[1:]):
+            diff[name] = values
+    return diff
+
+
+def diff_rows(diff: Mapping[str, Sequence[Any]], labels: Sequence[str]) -> list[dict[str, str]]:
+    """The diff as table rows: one per field, one column per run; values as text, since a column mixes types."""
+    return [{"field": name, **{lab: str(v) for lab, v in zip(labels, values)}} for name, values in diff.items()]
+
+
+@dataclass(frozen=True)
+class RunCurves:
+    """One run's recorded metrics as arrays, ready to plot."""
+
+    label: str
+    steps: np.ndarray  # (S,) training step of each recorded loss, 1-based
+    loss: np.ndarray  # (S,) training loss of that step's batch
+    epochs: np.ndarray  # (E,) 1-based epoch numbers
+    train_acc: np.ndarray  # (E,) 0..1
+    test_acc: np.ndarray  # (E,) 0..1, on eval_subset test images while training
+
+
+def curves(store: RunStore, records: Iterable[RunRecord]) -> list[RunCurves]:
+    """The step losses and epoch accuracies of each run, in the order given."""
+    out = []
+    for r in records:
+        steps, epochs = store.steps(r.id), store.epochs(r.id)
+        out.append(RunCurves(
+            label(r),
+            np.fromiter((s.step for s in steps), dtype=float, count=len(steps)),
+            np.fromiter((s.loss for s in steps), dtype=float, count=len(steps)),
+            np.fromiter((e.epoch for e in epochs), dtype=float, count=len(epochs)),
+            np.fromiter((e.train_acc for e in epochs), dtype=float, count=len(epochs)),
+            np.fromiter((e.test_acc for e in epochs), dtype=float, count=len(epochs)),
+        ))
+    return out
+
+
+def checkpoint_file(record: RunRecord, runs_dir: str | Path) -> Path | None:
+    """The run's checkpoint when it is a file inside `runs_dir`: the only files the page offers or deletes.
+
+    A CLI run saved with --out elsewhere keeps its file where it is; the page does not reach outside the folder.
+    """
+    if not record.checkpoint:
+        return None
+    path = Path(record.checkpoint).resolve()
+    if not path.is_relative_to(Path(runs_dir).resolve()) or not path.is_file():
+        return None
+    return path
+
+
+def no_checkpoint_reason(record: RunRecord, runs_dir: str | Path) -> str:
+    """Why checkpoint_file() gave None, in words for the page."""
+    if not record.checkpoint:
+        return "none was recorded for this run."
+    path = Path(record.checkpoint)
+    if not path.resolve().is_relative_to(Path(runs_dir).resolve()):
+        return f"{path} is outside the runs folder; copy it from the server's disk."
+    return f"{path.name} does not exist: the run ended before its first epoch, or the file was deleted."
+
+
+def export_name(records: Sequence[RunRecord], suffix: str) -> str:
+    """A download file name: the run's id for one run, else "runs-<n>"; ids are safe file names."""
+    stem = records[0].id if len(records) == 1 else f"runs-{len(records)}"
+    return f"cifar_lab-{stem}.{suffix}"

@@ -1,0 +1,165 @@
+"""Runs: every recorded run (dashboard and CLI); compare curves and configs; rename, delete, export, resume one."""
+from __future__ import annotations
+
+import streamlit as st
+
+from cifar_lab import plots, run_views, ui_state
+from cifar_lab.jobs import JobBusyError
+from cifar_lab.runs import STATUSES, RunRecord, RunStore, RunStoreError, resume_problem
+
+TRAIN_PAGE = "pages/2_Train.py"
+COMPARED_AT_FIRST = 2  # the newest runs with an epoch recorded, so the charts show something at once
+COLUMNS = {
+    "epochs": st.column_config.NumberColumn(help="epochs finished"),
+    "of": st.column_config.NumberColumn(help="epochs planned"),
+    "test accuracy": st.column_config.NumberColumn(format="percent", help="whole test set, once completed"),
+    "started": st.column_config.TextColumn(help="local time of this server"),
+}
+
+
+def forget_deleted(key: str, runs: dict[str, RunRecord], default: str | list[str]) -> None:
+    """A widget's remembered run id(s), less runs deleted meanwhile (here, in another session or by the CLI)."""
+    value = st.session_state.get(key, default)
+    if isinstance(value, list):
+        st.session_state[key] = [i for i in value if i in runs]
+    else:
+        st.session_state[key] = value if value in runs else default
+
+
+def compare(store: RunStore, runs: dict[str, RunRecord], smoothing: float) -> None:
+    """Overlaid curves, the config fields that differ, and the metrics to download."""
+    forget_deleted("compare", runs, [i for i, r in runs.items() if r.epochs_done][:COMPARED_AT_FIRST])
+    chosen = [runs[i] for i in st.multiselect("Compare runs", list(runs), key="compare",
+                                              format_func=lambda i: run_views.label(runs[i]))]
+    if not chosen:
+        st.caption("Pick runs to overlay their curves and compare their configs.")
+        return
+    curves = run_views.curves(store, chosen)
+    left, right = st.columns(2)
+    left.plotly_chart(plots.runs_loss_figure(curves, smoothing=smoothing), key="runs_loss")
+    right.plotly_chart(plots.runs_accuracy_figure(curves), key="runs_accuracy")
+    labels = [run_views.label(r) for r in chosen]
+    diff = run_views.config_diff(dict(zip(labels, (r.config for r in chosen))))
+    if len(chosen) > 1:
+        st.markdown("**Config fields that differ**" if diff else "Their configs are identical.")
+        if diff:
+            st.dataframe(run_views.diff_rows(diff, labels), hide_index=True, key="config_diff")
+    ids = [r.id for r in chosen]
+    a, b = st.columns(2)
+    a.download_button("Metrics per epoch (CSV)", lambda: store.export_csv(ids), on_click="ignore",
+                      file_name=run_views.export_name(chosen, "csv"), mime="text/csv")
+    b.download_button("Everything recorded (JSON)", lambda: store.export_json(ids), on_click="ignore",
+                      file_name=run_views.export_name(chosen, "json"), mime="application/json")
+
+
+def rename(store: RunStore, run_id: str) -> None:
+    """Only the name shown changes: files keep their names, so no text typed here becomes a path."""
+    name = st.session_state[f"name_{run_id}"]
+    try:
+        store.rename(run_id, name)
+        st.session_state["runs_result"] = ("success", f"Run {run_id} is now called {name.strip()!r}.")
+    except ValueError as err:
+        st.session_state["runs_result"] = ("error", str(err))
+
+
+def ask_delete(run_id: str) -> None:
+    st.session_state["delete_pending"] = run_id
+
+
+def cancel_delete() -> None:
+    st.session_state.pop("delete_pending", None)
+
+
+def delete(store: RunStore, run_id: str, with_file: bool) -> None:
+    try:
+        removed = store.delete(run_id, delete_checkpoint=with_file)
+        st.session_state["runs_result"] = ("success", f"Deleted run {run_id}" + (" and its checkpoint." if removed
+                                                                                 else "; its checkpoint is kept."))
+    except RunStoreError as err:
+        st.session_state["runs_result"] = ("error", str(err))
+    cancel_delete()
+
+
+def confirm_delete(store: RunStore, run: RunRecord) -> None:
+    """The second step of a delete: what goes, and an explicit yes."""
+    file = run_views.checkpoint_file(run, lab.jobs.runs_dir)
+    st.warning(f"Delete run **{run_views.label(run)}**? Its metrics leave the history; this cannot be undone.")
+    with_file = file is not None and st.checkbox(f"Also delete its checkpoint {file.name}", key="delete_file")
+    yes, no = st.columns(2)
+    yes.button("Yes, delete it", type="primary", on_click=delete, args=(store, run.id, with_file))
+    no.button("Cancel", on_click=cancel_delete)
+
+
+def manage(store: RunStore, runs: dict[str, RunRecord]) -> None:
+    """One run: rename, download its checkpoint, resume it, delete it."""
+    forget_deleted("manage_run", runs, list(runs)[0])
+    run = runs[st.selectbox("Run", list(runs), key="manage_run", format_func=lambda i: run_views.label(runs[i]))]
+    st.caption(f"{run.status}" + (f": {run.message}" if run.message else ""))
+    name, act = st.columns(2)
+    name.text_input("New name", value=run.name, key=f"name_{run.id}", max_chars=100)
+    name.button("Rename", on_click=rename, args=(store, run.id))
+    file = run_views.checkpoint_file(run, lab.jobs.runs_dir)
+    if file is not None:
+        act.download_button(f"Download checkpoint ({file.stat().st_size / 1e6:.1f} MB)", file.read_bytes,
+                            file_name=file.name, mime="application/octet-stream", on_click="ignore")
+    else:
+        act.caption("No checkpoint to download: " + run_views.no_checkpoint_reason(run, lab.jobs.runs_dir))
+    why_not = resume_problem(run) or ("a job is running; wait for it or stop it" if lab.jobs.running else "")
+    if act.button("Resume from its last finished epoch", disabled=bool(why_not), help=why_not or None):
+        try:
+            lab.jobs.resume(run.id)
+        except (JobBusyError, RunStoreError) as err:
+            st.session_state["runs_result"] = ("error", str(err))
+        else:
+            st.switch_page(TRAIN_PAGE)
+    if st.session_state.get("delete_pending") == run.id:
+        confirm_delete(store, run)
+    else:
+        act.button("Delete this run...", disabled=run.status == "running", on_click=ask_delete, args=(run.id,),
+                   help="stop it first" if run.status == "running" else None)
+
+
+def show_result() -> None:
+    """The outcome of the last rename or delete (set by its callback before this run)."""
+    kind, message = st.session_state.pop("runs_result", (None, ""))
+    if kind:
+        getattr(st, kind)(message)
+
+
+st.set_page_config(page_title="Runs · CIFAR-10 Lab", page_icon="🧪", layout="wide")
+lab = ui_state.open_lab(st.cache_resource, st.session_state)
+statuses = st.sidebar.multiselect("Status", STATUSES, default=list(STATUSES), key="runs_status")
+search = st.sidebar.text_input("Search name or id", key="runs_search")
+smoothing = st.sidebar.slider("Loss smoothing", 0.0, 0.99, plots.SMOOTHING, 0.01,
+                              help="weight of the past in the moving average of the loss curves; 0 = raw")
+
+st.title("Runs")
+
+store = lab.jobs.store
+if store is None:
+    st.error("The run history could not be opened (see the warning in the server's log), so runs are not recorded. "
+             "Point CIFAR_LAB_RUNS_DB at a file in a writable folder and restart the dashboard.")
+    st.stop()
+try:
+    gone = store.mark_interrupted()  # runs whose process died (server killed, laptop closed) since the last look
+    runs = {r.id: r for r in store.list_runs()}
+    shown = store.list_runs(status=statuses, search=search.strip()) if statuses else []
+except RunStoreError as err:  # e.g. a damaged database file; the message says what to do
+    st.error(str(err))
+    st.stop()
+if gone:
+    st.info(f"{len(gone)} run(s) whose process ended without finishing are now marked interrupted: resume them below.")
+if not runs:
+    show_result()  # e.g. the delete of the last run
+    st.info("No runs yet: train one on the Train page, or with `python -m cifar_lab train`.")
+    st.stop()
+
+st.dataframe(run_views.run_rows(shown), hide_index=True, column_config=COLUMNS, key="runs_table")
+st.caption(f"{len(shown)} of {len(runs)} runs, newest first; click a column header to sort.")
+
+st.subheader("Compare")
+compare(store, runs, smoothing)
+
+st.subheader("Manage a run")
+manage(store, runs)
+show_result()

@@ -1,0 +1,283 @@
+"""The Runs page (AppTest) and its pure helpers: table, filters, comparison, rename, delete, export, resume."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from cifar_lab import plots, run_views, ui_state
+from cifar_lab.checkpoint import save_checkpoint
+from cifar_lab.config import TrainConfig
+from cifar_lab.data import synthetic_data
+from cifar_lab.events import EpochEnd, Finished, Step, Stopped
+from cifar_lab.models import build_model
+from cifar_lab.runs import RunStore, RunStoreError
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = "pages/6_Runs.py"
+TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=3, eval_subset=0, precision="fp32",
+                   device="cpu", threads=1, schedule="constant", lr=0.05)
+
+
+@pytest.fixture(autouse=True)
+def lab_env(tmp_path, monkeypatch):
+    """Synthetic data, an empty runs folder with its own run store, fresh caches; running jobs stopped afterwards."""
+    monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
+    monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
+    monkeypatch.chdir(tmp_path)
+    st.cache_resource.clear()
+    yield tmp_path / "runs"
+    manager().stop(timeout=5)
+
+
+def manager():
+    """The process-wide JobManager (and so the run store) that the pages use."""
+    return st.cache_resource(ui_state.job_manager)(str(ui_state.runs_dir().resolve()))
+
+
+def record(store: RunStore, name: str, config: TrainConfig = TINY, *, status: str = "completed", epochs: int = 2,
+           checkpoint: Path | None = None) -> str:
+    """A run as the training listeners would have left it: steps, epochs, and its outcome."""
+    run_id = store.create_run(config, name, "synthetic", checkpoint)
+    listen = store.listener(run_id)
+    for epoch in range(1, epochs + 1):
+        for step in range(1, 5):
+            listen(Step((epoch - 1) * 4 + step, 4 * config.epochs, epoch, 2.3 / (epoch + step / 4), 0.05, 100.0, 1.0))
+        listen(EpochEnd(epoch, config.epochs, 2.0 / epoch, 0.2 * epoch, 2.1 / epoch, 0.15 * epoch, 1.0, 1.0 * epoch))
+    if status == "completed":
+        listen(Finished(0.42, epochs, 3.0, 100.0))
+    elif status == "stopped":
+        listen(Stopped(epochs, 4 * epochs))
+    elif status != "running":
+        store.finish(run_id, status, message=f"{status} on purpose")
+    return run_id
+
+
+def saved_model(path: Path, config: TrainConfig = TINY) -> Path:
+    return save_checkpoint(path, build_model(config), config, classes=synthetic_data(10, 10).classes, epoch=1)
+
+
+def open_runs() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label.startswith(label)]
+    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def table(at: AppTest, which: int = 0):
+    """The runs table (0) or the config diff (1) as a pandas DataFrame; read-only tables carry no key."""
+    return at.dataframe[which].value
+
+
+def chart(at: AppTest, key: str) -> dict:
+    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith(key))
+
+
+# --- the page ----------------------------------------------------------------------------------------------------
+
+def test_without_runs_the_page_says_how_to_make_one():
+    at = open_runs()
+    assert at.title[0].value == "Runs" and "No runs yet" in at.info[0].value
+
+
+def test_table_lists_every_run_with_its_columns_and_filters_by_status_and_text():
+    store = manager().store
+    record(store, "alpha")
+    record(store, "beta", status="stopped")
+    failed = record(store, "gamma", status="failed")
+    at = open_runs()
+    rows = table(at)
+    assert list(rows.columns) == ["id", "name", "arch", "status", "epochs", "of", "test accuracy", "started",
+                                  "device", "message"]
+    assert list(rows["name"]) == ["gamma", "beta", "alpha"]  # newest first
+    assert rows.set_index("name").loc["alpha", "test accuracy"] == pytest.approx(0.42)
+    at.sidebar.multiselect(key="runs_status").set_value(["failed"]).run()
+    assert list(table(at)["id"]) == [failed] and "failed on purpose" in table(at)["message"][0]
+    at.sidebar.multiselect(key="runs_status").set_value(["completed", "stopped"]).run()
+    at.sidebar.text_input(key="runs_search").set_value("ET").run()  # part of "beta", any case
+    assert list(table(at)["name"]) == ["beta"]
+    assert "1 of 3 runs" in at.caption[0].value
+
+
+def test_compare_overlays_curves_and_shows_only_the_config_fields_that_differ():
+    store = manager().store
+    a = record(store, "sgd-run")
+    b = record(store, "adam-run", TINY.replace(opt="adam", lr=0.002), epochs=3)
+    at = open_runs()
+    assert at.multiselect(key="compare").value == [b, a]  # the two newest, at first
+    loss, accuracy = chart(at, "runs_loss"), chart(at, "runs_accuracy")
+    assert [t["name"] for t in loss["data"]] == [f"adam-run ({b})", f"sgd-run ({a})"]
+    assert len(accuracy["data"]) == 4  # test and train per run
+    diff = table(at, 1)
+    assert list(diff["field"]) == ["opt", "lr"]
+    assert diff.set_index("field").loc["lr", f"sgd-run ({a})"] == "0.05"
+    labels = [d.label for d in at.get("download_button")]
+    assert "Metrics per epoch (CSV)" in labels and "Everything recorded (JSON)" in labels
+    at.multiselect(key="compare").set_value([a]).run()
+    assert len(at.dataframe) == 1  # no diff for one run
+
+
+def test_rename_changes_the_name_and_refuses_an_empty_one():
+    run_id = record(manager().store, "old name")
+    at = open_runs()
+    at.text_input(key=f"name_{run_id}").set_value("  better name ").run()
+    button(at, "Rename").click().run()
+    assert manager().store.get_run(run_id).name == "better name" and "is now called" in at.success[0].value
+    at.text_input(key=f"name_{run_id}").set_value("   ").run()
+    button(at, "Rename").click().run()
+    assert "not valid" in at.error[0].value and manager().store.get_run(run_id).name == "better name"
+
+
+def test_delete_asks_first_and_removes_the_checkpoint_only_when_asked(lab_env):
+    lab_env.mkdir(parents=True, exist_ok=True)
+    keep, drop = saved_model(lab_env / "keep.pth"), saved_model(lab_env / "drop.pth")
+    store = manager().store
+    kept_run, dropped_run = record(store, "keep", checkpoint=keep), record(store, "drop", checkpoint=drop)
+    at = open_runs()
+    at.selectbox(key="manage_run").set_value(dropped_run).run()
+    button(at, "Delete this run").click().run()
+    assert "Delete run **drop" in at.warning[0].value
+    button(at, "Cancel").click().run()
+    assert store.get_run(dropped_run) and not at.warning
+    button(at, "Delete this run").click().run()
+    at.checkbox(key="delete_file").check().run()
+    button(at, "Yes, delete it").click().run()
+    assert "and its checkpoint" in at.success[0].value and not drop.exists()
+    assert [r.id for r in store.list_runs()] == [kept_run] and at.multiselect(key="compare").value == [kept_run]
+    button(at, "Delete this run").click().run()  # the page moved on to the remaining run
+    button(at, "Yes, delete it").click().run()  # the checkbox left unticked: the file stays
+    assert "its checkpoint is kept" in at.success[0].value and keep.exists()
+    assert "No runs yet" in at.info[0].value
+
+
+def test_a_running_run_cannot_be_deleted_or_resumed():
+    record(manager().store, "busy", status="running")
+    at = open_runs()
+    assert button(at, "Delete this run").disabled and button(at, "Resume").disabled
+
+
+def test_checkpoint_download_is_offered_for_files_in_the_runs_folder_only(lab_env, tmp_path):
+    lab_env.mkdir(parents=True, exist_ok=True)
+    inside, outside = saved_model(lab_env / "in.pth"), saved_model(tmp_path / "out.pth")
+    store = manager().store
+    record(store, "outside", checkpoint=outside)
+    inside_run = record(store, "inside", checkpoint=inside)
+    at = open_runs()
+    assert at.selectbox(key="manage_run").value == inside_run
+    assert any(d.label.startswith("Download checkpoint") for d in at.get("download_button"))
+    at.selectbox(key="manage_run").set_value(next(r.id for r in store.list_runs() if r.name == "outside")).run()
+    assert not any(d.label.startswith("Download checkpoint") for d in at.get("download_button"))
+    assert any("outside the runs folder" in c.value for c in at.caption)
+
+
+def test_a_stopped_run_resumes_from_the_runs_page_and_the_train_page_shows_it():
+    manager().start(TINY.replace(epochs=300), data=synthetic_data(n_train=128, n_test=32), source="synthetic")
+    job = manager().current
+    deadline = time.monotonic() + 60
+    while not job.snapshot().epochs:
+        assert time.monotonic() < deadline, "no epoch finished"
+        time.sleep(0.05)
+    manager().stop()
+    run_id = job.snapshot().run_id
+    at = open_runs()
+    assert at.selectbox(key="manage_run").value == run_id
+    button(at, "Resume from its last finished epoch").click().run()
+    resumed = manager().current
+    assert resumed is not job and resumed.snapshot().run_id == run_id
+    assert at.title[0].value == "Train" and run_id in at.subheader[0].value
+
+
+def test_a_run_whose_config_this_version_cannot_read_is_listed_and_refused_clearly(lab_env):
+    store = manager().store
+    run_id = record(store, "from the future", status="interrupted", checkpoint=saved_model(lab_env / "future.pth"))
+    with store._write() as conn:  # as a newer version of the lab might have written it
+        conn.execute("UPDATE runs SET config = json_set(config, '$.arch', 'vit', '$.patch', 4) WHERE id = ?",
+                     [run_id])
+    record(store, "today")
+    at = open_runs()
+    assert not at.exception and table(at).set_index("id").loc[run_id, "arch"] == "vit"
+    diff = table(at, 1)
+    assert set(diff["field"]) == {"arch", "patch"}
+    at.selectbox(key="manage_run").set_value(run_id).run()
+    button(at, "Resume").click().run()
+    assert not at.exception and "cannot be resumed by this version" in at.error[0].value
+    assert "arch='vit'" in at.error[0].value and manager().current is None
+
+
+# --- the pure helpers --------------------------------------------------------------------------------------------
+
+def test_config_diff_keeps_field_order_and_marks_missing_fields():
+    a, b = TINY.to_dict(), {**TINY.to_dict(), "lr": 0.1, "width": 16, "future_field": 1}
+    diff = run_views.config_diff({"a": a, "b": b})
+    assert list(diff) == ["width", "lr", "future_field"]
+    assert diff["future_field"] == [run_views.MISSING, 1]
+    assert run_views.config_diff({"a": a, "b": dict(a)}) == {}
+    assert run_views.diff_rows(diff, ["a", "b"])[0] == {"field": "width", "a": "8", "b": "16"}
+
+
+def test_curves_and_rows_come_from_the_store(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    run_id = record(store, "curvy", epochs=2)
+    (c,) = run_views.curves(store, [store.get_run(run_id)])
+    assert c.label == f"curvy ({run_id})" and c.steps.tolist() == list(range(1, 9))
+    assert c.epochs.tolist() == [1, 2] and c.test_acc.tolist() == pytest.approx([0.15, 0.3])
+    (row,) = run_views.run_rows(store.list_runs())
+    assert (row["status"], row["epochs"], row["of"], row["test accuracy"]) == ("completed", 2, 3, 0.42)
+    assert len(row["started"]) == 19  # local "YYYY-MM-DD HH:MM:SS"
+
+
+def test_checkpoint_file_is_none_outside_the_folder_or_when_missing(tmp_path):
+    store = RunStore(tmp_path / "runs" / "db.sqlite")
+    inside = saved_model(tmp_path / "runs" / "a.pth")
+    outside = saved_model(tmp_path / "b.pth")
+    runs = {p: store.get_run(record(store, p.stem, checkpoint=p)) for p in (inside, outside)}
+    assert run_views.checkpoint_file(runs[inside], tmp_path / "runs") == inside.resolve()
+    assert run_views.checkpoint_file(runs[outside], tmp_path / "runs") is None
+    assert "outside the runs folder" in run_views.no_checkpoint_reason(runs[outside], tmp_path / "runs")
+    inside.unlink()
+    assert run_views.checkpoint_file(runs[inside], tmp_path / "runs") is None
+    assert "a.pth does not exist" in run_views.no_checkpoint_reason(runs[inside], tmp_path / "runs")
+    no_file = store.get_run(record(store, "early"))
+    assert "none was recorded" in run_views.no_checkpoint_reason(no_file, tmp_path / "runs")
+
+
+def test_comparison_figures_give_each_run_one_colour():
+    runs = [run_views.RunCurves(f"r{i}", np.arange(1, 11.0), np.linspace(2, 1, 10), np.array([1.0, 2.0]),
+                                np.array([0.3, 0.5]), np.array([0.25, 0.4])) for i in range(2)]
+    loss = plots.runs_loss_figure(runs, smoothing=0.0)
+    assert [t.name for t in loss.data] == ["r0", "r1"]
+    assert np.allclose(loss.data[0].y, runs[0].loss)  # smoothing 0 is the raw curve
+    accuracy = plots.runs_accuracy_figure(runs)
+    colours = [t.line.color for t in accuracy.data]
+    assert colours[0] == colours[1] != colours[2] == colours[3]
+    assert accuracy.data[1].line.dash == "dot"
+
+
+def test_export_names_are_plain_file_names(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    one = store.get_run(record(store, "../../x"))
+    assert run_views.export_name([one], "csv") == f"cifar_lab-{one.id}.csv"
+    assert run_views.export_name([one, one], "json") == "cifar_lab-runs-2.json"
+
+
+def test_resume_is_refused_at_once_for_a_finished_run_or_a_missing_checkpoint(lab_env):
+    store = manager().store
+    done = record(store, "done", checkpoint=saved_model(lab_env / "done.pth"))
+    lost = record(store, "lost", status="stopped", checkpoint=lab_env / "gone.pth")
+    with pytest.raises(RunStoreError, match="is completed"):
+        manager().resume(done)
+    with pytest.raises(RunStoreError, match="has no checkpoint"):
+        manager().resume(lost)
+    assert manager().current is None  # no job was started to fail a moment later
