@@ -63,6 +63,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module | dict[str, torch.
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be copied and shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

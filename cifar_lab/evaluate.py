@@ -76,6 +76,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: tup
         raise ValueError("nothing to evaluate: the test set is empty")
     logits = predict_logits(model, x, normalize=normalize, tta=tta, shifts=shifts, device=device, dtype=dtype,
                             batch_size=batch_size)
+    if logits.shape[1] != len(classes):
+        raise ValueError(f"the model predicts {logits.shape[1]} classes but the data has {len(classes)} "
+                         f"({', '.join(classes)}); evaluate it on data with its own classes")
     labels = y.cpu().long()
     loss = F.cross_entropy(logits, labels).item()
     preds = logits.argmax(1)

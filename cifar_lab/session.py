@@ -14,6 +14,14 @@ from .runs import RunStore, RunStoreError
 from .train import TrainResult, train
 
 
+def write_failure_message(err: OSError, checkpoint: Path, saved_epoch: int) -> str:
+    """The loop reads no files, so an OSError during a run is a checkpoint that could not be written."""
+    kept = (f"the checkpoint of its last saved epoch ({checkpoint.name}) is intact" if saved_epoch
+            else "no epoch had been saved yet")
+    return (f"could not save to {checkpoint.parent}: {err.strerror or err}. Free some disk space or make the "
+            f"folder writable, then resume the run; {kept}")
+
+
 class TrainSession:
     """Trains `config` on `data`, keeping `checkpoint_path` at the last finished epoch.
 
@@ -81,7 +89,8 @@ class TrainSession:
             return
         interrupted = isinstance(err, KeyboardInterrupt)
         message = (f"interrupted; resume with `python -m cifar_lab train --resume {self.run_id}`" if interrupted
-                   else f"{type(err).__name__}: {err}")
+                   else write_failure_message(err, self.checkpoint_path, self.saved_epoch)
+                   if isinstance(err, OSError) else f"{type(err).__name__}: {err}")
         try:
             self.store.finish(self.run_id, "interrupted" if interrupted else "failed", message=message,
                               only_if_running=True)

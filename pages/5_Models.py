@@ -15,9 +15,20 @@ def add_upload(name: str, content: bytes) -> None:
         st.session_state["upload_result"] = ("error", str(err))
         return
     folder = lab.jobs.runs_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    target = ui_state.safe_upload_name(name, folder)
-    target.write_bytes(content)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = ui_state.safe_upload_name(name, folder)
+        with open(target, "xb") as f:  # "x": never replaces a file another session has just written
+            try:
+                f.write(content)
+            except OSError:
+                target.unlink(missing_ok=True)  # no half-written file left in the folder
+                raise
+    except OSError as err:  # FileExistsError too: a same-name upload won the race; press Add again
+        st.session_state["upload_result"] = ("error", f"Could not save {name} into {folder}: "
+                                             f"{err.strerror or err}. Free some disk space or make the folder "
+                                             "writable.")
+        return
     st.session_state["model_path"] = str(target)
     st.session_state["upload_result"] = ("success", f"Added {target.name} ({ckpt.config.arch}); it is now current.")
 
