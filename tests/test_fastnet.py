@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from cifar_lab.config import TrainConfig
-from cifar_lab.fastnet import BIAS_LR_SCALE, FastNet, _patches
+from cifar_lab.fastnet import BIAS_LR_SCALE, FastNet, Muon, _patches, orthogonalize
 
 
 def correlated_images(n: int = 64, side: int = 32, seed: int = 0) -> torch.Tensor:
@@ -121,3 +121,73 @@ def test_runs_on_cuda():
     model.init_from_data(correlated_images(8).cuda())
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert model(torch.randn(2, 3, 32, 32, device="cuda")).shape == (2, 10)
+
+
+def test_orthogonalize_evens_out_singular_values():
+    torch.manual_seed(0)
+    ill = torch.linalg.qr(torch.randn(40, 16)).Q.T * torch.logspace(-1, 1, 16)[:, None]  # singular values 0.1..10
+    for matrix in (ill, ill.T):  # wide and tall
+        before, after = torch.linalg.svdvals(matrix), torch.linalg.svdvals(orthogonalize(matrix))
+        assert orthogonalize(matrix).shape == matrix.shape
+        assert before.max() / before.min() > 99 and after.max() / after.min() < 10  # from 100
+        assert after.max() < 1.3
+    plain = torch.linalg.svdvals(orthogonalize(torch.randn(16, 40)))
+    assert plain.min() > 0.6 and plain.max() < 1.3
+
+
+def test_muon_matches_sgd_outside_orthogonal_groups():
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5, 3))
+    b = torch.nn.Parameter(a.detach().clone())
+    muon = Muon([a], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
+    sgd = torch.optim.SGD([b], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
+    for _ in range(3):
+        grad = torch.randn(5, 3)
+        a.grad, b.grad = grad.clone(), grad.clone()
+        muon.step()
+        sgd.step()
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_muon_groups_keep_filter_norms_and_train():
+    torch.manual_seed(0)
+    model = FastNet(width=8).to(memory_format=torch.channels_last)
+    model.init_from_data(correlated_images(16))
+    config = TrainConfig(arch="fastnet", opt="muon", lr=0.5, weight_decay=5e-4)
+    groups = model.param_groups(config)
+    filters = [g for g in groups if g.get("orthogonalize")][0]["params"]
+    assert len(filters) == 6 and all(p.ndim == 4 for p in filters)  # two convs per group, three groups
+    assert len({id(p) for g in groups for p in g["params"]}) == sum(p.requires_grad for p in model.parameters())
+    optimizer = Muon(groups, lr=0.5, momentum=0.85)
+    x = correlated_images(32, seed=1).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(1))
+    losses = []
+    for _ in range(8):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+    for p in filters:  # normalised before each step, then moved by about lr: the norm stays near sqrt(out)
+        assert abs(p.norm().item() / len(p) ** 0.5 - 1) < 0.5
+
+
+def test_start_epoch_freezes_the_whitening_bias_after_a_third_of_training():
+    torch.manual_seed(0)
+    model = FastNet(width=8)
+    model.init_from_data(correlated_images(16))
+    config = TrainConfig(arch="fastnet", opt="muon", lr=0.5, weight_decay=5e-4)
+    groups_before = [[id(p) for p in g["params"]] for g in model.param_groups(config)]
+    trains = []
+    for epoch in range(6):
+        model.start_epoch(epoch, 6)
+        trains.append(model.whiten.bias.requires_grad)
+    assert trains == [True, True, False, False, False, False]
+    model.start_epoch(0, 2)
+    assert model.whiten.bias.requires_grad  # always at least one epoch
+    model.start_epoch(1, 2)
+    assert [[id(p) for p in g["params"]] for g in model.param_groups(config)] == groups_before
+    bias = model.whiten.bias.detach().clone()
+    _train_steps(model, steps=2)
+    assert torch.equal(model.whiten.bias, bias)  # frozen: no gradient, no update

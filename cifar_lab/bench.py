@@ -1,0 +1,221 @@
+"""Time-to-accuracy benchmark of the presets on one data set, and the loop's throughput against a bare step."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .config import PRESETS, TrainConfig, preset
+from .data import CifarData, load_data
+from .devices import autocast, describe, resolve_device, resolve_precision, set_threads
+from .events import EpochEnd, Event, Finished
+from .models import build_model
+from .optim import build_optimizer
+from .preprocess import normalize
+from .train import train
+
+DEFAULT_PRESETS = ("tutorial", "improved", "classroom")
+THROUGHPUT_IMAGES = 10_240  # training images per throughput measurement: 20 steps at batch 512
+Progress = Callable[[str], None]
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU model, cores, accelerator, library versions."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = {"cpu": _cpu_model(), "cores": cores, "torch": torch.__version__, "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None, full: bool = False, *,
+                  data: CifarData | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Train each preset in turn on the same data; one row per preset (see `print_table` for the columns).
+
+    presets: names from config.PRESETS (default: tutorial, improved, classroom, plus best when `full`).
+    """
+    names = tuple(presets) if presets else DEFAULT_PRESETS + (("best",) if full else ())
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        raise ValueError(f"unknown preset(s) {', '.join(unknown)}; choose from: {', '.join(PRESETS)}")
+    data = data if data is not None else load_data(data_source)
+    say = progress or (lambda line: None)
+    rows = []
+    for name in names:
+        config = preset(name)
+        say(f"{name}: {config.arch} width {config.width}, {config.epochs} epoch(s), batch {config.batch_size}")
+        result = train(config, data, on_event=_progress_listener(name, say))
+        rows.append({
+            "preset": name, "arch": config.arch, "epochs": result.epochs_done, "status": result.status,
+            "train_seconds": round(result.train_seconds, 1), "test_accuracy": result.test_accuracy,
+            "images_per_s": round(result.images_per_s, 1), "device": result.device,
+        })
+    return _with_tutorial_ratios(rows)
+
+
+def _progress_listener(name: str, say: Progress) -> Callable[[Event], None]:
+    def listen(event: Event) -> None:
+        if isinstance(event, EpochEnd):
+            say(f"  {name} epoch {event.epoch}/{event.epochs}: test {event.test_acc:.1%} at {event.elapsed_s:.0f}s")
+        elif isinstance(event, Finished):
+            say(f"  {name} done: {event.test_accuracy:.2%} in {event.train_seconds:.1f}s")
+    return listen
+
+
+def _with_tutorial_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add seconds_vs_tutorial (time ratio) and points_vs_tutorial (accuracy gain, percentage points)."""
+    base = next((r for r in rows if r["preset"] == "tutorial" and r["test_accuracy"] is not None), None)
+    for r in rows:
+        ok = base is not None and r["test_accuracy"] is not None
+        r["seconds_vs_tutorial"] = round(r["train_seconds"] / base["train_seconds"], 2) if ok else None
+        r["points_vs_tutorial"] = round(100 * (r["test_accuracy"] - base["test_accuracy"]), 1) if ok else None
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The benchmark rows as a Markdown table (what the README shows)."""
+    head = "| preset | epochs | seconds | test accuracy | images/s | time vs tutorial | accuracy vs tutorial |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else r["status"]
+        ratio = f"{r['seconds_vs_tutorial']:.2f}x" if r.get("seconds_vs_tutorial") is not None else "-"
+        gain = f"{r['points_vs_tutorial']:+.1f} pts" if r.get("points_vs_tutorial") is not None else "-"
+        lines.append(f"| {r['preset']} | {r['epochs']} | {r['train_seconds']:.1f} | {acc} | "
+                     f"{r['images_per_s']:,.0f} | {ratio} | {gain} |")
+    return "\n".join(lines)
+
+
+def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
+    print(format_table(rows), file=file or sys.stdout)
+
+
+# --- throughput: the real loop against a bare forward + backward + step on tensors already in memory --------------
+
+def bare_images_per_s(config: TrainConfig, data: CifarData, steps: int) -> float:
+    """images/s of `steps` plain training steps of the config's model, optimizer and precision on one fixed batch
+    (normalised, channels_last, on the device): what the loop would reach with free data and bookkeeping."""
+    device = resolve_device(config.device)
+    dtype = resolve_precision(config.precision, device)
+    torch.manual_seed(config.seed)
+    model = build_model(config, len(data.classes)).to(device).to(memory_format=torch.channels_last)
+    x = normalize(data.train_x[:config.batch_size].to(device), config.normalize)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = data.train_y[:config.batch_size].to(device)
+    if hasattr(model, "init_from_data"):
+        model.init_from_data(x)
+    optimizer = build_optimizer(model, config)
+    model.train()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        with autocast(device, dtype):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    loss.item()  # wait for the last step on asynchronous devices
+    _sync(device)
+    return steps * len(x) / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_throughput(data: CifarData, preset_name: str = "classroom", *, images: int = THROUGHPUT_IMAGES,
+                       repeats: int = 2, progress: Progress | None = None) -> dict[str, Any]:
+    """Loop vs bare images/s for one preset, measured alternately `repeats` times (the best of each counts, which
+    discounts other programs on a shared machine). The loop trains one epoch on the first `images` images."""
+    config = preset(preset_name, epochs=1, eval_subset=min(500, len(data.test_x)))
+    subset = data.subset(n_train=min(images, len(data.train_x)), n_test=min(500, len(data.test_x)))
+    steps = max(1, len(subset.train_x) // config.batch_size)
+    say = progress or (lambda line: None)
+    bare, loop = [], []
+    for i in range(repeats):
+        set_threads(config.threads)
+        bare.append(bare_images_per_s(config, subset, steps))
+        loop.append(train(config, subset).images_per_s)
+        say(f"  round {i + 1}: bare {bare[-1]:,.0f} img/s, loop {loop[-1]:,.0f} img/s")
+    device = resolve_device(config.device)
+    return {
+        "preset": preset_name, "device": describe(device, resolve_precision(config.precision, device)),
+        "batch_size": config.batch_size, "steps": steps, "bare_images_per_s": [round(v, 1) for v in bare],
+        "loop_images_per_s": [round(v, 1) for v in loop], "loop_vs_bare": round(max(loop) / max(bare), 3),
+    }
+
+
+def measure_data_load(data_source: str | None) -> dict[str, Any]:
+    """Seconds to load the data: decoding into an empty cache, reading that cache in this process, and in a fresh
+    process (import included: what `python -m cifar_lab train` pays before training starts)."""
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        data = load_data(data_source, cache_dir=cache)
+        decode = time.perf_counter() - start
+        start = time.perf_counter()
+        load_data(data_source, cache_dir=cache)
+        cached = time.perf_counter() - start
+        fresh = _fresh_process_load(data_source, cache)
+    return {"source": data.source, "images": len(data.train_x) + len(data.test_x), "decode_seconds": round(decode, 2),
+            "cached_seconds": round(cached, 2), "fresh_process_seconds": round(fresh, 2)}
+
+
+def _fresh_process_load(data_source: str | None, cache: str) -> float:
+    code = ("import time; t = time.perf_counter(); from cifar_lab.data import load_data; "
+            f"load_data({data_source!r}, cache_dir={cache!r}); print(time.perf_counter() - t)")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def format_throughput(report: dict[str, Any]) -> str:
+    t, d = report["throughput"], report["data_load"]
+    return "\n".join([
+        f"training loop vs bare step ({t['preset']}, batch {t['batch_size']}, {t['device']}): "
+        f"{max(t['loop_images_per_s']):,.0f} vs {max(t['bare_images_per_s']):,.0f} img/s = {t['loop_vs_bare']:.1%}",
+        f"data load ({d['images']:,} images): decode {d['decode_seconds']:.1f}s, from cache {d['cached_seconds']:.2f}s "
+        f"in-process, {d['fresh_process_seconds']:.2f}s in a fresh process",
+    ])
+
+
+def main(args: argparse.Namespace) -> int:
+    """`python -m cifar_lab bench`: print the table (or the throughput report) and write it as JSON."""
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731 - progress apart from the table
+    report: dict[str, Any] = {"machine": machine_info()}
+    if args.throughput:
+        data = load_data(args.data)
+        report["throughput"] = measure_throughput(data, progress=say)
+        report["data_load"] = measure_data_load(args.data)
+        print(format_throughput(report))
+    else:
+        data = load_data(args.data)
+        presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
+        report["data"] = data.source
+        report["rows"] = run_benchmark(args.data, presets, full=args.full, data=data, progress=say)
+        print_table(report["rows"])
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
+        say(f"wrote {args.json_path}")
+    return 0
