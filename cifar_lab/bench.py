@@ -49,10 +49,12 @@ def _cpu_model() -> str:
 
 
 def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None, full: bool = False, *,
-                  data: CifarData | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+                  data: CifarData | None = None, progress: Progress | None = None,
+                  overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train each preset in turn on the same data; one row per preset (see `print_table` for the columns).
 
     presets: names from config.PRESETS (default: tutorial, improved, classroom, plus best when `full`).
+    overrides: config fields changed in every preset (e.g. a smaller width for a quick check).
     """
     names = tuple(presets) if presets else DEFAULT_PRESETS + (("best",) if full else ())
     unknown = [n for n in names if n not in PRESETS]
@@ -62,7 +64,7 @@ def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None,
     say = progress or (lambda line: None)
     rows = []
     for name in names:
-        config = preset(name)
+        config = preset(name, **(overrides or {}))
         say(f"{name}: {config.arch} width {config.width}, {config.epochs} epoch(s), batch {config.batch_size}")
         result = train(config, data, on_event=_progress_listener(name, say))
         rows.append({
@@ -145,10 +147,11 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_throughput(data: CifarData, preset_name: str = "classroom", *, images: int = THROUGHPUT_IMAGES,
-                       repeats: int = 2, progress: Progress | None = None) -> dict[str, Any]:
-    """Loop vs bare images/s for one preset, measured alternately `repeats` times (the best of each counts, which
-    discounts other programs on a shared machine). The loop trains one epoch on the first `images` images."""
-    config = preset(preset_name, epochs=1, eval_subset=min(500, len(data.test_x)))
+                       repeats: int = 2, progress: Progress | None = None, **overrides: Any) -> dict[str, Any]:
+    """Loop vs bare images/s for one preset (plus config `overrides`), measured alternately `repeats` times (the
+    best of each counts, which discounts other programs on a shared machine). The loop trains one epoch on the
+    first `images` images."""
+    config = preset(preset_name, **{"epochs": 1, "eval_subset": min(500, len(data.test_x)), **overrides})
     subset = data.subset(n_train=min(images, len(data.train_x)), n_test=min(500, len(data.test_x)))
     steps = max(1, len(subset.train_x) // config.batch_size)
     say = progress or (lambda line: None)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .config import FIELD_HELP, PRESETS, TrainConfig, preset
+from .config import ARCHS, FIELD_HELP, PRESETS, TrainConfig, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .runs import STATUSES as RUN_STATUSES
 from .runs import RunStore, default_db_path, load_resume, safe_child
@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name, None) is not None}
+    base = PRESETS[args.preset] if args.preset in PRESETS else {}
+    arch = overrides.get("arch", "fastnet")
+    if arch in ARCHS and arch != "fastnet" and base.get("opt") == "muon" and "opt" not in overrides:
+        # Muon needs fastnet's filter groups; another --arch on a fastnet preset gets that preset's SGD sibling.
+        overrides["opt"] = "sgd"
+        print(f"note: --arch {overrides['arch']} with the {args.preset} preset trains with --opt sgd "
+              "(muon is for fastnet)", file=sys.stderr)
     return preset(args.preset, **overrides)
 
 

@@ -137,6 +137,8 @@ def _auto_threads(config: TrainConfig, model: nn.Module) -> int:
 def _train_epoch(run: _Run, epoch: int, stop: threading.Event, emit: Listener):
     """One pass over the shuffled training set; returns (loss, acc, seconds) or a Failed/Stopped event."""
     c, model = run.config, run.model
+    if hasattr(model, "start_epoch"):  # fastnet freezes its whitening bias after the first third of the epochs
+        model.start_epoch(epoch, c.epochs)
     model.train()
     n = len(run.train_x)
     order = torch.randperm(n, generator=run.generator, device=run.device)

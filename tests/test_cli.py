@@ -22,7 +22,7 @@ from cifar_lab.models import build_model
 from cifar_lab.preprocess import CLASSES
 
 REPO = Path(cifar_lab.__file__).resolve().parent.parent
-FAST = ["--data", "synthetic", "--epochs", "1", "--arch", "cnn", "--width", "8", "--depth", "2", "--batch-size", "64",
+FAST = ["--data", "synthetic", "--epochs", "1", "--arch", "cnn", "--opt", "sgd", "--width", "8", "--depth", "2", "--batch-size", "64",
         "--precision", "fp32", "--threads", "1"]
 
 
@@ -211,3 +211,12 @@ def test_a_config_mistake_is_reported_before_anything_is_written(tmp_path):
         code = main(["train", "--data", "synthetic", "--lr", "-1"])
     assert code == 2 and "lr" in err.getvalue()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_another_arch_on_a_muon_preset_trains_with_sgd_and_says_so():
+    from cifar_lab.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--preset", "classroom", "--arch", "cnn"])
+    assert config_from_args(args).opt == "sgd"
+    args = build_parser().parse_args(["train", "--preset", "classroom"])
+    assert config_from_args(args).opt == "muon"

@@ -39,7 +39,7 @@ from cifar_lab.preprocess import CLASSES
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=3, eval_subset=0, precision="fp32",
                    device="cpu", threads=1, schedule="constant", lr=0.05, flip=False, crop_pad=0)
-FORM = dict(arch="cnn", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32", threads=1)
+FORM = dict(arch="cnn", opt="sgd", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32", threads=1)
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from cifar_lab.train import train
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["dashboard.py", "pages/1_Data.py", "pages/2_Train.py", "pages/3_Evaluate.py", "pages/4_Classify.py",
          "pages/5_Models.py"]
-TINY = dict(arch="cnn", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32", threads=1)
+TINY = dict(arch="cnn", opt="sgd", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32", threads=1)
 
 
 @pytest.fixture(scope="module")
