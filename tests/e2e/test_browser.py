@@ -137,7 +137,7 @@ def set_number(tab, label: str, value: int) -> None:
 
 def test_train_evaluate_classify_in_a_real_browser(server, page):
     page.goto(f"{server}/Train")
-    page.get_by_text("Multiply-adds per image").wait_for()
+    page.get_by_text("Multiply-adds per image").first.wait_for()
     choose(page, "Preset", "improved")  # a VGG-style net, 16 steps per epoch here: the curve grows for seconds
     wait_for_value(page, "batch size", "128")  # the preset has reached the form
     set_number(page, "epochs", 1)
@@ -160,7 +160,7 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
     assert loss_points(page) >= seen[-1]
 
     page.goto(f"{server}/Evaluate")
-    page.get_by_text("Test accuracy").wait_for()
+    page.get_by_text("Test accuracy").first.wait_for()
     page.get_by_text("Misclassified", exact=True).wait_for()
     screenshot(page, "evaluate")
     click_confusion_cell(page, row=2, col=3)  # true bird, predicted cat
@@ -170,7 +170,7 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
     page.goto(f"{server}/Classify")
     page.locator("input[type=file]").set_input_files(
         files=[{"name": "sample.png", "mimeType": "image/png", "buffer": sample_png()}])
-    page.get_by_text("what the model sees").wait_for()
+    page.get_by_text("what the model sees").first.wait_for()  # the explain panel repeats it
     page.locator(".js-plotly-plot").first.wait_for()
     bars = page.evaluate("() => document.querySelector('.js-plotly-plot').data[0].y")
     assert len(bars) == 3
