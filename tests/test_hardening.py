@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import button_starting, fill_train_form, open_page
 from cifar_lab import checkpoint as ckpt_module
 from cifar_lab import inference, ui_state
 from cifar_lab import train as train_module
@@ -67,17 +68,7 @@ def manager() -> JobManager:
     return st.cache_resource(ui_state.job_manager)(str(ui_state.runs_dir().resolve()))
 
 
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
-    at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def button(at: AppTest, label: str):
-    matches = [b for b in at.button if b.label.startswith(label)]
-    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
-    return matches[0]
+button = button_starting
 
 
 def forge(at: AppTest, widget, **value) -> AppTest:
@@ -254,15 +245,7 @@ def test_a_bad_checkpoint_upload_is_refused_and_changes_nothing(case, lab_env, t
 # --- configs through the Train form ------------------------------------------------------------------------------
 
 def fill_form(at: AppTest, **overrides) -> AppTest:
-    at.selectbox(key="cfg_arch").set_value("cnn").run()
-    for name, value in {**FORM, **overrides}.items():
-        if name in ui_state.FIELD_CHOICES:
-            at.selectbox(key=f"cfg_{name}").set_value(value)
-        elif isinstance(value, bool):
-            at.checkbox(key=f"cfg_{name}").set_value(value)
-        else:
-            at.number_input(key=f"cfg_{name}").set_value(value)
-    return at.run()
+    return fill_train_form(at, {**FORM, **overrides})
 
 
 @pytest.mark.parametrize(("field", "value"), [("lr", 0.0), ("lr", 1e9), ("lr", float("nan")), ("epochs", 5000),

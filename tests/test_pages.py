@@ -15,6 +15,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import fill_train_form
 from cifar_lab import ui_state
 from cifar_lab.checkpoint import save_checkpoint
 from cifar_lab.config import TrainConfig
@@ -77,15 +78,7 @@ def button(at: AppTest, label: str):
 
 
 def fill_tiny_form(at: AppTest, **overrides) -> AppTest:
-    at.selectbox(key="cfg_arch").set_value("cnn").run()
-    for name, value in {**TINY, **overrides}.items():
-        if name in ui_state.FIELD_CHOICES:
-            at.selectbox(key=f"cfg_{name}").set_value(value)
-        elif isinstance(value, bool):
-            at.checkbox(key=f"cfg_{name}").set_value(value)
-        else:
-            at.number_input(key=f"cfg_{name}").set_value(value)
-    return at.run()
+    return fill_train_form(at, {**TINY, **overrides})
 
 
 def chart_specs(at: AppTest) -> list[dict]:

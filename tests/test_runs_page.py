@@ -10,6 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import button_starting, open_page
 from cifar_lab import plots, run_views, ui_state
 from cifar_lab.checkpoint import save_checkpoint
 from cifar_lab.config import TrainConfig
@@ -64,16 +65,10 @@ def saved_model(path: Path, config: TrainConfig = TINY) -> Path:
 
 
 def open_runs() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE)
 
 
-def button(at: AppTest, label: str):
-    matches = [b for b in at.button if b.label.startswith(label)]
-    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
-    return matches[0]
+button = button_starting
 
 
 def table(at: AppTest, which: int = 0):
