@@ -36,7 +36,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training configuration (override the preset)")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        help_text = FIELD_HELP.get(f.name, "")
+        help_text = FIELD_HELP.get(f.name, "").replace("%", "%%")  # argparse formats help with %
         if f.type in ("bool", bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

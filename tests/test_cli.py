@@ -129,6 +129,15 @@ def test_every_config_field_has_a_flag():
         assert hasattr(args, field.name), f"no --{field.name.replace('_', '-')} flag"
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "runs", "bench"])
+def test_every_command_prints_its_help(command):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
+        build_parser().parse_args([command, "--help"])
+    assert done.value.code == 0
+    assert "usage:" in out.getvalue()
+
+
 def test_flags_override_the_preset():
     args = build_parser().parse_args(["train", "--preset", "tutorial", "--no-flip", "--rotate", "5", "--opt", "adam",
                                       "--label-smoothing", "0.1", "--epochs", "3", "--batchnorm"])
