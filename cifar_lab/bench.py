@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .config import PRESETS, TrainConfig, preset
 from .data import CifarData, load_data
-from .devices import autocast, describe, resolve_device, resolve_precision, set_threads
+from .devices import autocast, describe, freed_memory_kept, resolve_device, resolve_precision, set_threads
 from .events import EpochEnd, Event, Finished
 from .models import build_model
 from .optim import build_optimizer
@@ -158,7 +158,8 @@ def measure_throughput(data: CifarData, preset_name: str = "classroom", *, image
     bare, loop = [], []
     for i in range(repeats):
         set_threads(config.threads)
-        bare.append(bare_images_per_s(config, subset, steps))
+        with freed_memory_kept(enabled=resolve_device(config.device).type == "cpu"):  # as train() allocates
+            bare.append(bare_images_per_s(config, subset, steps))
         loop.append(train(config, subset).images_per_s)
         say(f"  round {i + 1}: bare {bare[-1]:,.0f} img/s, loop {loop[-1]:,.0f} img/s")
     device = resolve_device(config.device)

@@ -15,7 +15,7 @@ from torch import nn
 from .augment import augment
 from .config import TrainConfig
 from .data import CifarData
-from .devices import autocast, describe, resolve_device, resolve_precision, set_threads
+from .devices import autocast, describe, freed_memory_kept, resolve_device, resolve_precision, set_threads
 from .evaluate import Evaluation, evaluate, predict_logits
 from .events import EpochEnd, Failed, Finished, Listener, Step, Stopped
 from .models import build_model, count_macs
@@ -70,6 +70,13 @@ def train(config: TrainConfig, data: CifarData, *, stop: threading.Event | None 
 
     `resume` is an EpochEnd's `resume_state` plus the weights of that epoch under "model".
     """
+    on_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    with freed_memory_kept(enabled=on_cpu):
+        return _train(config, data, stop, on_event, resume)
+
+
+def _train(config: TrainConfig, data: CifarData, stop: threading.Event | None, on_event: Listener | None,
+           resume: dict[str, Any] | None) -> TrainResult:
     started = time.perf_counter()  # data-dependent init (fastnet's whitening) counts as training time
     emit = on_event or (lambda event: None)
     stop = stop or threading.Event()
