@@ -127,18 +127,20 @@ def bare_images_per_s(config: TrainConfig, data: CifarData, steps: int) -> float
         model.init_from_data(x)
     optimizer = build_optimizer(model, config)
     model.train()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        with autocast(device, dtype):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    loss.item()  # wait for the last step on asynchronous devices
-    _sync(device)
-    return steps * len(x) / (time.perf_counter() - start)
+    with freed_memory_kept(enabled=device.type == "cpu"):  # allocate as train() does
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            with autocast(device, dtype):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        loss.item()  # wait for the last step on asynchronous devices
+        _sync(device)
+        seconds = time.perf_counter() - start  # before the block hands the memory back
+    return steps * len(x) / seconds
 
 
 def _sync(device: torch.device) -> None:
@@ -158,8 +160,7 @@ def measure_throughput(data: CifarData, preset_name: str = "classroom", *, image
     bare, loop = [], []
     for i in range(repeats):
         set_threads(config.threads)
-        with freed_memory_kept(enabled=resolve_device(config.device).type == "cpu"):  # as train() allocates
-            bare.append(bare_images_per_s(config, subset, steps))
+        bare.append(bare_images_per_s(config, subset, steps))
         loop.append(train(config, subset).images_per_s)
         say(f"  round {i + 1}: bare {bare[-1]:,.0f} img/s, loop {loop[-1]:,.0f} img/s")
     device = resolve_device(config.device)

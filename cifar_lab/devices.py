@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import threading
@@ -79,6 +80,7 @@ _kept_lock = threading.Lock()
 _kept_users = 0
 
 
+@functools.cache  # looking the library up runs ldconfig; once per process is enough
 def _libc() -> Any:
     if not sys.platform.startswith("linux"):
         return None

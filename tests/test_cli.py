@@ -223,8 +223,6 @@ def test_a_config_mistake_is_reported_before_anything_is_written(tmp_path):
 
 
 def test_another_arch_on_a_muon_preset_trains_with_sgd_and_says_so():
-    from cifar_lab.cli import build_parser, config_from_args
-
     args = build_parser().parse_args(["train", "--preset", "classroom", "--arch", "cnn"])
     assert config_from_args(args).opt == "sgd"
     args = build_parser().parse_args(["train", "--preset", "classroom"])
