@@ -385,3 +385,57 @@ def test_alternate_flip_shows_each_image_both_ways_over_two_epochs(monkeypatch):
     assert flipped_1 and flipped_2
     assert flipped_1.isdisjoint(flipped_2)
     assert len(flipped_1 | flipped_2) == 16
+
+
+# --- BatchNorm statistics: averaged over the last steps ----------------------------------------------------------
+
+def _record_norm_inputs(monkeypatch) -> list[tuple[int, torch.Tensor]]:
+    """Patch the loop's model factory so each training-mode batch into the first BatchNorm is recorded as
+    (call number, per-channel mean)."""
+    import cifar_lab.train as train_module
+
+    seen: list[tuple[int, torch.Tensor]] = []
+    real_build = train_module.build_model
+
+    def build_and_watch(config, num_classes=10):
+        model = real_build(config, num_classes)
+        norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+        def record(module, inputs):
+            if module.training:
+                seen.append((len(seen), inputs[0].detach().float().mean(dim=(0, 2, 3))))
+        norm.register_forward_pre_hook(record)
+        return model
+
+    monkeypatch.setattr(train_module, "build_model", build_and_watch)
+    return seen
+
+
+def test_norm_statistics_are_the_average_of_the_last_steps(monkeypatch, tiny_config, tiny_data):
+    from cifar_lab.train import NORM_AVERAGE_FRACTION
+
+    seen = _record_norm_inputs(monkeypatch)
+    config = tiny_config.replace(epochs=4, batch_size=32)  # 16 steps an epoch, 64 in all
+    result = train(config, tiny_data)
+    assert len(seen) == 64
+    window = max(1, round(64 * NORM_AVERAGE_FRACTION))
+    assert window >= 2  # the test needs an average of several batches, not a copy of the last one
+    norm = next(m for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    expected = torch.stack([mean for _, mean in seen[-window:]]).mean(0)
+    assert torch.allclose(norm.running_mean, expected, atol=1e-5)
+    assert not torch.allclose(norm.running_mean, torch.stack([mean for _, mean in seen[-window - 4:]]).mean(0),
+                              atol=1e-3)  # batches before the window are left out
+    assert int(norm.num_batches_tracked) == window
+    assert norm.momentum == 0.1  # its own momentum again once training ends
+
+
+def test_resume_inside_the_averaging_window_equals_the_uninterrupted_run(tiny_config, tiny_data):
+    # One step per epoch, so the window (4 % of 50 steps = 2) spans two epochs and a resume lands inside it.
+    config = tiny_config.replace(epochs=50, batch_size=len(tiny_data.train_x))
+    full, events = run(config, tiny_data)
+    before_last = of(events, EpochEnd)[-2]
+    resume = copy.deepcopy({**before_last.resume_state, "model": before_last.state_dict})
+    resumed, _ = run(config, tiny_data, resume=resume)
+    assert same_weights(resumed.model.state_dict(), full.model.state_dict())
+    norm = next(m for m in full.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert int(norm.num_batches_tracked) == 2
