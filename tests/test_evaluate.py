@@ -59,3 +59,21 @@ def test_evaluate_counts_and_leaves_the_mode_as_found():
     assert np.trace(result.confusion) / 40 == result.accuracy
     assert np.allclose(result.probabilities.sum(1), 1, atol=1e-5)
     assert set(result.per_class_accuracy) == {"a", "b", "c", "d"}
+
+
+def test_many_batches_on_the_cpu_keep_freed_memory_and_one_batch_does_not(monkeypatch):
+    import cifar_lab.evaluate as evaluate_module
+
+    asked: list[bool] = []
+    real = evaluate_module.freed_memory_kept
+
+    def spy(enabled=True):
+        asked.append(enabled)
+        return real(enabled)
+
+    monkeypatch.setattr(evaluate_module, "freed_memory_kept", spy)
+    model = ChannelMeans()
+    many = predict_logits(model, images(20), batch_size=8)
+    one = predict_logits(model, images(20), batch_size=20)
+    assert asked == [True, False]
+    assert torch.allclose(many, one, atol=1e-5)  # the same logits either way
