@@ -81,17 +81,17 @@ def train(config: TrainConfig, data: CifarData, *, stop: threading.Event | None 
 
     `resume` is an EpochEnd's `resume_state` plus the weights of that epoch under "model".
     """
-    on_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
-    with freed_memory_kept(enabled=on_cpu):
-        return _train(config, data, stop, on_event, resume)
+    device = resolve_device(config.device)
+    with freed_memory_kept(enabled=device.type == "cpu"):
+        return _train(config, data, device, stop, on_event, resume)
 
 
-def _train(config: TrainConfig, data: CifarData, stop: threading.Event | None, on_event: Listener | None,
-           resume: dict[str, Any] | None) -> TrainResult:
+def _train(config: TrainConfig, data: CifarData, device: torch.device, stop: threading.Event | None,
+           on_event: Listener | None, resume: dict[str, Any] | None) -> TrainResult:
     started = time.perf_counter()  # data-dependent init (fastnet's whitening) counts as training time
     emit = on_event or (lambda event: None)
     stop = stop or threading.Event()
-    run = _setup(config, data, resume)
+    run = _setup(config, data, device, resume)
     run.started = started
     history: list[EpochEnd] = []
     for epoch in range(run.start_epoch, config.epochs):
@@ -112,8 +112,7 @@ def _train(config: TrainConfig, data: CifarData, stop: threading.Event | None, o
     return result
 
 
-def _setup(config: TrainConfig, data: CifarData, resume: dict[str, Any] | None) -> _Run:
-    device = resolve_device(config.device)
+def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: dict[str, Any] | None) -> _Run:
     dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
