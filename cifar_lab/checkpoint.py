@@ -5,7 +5,6 @@ import io
 import os
 import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path

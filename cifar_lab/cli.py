@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from .config import ARCHS, FIELD_HELP, PRESETS, TrainConfig, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .runs import STATUSES as RUN_STATUSES
-from .runs import RunStore, default_db_path, load_resume, safe_child
+from .resume import load_resume
+from .runs import RunStore, default_db_path, safe_child
 
 if TYPE_CHECKING:
     from .session import TrainSession

@@ -12,7 +12,7 @@ from .events import EpochEnd
 from .preprocess import normalize as normalize_pixels
 
 if TYPE_CHECKING:
-    from .jobs import LossPoint
+    from .job_view import LossPoint
     from .run_views import RunCurves
 
 TRAIN_COLOUR, TEST_COLOUR, RAW_COLOUR = "#1f77b4", "#ff7f0e", "rgba(31, 119, 180, 0.25)"

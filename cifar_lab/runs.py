@@ -6,7 +6,6 @@ import io
 import json
 import os
 import secrets
-import socket
 import sqlite3
 import time
 import warnings
@@ -16,9 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+from .processes import process_alive, this_process
 
 ENV_DB = "CIFAR_LAB_RUNS_DB"
 DB_NAME = "cifar_lab.db"
@@ -138,7 +137,7 @@ class RunStore:
         now = _now()
         values = [clean_name(name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"),
                   json.dumps(config.to_dict()), str(checkpoint_path) if checkpoint_path else None, data_source,
-                  now, now, *_this_process()]
+                  now, now, *this_process()]
         for _ in range(20):
             run_id = f"{time.strftime('%y%m%d')}-{secrets.token_hex(2)}"
             try:
@@ -187,14 +186,14 @@ class RunStore:
                                     "can be resumed")
             conn.execute("UPDATE runs SET status = 'running', message = ?, ended = NULL, updated = ?, "
                          "epochs_done = ?, pid = ?, proc_start = ?, host = ? WHERE id = ?",
-                         [f"resumed after epoch {epoch}", _now(), epoch, *_this_process(), run_id])
+                         [f"resumed after epoch {epoch}", _now(), epoch, *this_process(), run_id])
             conn.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", [run_id, epoch])
             conn.execute("DELETE FROM steps WHERE run_id = ? AND step > ?", [run_id, step])
 
     def mark_interrupted(self, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
         """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids. Call at start-up."""
         rows = self._read("SELECT id, pid, proc_start, host, updated FROM runs WHERE status = 'running'")
-        gone = [r for r in rows if not _process_alive(r["pid"], r["proc_start"], r["host"], r["updated"],
+        gone = [r for r in rows if not process_alive(r["pid"], r["proc_start"], r["host"], r["updated"],
                                                       stale_after_s)]
         for r in gone:
             message = (f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; resume "
@@ -350,31 +349,6 @@ class RunRecorder:
             conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*params, _now(), self.run_id])
 
 
-def resume_problem(record: RunRecord) -> str:
-    """Why the run cannot be resumed, checked without reading its checkpoint; "" when it may be."""
-    if record.status not in RESUMABLE:
-        return f"run {record.id} is {record.status}; only stopped, interrupted or failed runs can be resumed"
-    if not record.checkpoint or not Path(record.checkpoint).is_file():
-        return (f"run {record.id} has no checkpoint ({record.checkpoint}): it ended before its first epoch "
-                "finished; start it again instead")
-    return ""
-
-
-def load_resume(record: RunRecord) -> dict[str, Any]:
-    """train()'s `resume` argument from the run's last epoch checkpoint: weights plus optimizer and RNG state."""
-    problem = resume_problem(record)
-    if problem:
-        raise RunStoreError(problem)
-    ckpt = load_checkpoint(record.checkpoint)
-    if not ckpt.resume:
-        raise RunStoreError(f"{record.checkpoint} holds no optimizer/RNG state to resume from; start run "
-                            f"{record.id} again instead")
-    if ckpt.config != record.train_config:
-        raise RunStoreError(f"{record.checkpoint} was written by another config than run {record.id}'s "
-                            "(overwritten by a run of the same name?); start the run again instead")
-    return {**ckpt.resume, "model": ckpt.model.state_dict()}
-
-
 def clean_name(name: str) -> str:
     """A display name: stripped, non-empty, printable, at most MAX_NAME characters."""
     text = str(name).strip()
@@ -407,38 +381,3 @@ def _record(row: sqlite3.Row) -> RunRecord:
     values = dict(row)
     values["config"], values["metrics"] = json.loads(values["config"]), json.loads(values["metrics"] or "{}")
     return RunRecord(**values)
-
-
-def _this_process() -> tuple[int, int | None, str]:
-    """(pid, start time, host): enough to tell later whether this process still runs."""
-    pid = os.getpid()
-    stat = _proc_stat(pid)
-    return pid, stat[1] if stat else None, socket.gethostname()
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks since boot) from Linux's /proc; None elsewhere or if gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[19])  # fields 3 and 22 of proc(5), counted after "pid (comm)"
-
-
-def _process_alive(pid: int | None, proc_start: int | None, host: str | None, updated: str,
-                   stale_after_s: float) -> bool:
-    """Whether a 'running' run's process may still be training it."""
-    if host != socket.gethostname() or pid is None or os.name == "nt":  # os.kill(pid, 0) would kill on Windows
-        age = (datetime.now(timezone.utc) - datetime.fromisoformat(updated)).total_seconds()
-        return age < stale_after_s
-    try:
-        os.kill(pid, 0)  # signal 0: only checks that the pid exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    stat = _proc_stat(pid)
-    if stat is None:  # no /proc (macOS): the pid exists, which is all we can tell; on Linux it just ended
-        return not Path("/proc/self/stat").exists()
-    state, start = stat
-    return state not in "ZX" and (proc_start is None or start == proc_start)  # a new process may reuse the pid

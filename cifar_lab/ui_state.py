@@ -12,7 +12,8 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ARCHS, DEVICES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from .data import DEFAULT_SOURCE, SYNTHETIC, CifarData, load_data
 from .datasources import detect_kind, missing_message
-from .jobs import JobManager, JobSnapshot
+from .job_view import JobSnapshot
+from .jobs import JobManager
 from .models import build_model, count_macs, count_params
 
 MODELS_DIR = "models"  # shipped or hand-copied checkpoints, listed next to the runs folder

@@ -8,7 +8,8 @@ import streamlit as st
 from cifar_lab import plots, ui_state
 from cifar_lab.config import FIELD_HELP, PRESETS, TrainConfig, preset
 from cifar_lab.data import DataError
-from cifar_lab.jobs import JobBusyError, JobSnapshot, TrainingJob
+from cifar_lab.job_view import JobSnapshot
+from cifar_lab.jobs import JobBusyError, TrainingJob
 from cifar_lab.runs import RunStoreError
 
 FIELD_TYPES = ui_state.field_types()

@@ -5,7 +5,8 @@ import streamlit as st
 
 from cifar_lab import plots, run_views, ui_state
 from cifar_lab.jobs import JobBusyError
-from cifar_lab.runs import STATUSES, RunRecord, RunStore, RunStoreError, resume_problem
+from cifar_lab.resume import resume_problem
+from cifar_lab.runs import STATUSES, RunRecord, RunStore, RunStoreError
 
 TRAIN_PAGE = "pages/2_Train.py"
 COMPARED_AT_FIRST = 2  # the newest runs with an epoch recorded, so the charts show something at once

@@ -11,7 +11,8 @@ import cifar_lab
 
 PACKAGE_DIR = Path(cifar_lab.__file__).parent
 CORE = ["config", "events", "preprocess", "devices", "data", "augment", "models", "optim", "evaluate", "train",
-        "session", "checkpoint", "inference", "cli", "runs", "jobs", "plots", "ui_state", "explain", "summary"]
+        "session", "checkpoint", "inference", "cli", "runs", "resume", "processes", "jobs", "job_view", "plots",
+        "ui_state", "explain", "summary"]
 
 
 def test_core_modules_exist():

@@ -12,7 +12,8 @@ from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import Finished, Stopped
-from cifar_lab.jobs import JobBusyError, JobManager, LossSeries
+from cifar_lab.job_view import LossSeries
+from cifar_lab.jobs import JobBusyError, JobManager
 
 TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32",
                    threads=1, schedule="constant", lr=0.05)

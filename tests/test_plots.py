@@ -7,7 +7,7 @@ import torch
 
 from cifar_lab import plots
 from cifar_lab.events import EpochEnd
-from cifar_lab.jobs import LossPoint
+from cifar_lab.job_view import LossPoint
 
 CLASSES = ("a", "b", "c")
 

@@ -18,7 +18,8 @@ from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd
-from cifar_lab.runs import RunStore, RunStoreError, load_resume
+from cifar_lab.resume import load_resume
+from cifar_lab.runs import RunStore, RunStoreError
 from cifar_lab.session import TrainSession
 
 ROOT = Path(__file__).resolve().parents[1]
