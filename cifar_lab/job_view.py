@@ -10,6 +10,7 @@ from .events import EpochEnd, Failed, Finished, Step, Stopped
 DONE = frozenset({"completed", "stopped", "failed"})
 MAX_LOSS_POINTS = 2000  # loss curve points kept per job; older ones are merged in pairs beyond this
 
+
 @dataclass(frozen=True)
 class LossPoint:
     step: int  # last training step merged into this point

@@ -194,7 +194,7 @@ class RunStore:
         """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids. Call at start-up."""
         rows = self._read("SELECT id, pid, proc_start, host, updated FROM runs WHERE status = 'running'")
         gone = [r for r in rows if not process_alive(r["pid"], r["proc_start"], r["host"], r["updated"],
-                                                      stale_after_s)]
+                                                     stale_after_s)]
         for r in gone:
             message = (f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; resume "
                        f"it with `python -m cifar_lab train --resume {r['id']}`")
