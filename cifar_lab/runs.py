@@ -122,7 +122,7 @@ class RunStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with _wrapped(self.path), closing(self._connect()) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writer; kept in the file
+                _enable_wal(conn)
             with self._write() as conn:
                 for statement in SCHEMA:
                     conn.execute(statement)
@@ -363,6 +363,20 @@ def _now() -> str:
 
 def _unknown(run_id: str) -> RunStoreError:
     return RunStoreError(f"no run {run_id!r} in the run store; list runs with `python -m cifar_lab runs`")
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """WAL, so readers never block the writer (kept in the file). Two processes opening a new file at once can
+    collide here, and SQLite reports that as "locked" at once instead of waiting, so wait here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 @contextmanager

@@ -9,13 +9,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd, Failed, Finished, Step, Stopped
-from cifar_lab.runs import RunStore, RunStoreError, default_db_path, safe_child
+from cifar_lab.runs import RunStore, RunStoreError, _enable_wal, default_db_path, safe_child
 from cifar_lab.session import TrainSession
 
 TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32",
@@ -173,6 +174,43 @@ def test_four_threads_writing_at_once_lose_no_rows(store):
     for run_id in run_ids:
         assert len(store.steps(run_id)) == 40 and len(store.epochs(run_id)) == 4
         assert store.get_run(run_id).status == "completed"
+
+
+class _LockedAtFirst:
+    """A connection whose first `failures` statements fail the way SQLite reports a WAL switch collision."""
+
+    def __init__(self, failures: int, message: str = "database is locked") -> None:
+        self.failures, self.message, self.calls = failures, message, 0
+
+    def execute(self, sql: str) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise sqlite3.OperationalError(self.message)
+
+
+def test_switching_to_wal_waits_out_a_collision_and_reports_other_errors():
+    conn = _LockedAtFirst(failures=3)
+    _enable_wal(conn)
+    assert conn.calls == 4
+    broken = _LockedAtFirst(failures=1, message="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _enable_wal(broken)
+    assert broken.calls == 1
+
+
+def test_processes_opening_the_same_new_store_at_once_all_succeed(tmp_path):
+    # Training runs started together from the CLI create the default store together. Each process opens file i
+    # at the same agreed moment; before the WAL switch waited, this failed in every trial of a few.
+    script = ("import sys, time; from cifar_lab.runs import RunStore\n"
+              "start = float(sys.argv[2])\n"
+              "for i in range(20):\n"
+              "    time.sleep(max(0.0, start + 0.1 * i - time.time()))\n"
+              "    RunStore(sys.argv[1] + f'/{i}.db')\n")
+    start = str(time.time() + 4.0)  # leaves time for the imports
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), start], stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
 
 
 def test_mark_interrupted_finds_runs_whose_process_is_gone(store):
