@@ -77,6 +77,7 @@ def test_state_dict_round_trip_is_exact():
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     state, state2 = model.state_dict(), restored.state_dict()
     assert state.keys() == state2.keys() and "whiten.weight" in state
+    assert "groups.2.conv3.weight" in state and "groups.1.conv3.weight" not in state  # the last group only
     assert all(torch.equal(state[k], state2[k]) for k in state)
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -156,7 +157,7 @@ def test_muon_groups_keep_filter_norms_and_train():
     config = TrainConfig(arch="fastnet", opt="muon", lr=0.5, weight_decay=5e-4)
     groups = model.param_groups(config)
     filters = [g for g in groups if g.get("orthogonalize")][0]["params"]
-    assert len(filters) == 6 and all(p.ndim == 4 for p in filters)  # two convs per group, three groups
+    assert len(filters) == 7 and all(p.ndim == 4 for p in filters)  # two convs per group, a third in the last
     assert len({id(p) for g in groups for p in g["params"]}) == sum(p.requires_grad for p in model.parameters())
     optimizer = Muon(groups, lr=0.5, momentum=0.85)
     x = correlated_images(32, seed=1).contiguous(memory_format=torch.channels_last)
@@ -191,3 +192,40 @@ def test_start_epoch_freezes_the_whitening_bias_after_a_third_of_training():
     bias = model.whiten.bias.detach().clone()
     _train_steps(model, steps=2)
     assert torch.equal(model.whiten.bias, bias)  # frozen: no gradient, no update
+
+
+def _two_conv_model(width: int = 8) -> FastNet:
+    """A FastNet laid out as before its last group had a third conv."""
+    model = FastNet(width=width)
+    model.groups[2].conv3 = model.groups[2].norm3 = None
+    return model
+
+
+def test_the_skip_conv_starts_as_a_residual_block():
+    torch.manual_seed(0)
+    group = FastNet(width=8).groups[2].eval()
+    x = torch.randn(2, 32, 7, 7)
+    with torch.no_grad():
+        first = F.gelu(group.norm1(F.max_pool2d(group.conv1(x), 2)))
+        second = F.gelu(group.norm2(group.conv2(first)))
+        expected = F.gelu(group.norm3(group.conv3(second)) + first)
+        assert torch.allclose(group(x), expected)
+        assert torch.equal(group.conv3.weight[:, :, 1, 1], torch.eye(32))  # dirac: passes its input through
+
+
+def test_a_checkpoint_from_before_the_third_conv_loads_and_predicts_as_trained():
+    torch.manual_seed(0)
+    old = _two_conv_model()
+    old.init_from_data(correlated_images(16))
+    _train_steps(old, steps=2)
+    state = old.state_dict()
+    assert not any(".conv3." in k or ".norm3." in k for k in state)
+    restored = FastNet(width=8)
+    restored.load_state_dict(state)  # strict
+    assert restored.groups[2].conv3 is None and restored.state_dict().keys() == state.keys()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(old.eval()(x), restored.eval()(x))
+    state.pop("groups.1.conv2.weight")
+    with pytest.raises(RuntimeError, match="groups.1.conv2.weight"):  # other gaps are still refused
+        FastNet(width=8).load_state_dict(state)
