@@ -125,6 +125,8 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
     if hasattr(model, "init_from_data") and resume is None:
         sample = train_x[torch.randperm(len(train_x), generator=generator, device=device)[:WHITENING_SAMPLE]]
         model.init_from_data(normalize(sample, config.normalize))
+    if resume is not None:  # before the optimizer: a checkpoint of an older layout may leave out a layer
+        model.load_state_dict(resume["model"])
     optimizer = build_optimizer(model, config)
     # A last batch of one image would break BatchNorm; it is dropped, so each epoch sees N - 1 at worst.
     steps_per_epoch = max(1, len(train_x) // config.batch_size + (len(train_x) % config.batch_size > 1))
@@ -269,8 +271,8 @@ def _to_cpu(obj: Any) -> Any:
 
 
 def _restore(run: _Run, resume: dict[str, Any]) -> None:
-    run.model.load_state_dict(resume["model"])
-    # load_state_dict keeps the given CPU tensors and would update the caller's copy in place.
+    # The weights are in already (_setup). The optimizer's load_state_dict keeps the given CPU tensors and would
+    # update the caller's copy in place.
     run.optimizer.load_state_dict(copy.deepcopy(resume["optimizer"]))
     run.generator.set_state(resume["generator"])
     torch.set_rng_state(resume["torch_rng"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_lab import cli
+from cifar_lab import cli, models
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
@@ -70,6 +70,28 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path, data, arch):
     assert (record.status, record.epochs_done, record.test_accuracy) == ("completed", 3, whole.test_accuracy)
     assert [e.test_acc for e in store.epochs(record.id)] == [e.test_acc for e in whole.history]
     assert [s.step for s in store.steps(record.id)] == list(range(1, 25))
+
+
+def test_a_fastnet_run_stopped_before_the_third_conv_resumes_in_its_own_layout(tmp_path, data, monkeypatch):
+    def two_conv_fastnet(config, num_classes):  # fastnet as it was before its last group had a third conv
+        model = real_fastnet(config, num_classes)
+        model.groups[2].conv3 = model.groups[2].norm3 = None
+        return model
+
+    real_fastnet = models.MODELS["fastnet"]
+    config = CONFIG.replace(arch="fastnet", opt="muon", lr=0.2, weight_decay=5e-4)
+    store = RunStore(tmp_path / "runs.db")
+    stop = threading.Event()
+    with monkeypatch.context() as old_code:
+        old_code.setitem(models.MODELS, "fastnet", two_conv_fastnet)
+        whole = TrainSession(config, data, tmp_path / "whole.pth").run()
+        first = TrainSession(config, data, tmp_path / "split.pth", store=store)
+        assert first.run(stop=stop, on_event=stop_after_epoch(stop, 1)).status == "stopped"
+    record = store.get_run(first.run_id)
+    resumed = TrainSession(config, data, record.checkpoint, store=store, run_id=record.id).run(
+        resume=load_resume(record))
+    assert resumed.status == "completed" and resumed.model.groups[2].conv3 is None
+    assert_same_weights(whole.model.state_dict(), resumed.model.state_dict())
 
 
 def test_a_run_cannot_be_resumed_twice_or_once_completed(tmp_path, data):
