@@ -122,11 +122,11 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
     set_threads(_auto_threads(config, model))
     model = model.to(device).to(memory_format=torch.channels_last)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    if hasattr(model, "init_from_data") and resume is None:
-        sample = train_x[torch.randperm(len(train_x), generator=generator, device=device)[:WHITENING_SAMPLE]]
-        model.init_from_data(normalize(sample, config.normalize))
     if resume is not None:  # before the optimizer: a checkpoint of an older layout may leave out a layer
         model.load_state_dict(resume["model"])
+    elif hasattr(model, "init_from_data"):
+        sample = train_x[torch.randperm(len(train_x), generator=generator, device=device)[:WHITENING_SAMPLE]]
+        model.init_from_data(normalize(sample, config.normalize))
     optimizer = build_optimizer(model, config)
     # A last batch of one image would break BatchNorm; it is dropped, so each epoch sees N - 1 at worst.
     steps_per_epoch = max(1, len(train_x) // config.batch_size + (len(train_x) % config.batch_size > 1))
