@@ -11,6 +11,12 @@ from torch import nn
 from .devices import autocast, freed_memory_kept
 from .preprocess import normalize as normalize_pixels
 
+# With tta and shifts, copies shifted by these many pixels down and right (negative: up and left) are scored too.
+# Diagonal shifts cover both axes for the cost of one; two pixels is the `best` preset's training shift. On three
+# `best` models (seeds 0, 2, 3) these shifts with equal weights scored 90.99, 90.79 and 90.89 % against 90.73,
+# 90.66 and 90.69 % for one pixel only, weighted 1/2 unshifted and 1/4 each way; 36 s against 22 s on 2 cores.
+TTA_SHIFTS = (-2, -1, 1, 2)
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -39,7 +45,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, normalize: str = "cifar
     """Logits (N, C) in fp32 on the CPU for uint8 images x (N, 3, H, W); leaves the model's mode as found.
 
     With `tta` the logits of each image and its mirror image are averaged; with `shifts` as well, so are those of
-    copies shifted one pixel up-left and down-right (weights 1/2, 1/4, 1/4).
+    copies shifted diagonally (see TTA_SHIFTS), all with equal weights: 5x the cost of `tta` alone.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -54,11 +60,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, normalize: str = "cifar
                 batch = batch.contiguous(memory_format=torch.channels_last)
                 logits = _mirror_average(model, batch) if tta else model(batch).float()
                 if tta and shifts:
-                    padded = F.pad(batch, (1, 1, 1, 1), mode="reflect")
-                    side_h, side_w = batch.shape[2:]
-                    up_left = padded[:, :, 2:2 + side_h, 2:2 + side_w]
-                    down_right = padded[:, :, :side_h, :side_w]
-                    logits = 0.5 * logits + 0.25 * (_mirror_average(model, up_left) + _mirror_average(model, down_right))
+                    logits = _shift_average(model, batch, logits)
                 chunks.append(logits.cpu())
     finally:
         model.train(was_training)
@@ -67,6 +69,17 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, normalize: str = "cifar
 
 def _mirror_average(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return 0.5 * (model(batch).float() + model(torch.flip(batch, dims=[3])).float())
+
+
+def _shift_average(model: nn.Module, batch: torch.Tensor, unshifted: torch.Tensor) -> torch.Tensor:
+    """The mean of `unshifted` (the batch's mirror average) and the mirror averages of its diagonal shifts."""
+    pad = max(abs(d) for d in TTA_SHIFTS)
+    padded = F.pad(batch, (pad, pad, pad, pad), mode="reflect")
+    side_h, side_w = batch.shape[2:]
+    total = unshifted
+    for d in TTA_SHIFTS:
+        total = total + _mirror_average(model, padded[:, :, pad + d:pad + d + side_h, pad + d:pad + d + side_w])
+    return total / (1 + len(TTA_SHIFTS))
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: tuple[str, ...],

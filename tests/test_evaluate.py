@@ -1,9 +1,10 @@
 """Evaluation: confusion matrix bookkeeping and test-time augmentation."""
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cifar_lab.evaluate import evaluate, predict_logits
+from cifar_lab.evaluate import TTA_SHIFTS, evaluate, predict_logits
 
 
 class ChannelMeans(nn.Module):
@@ -46,6 +47,21 @@ def test_flip_tta_averages_the_image_and_its_mirror():
     model, x = LeftHalf(), images()
     expected = 0.5 * (predict_logits(model, x) + predict_logits(model, x.flip(3)))
     assert torch.allclose(predict_logits(model, x, tta=True), expected, atol=1e-5)
+
+
+def shifted(x: torch.Tensor, d: int) -> torch.Tensor:
+    """uint8 images moved d pixels down and right (up and left when negative), the edge reflected in."""
+    padded = F.pad(x.float(), (abs(d),) * 4, mode="reflect")
+    return padded[:, :, abs(d) + d:abs(d) + d + 32, abs(d) + d:abs(d) + d + 32].to(torch.uint8)
+
+
+def test_shift_tta_is_the_plain_mean_of_the_mirror_averages_at_each_diagonal_shift():
+    torch.manual_seed(0)
+    model, x = LeftHalf(), images()
+    views = [predict_logits(model, shifted(x, d), tta=True) for d in (0, *TTA_SHIFTS)]
+    expected = torch.stack(views).mean(0)
+    assert torch.allclose(predict_logits(model, x, tta=True, shifts=True), expected, atol=1e-5)
+    assert not torch.allclose(views[0], expected, atol=1e-3)  # the shifts did change the answer
 
 
 def test_evaluate_counts_and_leaves_the_mode_as_found():
