@@ -19,7 +19,6 @@ from .runs import RESUMABLE, RunRecord, RunStore, RunStoreError, default_db_path
 from .session import TrainSession, write_failure_message
 from .train import TrainResult
 
-STATUSES = ("queued", "running", "completed", "stopped", "failed")
 LoadFn = Callable[[str | None], CifarData]
 
 
@@ -71,6 +70,7 @@ class TrainingJob:
 
     @property
     def status(self) -> str:
+        """queued, running, then one of DONE: completed, stopped or failed."""
         with self._lock:
             return self._status
 
