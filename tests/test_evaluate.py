@@ -50,7 +50,7 @@ def test_flip_tta_averages_the_image_and_its_mirror():
 
 
 def shifted(x: torch.Tensor, d: int) -> torch.Tensor:
-    """uint8 images moved d pixels down and right (up and left when negative), the edge reflected in."""
+    """uint8 images moved d pixels up and left (down and right when negative), the edge reflected in."""
     padded = F.pad(x.float(), (abs(d),) * 4, mode="reflect")
     return padded[:, :, abs(d) + d:abs(d) + d + 32, abs(d) + d:abs(d) + d + 32].to(torch.uint8)
 
