@@ -43,7 +43,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # --- evaluation ---
     tta: bool = False  # average the prediction with that of the mirrored image
-    tta_shifts: bool = False  # with tta: also average over diagonal shifts of 1 and 2 pixels (5x the evaluation cost)
+    tta_shifts: bool = False  # with tta: the least confident quarter also gets diagonal shifts of 1 and 2 pixels
     eval_subset: int = 0  # test images scored after each epoch; 0 = all. The final score always uses all.
     # --- data and runtime ---
     normalize: str = "cifar"  # "cifar": per-channel mean/std of CIFAR-10; "half": the tutorial's 0.5/0.5
@@ -199,7 +199,8 @@ FIELD_HELP: dict[str, str] = {
     "warmup": "fraction of training spent raising the learning rate to its peak (onecycle)",
     "label_smoothing": "train towards slightly soft targets (e.g. 0.9 for the true class); reduces over-confidence",
     "tta": "test-time augmentation: also score the mirrored test image and average",
-    "tta_shifts": "with tta: also score copies shifted diagonally by one and two pixels (5x the evaluation time)",
+    "tta_shifts": ("with tta: for the least confident quarter of the images, also score copies shifted diagonally by "
+                   "one and two pixels (twice the evaluation time)"),
     "eval_subset": "test images scored after each epoch (0 = all); the final score always uses all",
     "normalize": "input normalisation: cifar (per-channel mean/std) or half (the tutorial's 0.5/0.5)",
     "seed": "random seed; the same seed and config give the same fp32 run",

@@ -1,10 +1,12 @@
 """Evaluation: confusion matrix bookkeeping and test-time augmentation."""
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_lab.evaluate import TTA_SHIFTS, evaluate, predict_logits
+from cifar_lab.evaluate import SHIFTED_FRACTION, TTA_SHIFTS, evaluate, predict_logits
 
 
 class ChannelMeans(nn.Module):
@@ -55,13 +57,26 @@ def shifted(x: torch.Tensor, d: int) -> torch.Tensor:
     return padded[:, :, abs(d) + d:abs(d) + d + 32, abs(d) + d:abs(d) + d + 32].to(torch.uint8)
 
 
-def test_shift_tta_is_the_plain_mean_of_the_mirror_averages_at_each_diagonal_shift():
+def test_shift_tta_gives_the_least_confident_images_the_mean_over_diagonal_shifts_and_leaves_the_rest():
     torch.manual_seed(0)
-    model, x = LeftHalf(), images()
+    model, x = LeftHalf(), images(40)
+    mirror = predict_logits(model, x, tta=True)
     views = [predict_logits(model, shifted(x, d), tta=True) for d in (0, *TTA_SHIFTS)]
-    expected = torch.stack(views).mean(0)
-    assert torch.allclose(predict_logits(model, x, tta=True, shifts=True), expected, atol=1e-5)
-    assert not torch.allclose(views[0], expected, atol=1e-3)  # the shifts did change the answer
+    all_shifts = torch.stack(views).mean(0)
+    result = predict_logits(model, x, tta=True, shifts=True)
+
+    order = F.softmax(mirror, 1).amax(1).argsort()
+    unsure, sure = order[:math.ceil(SHIFTED_FRACTION * 40)], order[math.ceil(SHIFTED_FRACTION * 40):]
+    assert torch.allclose(result[unsure], all_shifts[unsure], atol=1e-5)
+    assert torch.allclose(result[sure], mirror[sure], atol=1e-5)
+    assert not torch.allclose(mirror[unsure], all_shifts[unsure], atol=1e-3)  # the shifts did change the answer
+
+
+def test_shift_tta_of_a_single_image_scores_every_shifted_view():
+    torch.manual_seed(0)
+    model, x = LeftHalf(), images(1)
+    views = [predict_logits(model, shifted(x, d), tta=True) for d in (0, *TTA_SHIFTS)]
+    assert torch.allclose(predict_logits(model, x, tta=True, shifts=True), torch.stack(views).mean(0), atol=1e-5)
 
 
 def test_evaluate_counts_and_leaves_the_mode_as_found():
