@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("--data", default=None, help=data_help)
     e.add_argument("--arch", default=None, help="architecture of a bare state_dict (e.g. tutorial)")
-    e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="flip test-time augmentation")
+    e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="test-time augmentation: the mirror image, plus the shifted copies the model's config asks "
+                        "for (default: as the model was trained)")
     e.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     p = sub.add_parser("predict", help="classify image files with a checkpoint")
@@ -198,13 +200,12 @@ def _runs(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .data import load_data
-    from .evaluate import evaluate
+    from .evaluate import evaluate_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint, arch=args.arch)
     data = load_data(args.data)
     tta = ckpt.config.tta if args.tta is None else args.tta
-    result = evaluate(ckpt.model, data.test_x, data.test_y, classes=data.classes, normalize=ckpt.config.normalize,
-                      tta=tta, shifts=tta and ckpt.config.tta_shifts)
+    result = evaluate_checkpoint(ckpt, data.test_x, data.test_y, classes=data.classes, tta=tta)
     summary = {"checkpoint": str(args.checkpoint), "data": data.source, "tta": tta, **result.summary()}
     if args.json:
         print(json.dumps(summary))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -12,6 +12,9 @@ from torch import nn
 
 from .devices import autocast, freed_memory_kept
 from .preprocess import normalize as normalize_pixels
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
 
 # With tta and shifts, copies moved by these many pixels up and left (negative: down and right) are scored too.
 # Diagonal shifts cover both axes for the cost of one; two pixels is the `best` preset's training shift. On three
@@ -131,6 +134,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: tup
         labels=labels.numpy(),
         classes=tuple(classes),
     )
+
+
+def evaluate_checkpoint(ckpt: Checkpoint, x: torch.Tensor, y: torch.Tensor, *, classes: tuple[str, ...],
+                        tta: bool) -> Evaluation:
+    """Score a saved model as its training scored it: with its normalisation and, when `tta` is on, with the
+    shifted test-time views as well if its config asked for them."""
+    return evaluate(ckpt.model, x, y, classes=classes, normalize=ckpt.config.normalize, tta=tta,
+                    shifts=tta and ckpt.config.tta_shifts)
 
 
 def per_class_accuracy(confusion: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:

@@ -10,7 +10,7 @@ import streamlit as st
 from cifar_lab import plots, ui_state
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.data import DataError
-from cifar_lab.evaluate import Evaluation, evaluate
+from cifar_lab.evaluate import Evaluation, evaluate_checkpoint
 from cifar_lab_ui.explain_panel import explain_panel
 
 ANY = "any"
@@ -23,8 +23,7 @@ THUMB = 96  # pixels per thumbnail: 32x32 images shown 3x
 def scored(path: str, mtime_ns: int, source: str, tta: bool, _lab: ui_state.Lab) -> Evaluation:
     """Cached per model file version, data source and TTA choice."""
     ckpt, data = _lab.load_model(Path(path)), _lab.load_data()
-    return evaluate(ckpt.model, data.test_x, data.test_y, classes=data.classes, normalize=ckpt.config.normalize,
-                    tta=tta)
+    return evaluate_checkpoint(ckpt, data.test_x, data.test_y, classes=data.classes, tta=tta)
 
 
 def pick_cell() -> None:
@@ -47,7 +46,10 @@ def captions(result: Evaluation, indices: np.ndarray) -> list[str]:
 st.set_page_config(page_title="Evaluate · CIFAR-10 Lab", page_icon="🧪", layout="wide")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 normalised = st.sidebar.toggle("Row-normalised confusion matrix", help="each row as shares of that true class")
-tta = st.sidebar.checkbox("Test-time augmentation", help="also score the mirrored image and average")
+tta = st.sidebar.checkbox("Test-time augmentation",
+                          help="also score the mirrored image and average; a model trained with test-time shifts "
+                               "(the best preset) also scores shifted copies of its least confident images, as its "
+                               "training did")
 
 st.title("Evaluate")
 

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifar_lab.evaluate import SHIFTED_FRACTION, TTA_SHIFTS, evaluate, predict_logits
+from cifar_lab.checkpoint import Checkpoint
+from cifar_lab.config import TrainConfig
+from cifar_lab.evaluate import SHIFTED_FRACTION, TTA_SHIFTS, evaluate, evaluate_checkpoint, predict_logits
 
 
 class ChannelMeans(nn.Module):
@@ -108,3 +110,18 @@ def test_many_batches_on_the_cpu_keep_freed_memory_and_one_batch_does_not(monkey
     one = predict_logits(model, images(20), batch_size=20)
     assert asked == [True, False]
     assert torch.allclose(many, one, atol=1e-5)  # the same logits either way
+
+
+def test_a_checkpoint_gets_the_shifts_its_config_asks_for_only_when_tta_is_on():
+    torch.manual_seed(0)
+    model, x, y, classes = LeftHalf(), images(40), torch.arange(40) % 4, ("a", "b", "c", "d")
+    ckpt = Checkpoint(model=model, config=TrainConfig(tta=True, tta_shifts=True), classes=classes, epoch=1,
+                      metrics={})
+    shifted_views = evaluate(model, x, y, classes=classes, tta=True, shifts=True).probabilities
+    mirror_only = evaluate(model, x, y, classes=classes, tta=True).probabilities
+    assert not np.allclose(shifted_views, mirror_only, atol=1e-4)
+    assert np.allclose(evaluate_checkpoint(ckpt, x, y, classes=classes, tta=True).probabilities, shifted_views)
+    assert np.allclose(evaluate_checkpoint(ckpt, x, y, classes=classes, tta=False).probabilities,
+                       evaluate(model, x, y, classes=classes).probabilities)
+    without = Checkpoint(model=model, config=TrainConfig(tta=True), classes=classes, epoch=1, metrics={})
+    assert np.allclose(evaluate_checkpoint(without, x, y, classes=classes, tta=True).probabilities, mirror_only)
