@@ -1,6 +1,7 @@
 """Muon's Newton-Schulz iteration on the Gram matrix (cifar_lab.fastnet.orthogonalize) against the textbook form,
 which multiplies the wide (out, in * 9) filter matrix twice in every step. Prints one table:
-milliseconds per call for each filter bank shape of a preset's model, and a bare training step's images/s.
+milliseconds per call for each filter bank shape of a preset's model, its whole optimizer step, and a bare
+training step's images/s.
 
     python benchmarks/newton_schulz.py                  # best preset, synthetic images (the step cost is the same)
     python benchmarks/newton_schulz.py --preset classroom --rounds 5
@@ -16,15 +17,17 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from cifar_lab import fastnet  # noqa: E402
 from cifar_lab.bench import bare_images_per_s  # noqa: E402
-from cifar_lab.config import preset  # noqa: E402
+from cifar_lab.config import TrainConfig, preset  # noqa: E402
 from cifar_lab.data import synthetic_data  # noqa: E402
 from cifar_lab.devices import set_threads  # noqa: E402
 from cifar_lab.models import build_model  # noqa: E402
+from cifar_lab.optim import build_optimizer  # noqa: E402
 
 Orthogonalize = Callable[[torch.Tensor], torch.Tensor]
 
@@ -46,6 +49,19 @@ def ms_per_call(function: Orthogonalize, g: torch.Tensor, calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
         function(g)
+    return (time.perf_counter() - start) / calls * 1000
+
+
+def optimizer_step_ms(config: TrainConfig, calls: int) -> float:
+    """One optimizer step of the preset's model and optimizer, with gradients from one small batch."""
+    torch.manual_seed(0)
+    model = build_model(config, 10)
+    optimizer = build_optimizer(model, config)
+    F.cross_entropy(model(torch.randn(8, 3, 32, 32)), torch.arange(8)).backward()
+    optimizer.step()
+    start = time.perf_counter()
+    for _ in range(calls):
+        optimizer.step()
     return (time.perf_counter() - start) / calls * 1000
 
 
@@ -72,12 +88,15 @@ def main() -> int:
                 best[key] = min(best.get(key, float("inf")), ms_per_call(function, g, 10))
             fastnet.orthogonalize = function  # what Muon.step calls
             try:
+                key = (f"{args.preset} optimizer step ms", name)
+                best[key] = min(best.get(key, float("inf")), optimizer_step_ms(config, 10))
                 rate = bare_images_per_s(config, data, args.steps)
             finally:
                 fastnet.orthogonalize = forms["gram"]
-            key = (f"{args.preset} step images/s", name)
+            key = (f"{args.preset} training step images/s", name)
             best[key] = max(best.get(key, 0.0), rate)
-    print(f"| measurement ({torch.get_num_threads()} threads) | textbook | gram | textbook / gram |")
+    threads = torch.get_num_threads()
+    print(f"| measurement ({threads} thread{'s' if threads > 1 else ''}) | textbook | gram | textbook / gram |")
     print("|---|---:|---:|---:|")
     for label in dict.fromkeys(key[0] for key in best):
         old, new = best[(label, "textbook")], best[(label, "gram")]
