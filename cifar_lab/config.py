@@ -153,7 +153,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Highest accuracy within about 12 minutes on the same CPU: the same recipe at width 48 for 11 epochs, with
     # shifted copies added to the test-time augmentation. Over 9+ epochs a smaller filter step pays: lr 0.55 gives
     # Muon 0.12, which beat 0.165, 0.09 and 0.22 by 0.2-0.6 points at width 48 (2 seeds each, GPU sweep). The
-    # eleventh epoch adds about 0.1 points on average over 10 (90.98 % against 90.86 %, README, Benchmarks) for 6 %
+    # eleventh epoch adds about 0.1 points on average over 10 (90.96 % against 90.84 %, README, Benchmarks) for 6 %
     # more time, which fits in 12 minutes since Muon's Newton-Schulz iteration runs on the Gram matrix.
     "best": dict(
         arch="fastnet", width=48, flip=True, alternate_flip=True, crop_pad=2, opt="muon", lr=0.55, momentum=0.85,
