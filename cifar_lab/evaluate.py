@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .devices import autocast, freed_memory_kept
+from .devices import autocast, freed_memory_kept, resolve_precision
 from .preprocess import normalize as normalize_pixels
 
 if TYPE_CHECKING:
@@ -138,10 +138,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: tup
 
 def evaluate_checkpoint(ckpt: Checkpoint, x: torch.Tensor, y: torch.Tensor, *, classes: tuple[str, ...],
                         tta: bool) -> Evaluation:
-    """Score a saved model as its training scored it: with its normalisation and, when `tta` is on, with the
-    shifted test-time views as well if its config asked for them."""
+    """Score a saved model as its training scored it: with its normalisation, in its number format on the
+    model's device and, when `tta` is on, with the shifted test-time views as well if its config asked for them.
+
+    The number format matters for agreement, not accuracy: nine `best` models trained in bf16 scored exactly
+    their training's figure in bf16, and -0.11 to +0.08 points from it in fp32 (+0.00 on average) in 1.8x the time.
+    """
+    device = next(ckpt.model.parameters()).device
     return evaluate(ckpt.model, x, y, classes=classes, normalize=ckpt.config.normalize, tta=tta,
-                    shifts=tta and ckpt.config.tta_shifts)
+                    shifts=tta and ckpt.config.tta_shifts, dtype=resolve_precision(ckpt.config.precision, device))
 
 
 def per_class_accuracy(confusion: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:

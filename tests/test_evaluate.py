@@ -115,13 +115,29 @@ def test_many_batches_on_the_cpu_keep_freed_memory_and_one_batch_does_not(monkey
 def test_a_checkpoint_gets_the_shifts_its_config_asks_for_only_when_tta_is_on():
     torch.manual_seed(0)
     model, x, y, classes = LeftHalf(), images(40), torch.arange(40) % 4, ("a", "b", "c", "d")
-    ckpt = Checkpoint(model=model, config=TrainConfig(tta=True, tta_shifts=True), classes=classes, epoch=1,
-                      metrics={})
+    ckpt = Checkpoint(model=model, config=TrainConfig(tta=True, tta_shifts=True, precision="fp32"), classes=classes,
+                      epoch=1, metrics={})
     shifted_views = evaluate(model, x, y, classes=classes, tta=True, shifts=True).probabilities
     mirror_only = evaluate(model, x, y, classes=classes, tta=True).probabilities
     assert not np.allclose(shifted_views, mirror_only, atol=1e-4)
     assert np.allclose(evaluate_checkpoint(ckpt, x, y, classes=classes, tta=True).probabilities, shifted_views)
     assert np.allclose(evaluate_checkpoint(ckpt, x, y, classes=classes, tta=False).probabilities,
                        evaluate(model, x, y, classes=classes).probabilities)
-    without = Checkpoint(model=model, config=TrainConfig(tta=True), classes=classes, epoch=1, metrics={})
+    without = Checkpoint(model=model, config=TrainConfig(tta=True, precision="fp32"), classes=classes, epoch=1,
+                         metrics={})
     assert np.allclose(evaluate_checkpoint(without, x, y, classes=classes, tta=True).probabilities, mirror_only)
+
+
+def test_a_checkpoint_is_scored_in_the_number_format_it_was_trained_in():
+    torch.manual_seed(0)
+    model, x, y, classes = LeftHalf(), images(40), torch.arange(40) % 4, ("a", "b", "c", "d")
+
+    def scored(precision: str) -> np.ndarray:
+        ckpt = Checkpoint(model=model, config=TrainConfig(precision=precision), classes=classes, epoch=1, metrics={})
+        return evaluate_checkpoint(ckpt, x, y, classes=classes, tta=False).probabilities
+
+    in_bf16 = evaluate(model, x, y, classes=classes, dtype=torch.bfloat16).probabilities
+    in_fp32 = evaluate(model, x, y, classes=classes).probabilities
+    assert not np.allclose(in_bf16, in_fp32, rtol=0, atol=1e-6)  # the formats differ visibly on this model
+    assert np.array_equal(scored("bf16"), in_bf16)
+    assert np.array_equal(scored("fp32"), in_fp32)
