@@ -46,10 +46,6 @@ def captions(result: Evaluation, indices: np.ndarray) -> list[str]:
 st.set_page_config(page_title="Evaluate · CIFAR-10 Lab", page_icon="🧪", layout="wide")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 normalised = st.sidebar.toggle("Row-normalised confusion matrix", help="each row as shares of that true class")
-tta = st.sidebar.checkbox("Test-time augmentation",
-                          help="also score the mirrored image and average; a model trained with test-time shifts "
-                               "(the best preset) also scores shifted copies of its least confident images, as its "
-                               "training did")
 
 st.title("Evaluate")
 
@@ -58,6 +54,11 @@ if lab.model_path is None:
     st.stop()
 try:
     data = lab.load_data()
+    # Starts as the model's training scored it, so the figure matches the one training reported.
+    tta = st.sidebar.checkbox("Test-time augmentation", value=lab.model().config.tta,
+                              help="also score the mirrored image and average; a model trained with test-time "
+                                   "shifts (the best preset) also scores shifted copies of its least confident "
+                                   "images. On at first when the model's training scored it so")
     result = scored(str(lab.model_path), lab.model_path.stat().st_mtime_ns, lab.source, tta, lab)
 except (DataError, CheckpointError, ValueError) as err:
     st.error(f"Cannot evaluate {lab.model_path.name} on {lab.source}: {err}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -222,6 +223,21 @@ def test_evaluate_gallery_filters_by_true_class(with_model):
     at.selectbox(key="gallery_true").set_value("cat").run()
     assert not at.exception
     assert any("misclassified images match" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("trained_with_tta", [True, False])
+def test_evaluate_scores_a_model_as_its_training_did_until_told_otherwise(lab_env, trained_checkpoint,
+                                                                           trained_with_tta):
+    lab_env.mkdir(parents=True, exist_ok=True)
+    ckpt = torch.load(trained_checkpoint, weights_only=True)
+    ckpt["config"]["tta"] = trained_with_tta
+    torch.save(ckpt, lab_env / "tiny.pth")
+    at = open_page("pages/3_Evaluate.py")
+    box = next(c for c in at.sidebar.checkbox if c.label == "Test-time augmentation")
+    assert box.value is trained_with_tta
+    box.set_value(not trained_with_tta).run()
+    assert not at.exception and not at.error
+    assert next(c for c in at.sidebar.checkbox if c.label == "Test-time augmentation").value is not trained_with_tta
 
 
 def test_classify_upload_shows_what_the_model_sees_and_top_3(with_model):
