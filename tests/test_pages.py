@@ -7,18 +7,18 @@ import os
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
-import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import fill_train_form
 from cifar_lab import ui_state
-from cifar_lab.checkpoint import save_checkpoint
+from cifar_lab.checkpoint import load_checkpoint, save_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.train import train
@@ -229,9 +229,9 @@ def test_evaluate_gallery_filters_by_true_class(with_model):
 def test_evaluate_scores_a_model_as_its_training_did_until_told_otherwise(lab_env, trained_checkpoint,
                                                                            trained_with_tta):
     lab_env.mkdir(parents=True, exist_ok=True)
-    ckpt = torch.load(trained_checkpoint, weights_only=True)
-    ckpt["config"]["tta"] = trained_with_tta
-    torch.save(ckpt, lab_env / "tiny.pth")
+    ckpt = load_checkpoint(trained_checkpoint)
+    save_checkpoint(lab_env / "tiny.pth", ckpt.model, replace(ckpt.config, tta=trained_with_tta), classes=ckpt.classes,
+                    epoch=ckpt.epoch)
     at = open_page("pages/3_Evaluate.py")
     box = next(c for c in at.sidebar.checkbox if c.label == "Test-time augmentation")
     assert box.value is trained_with_tta
