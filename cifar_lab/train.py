@@ -70,6 +70,14 @@ class _Run:
     started: float = field(default_factory=time.perf_counter)
 
     @property
+    def images_seen(self) -> int:
+        """Training images the steps so far used: an epoch's last batch may be short, and a stop falls between
+        full batches."""
+        per_epoch = min(len(self.train_x), self.steps_per_epoch * self.config.batch_size)
+        epochs, steps = divmod(self.step, self.steps_per_epoch)
+        return epochs * per_epoch + steps * self.config.batch_size
+
+    @property
     def norm_average_from(self) -> int:
         """The step from which BatchNorm statistics are averaged (see NORM_AVERAGE_FRACTION)."""
         return self.total_steps - max(1, round(self.total_steps * NORM_AVERAGE_FRACTION))
@@ -105,8 +113,7 @@ def _train(config: TrainConfig, data: CifarData, device: torch.device, stop: thr
     evaluation = evaluate(run.model, data.test_x, data.test_y, classes=data.classes, normalize=config.normalize,
                           tta=config.tta, shifts=config.tta_shifts, device=run.device, dtype=run.dtype)
     elapsed = time.perf_counter() - run.started
-    images = run.step * config.batch_size
-    emit(Finished(evaluation.accuracy, config.epochs, elapsed, images / max(run.train_seconds, 1e-9)))
+    emit(Finished(evaluation.accuracy, config.epochs, elapsed, run.images_seen / max(run.train_seconds, 1e-9)))
     result = _result(run, "completed", config.epochs, evaluation.accuracy, "", history, elapsed)
     result.evaluation = evaluation
     return result
@@ -288,6 +295,6 @@ def _result(run: _Run, status: str, epochs_done: int, accuracy: float | None, me
         module.momentum = momentum
     model = run.model.to("cpu").eval()
     seconds = elapsed if elapsed is not None else time.perf_counter() - run.started
-    images_per_s = run.step * run.config.batch_size / max(run.train_seconds, 1e-9)
+    images_per_s = run.images_seen / max(run.train_seconds, 1e-9)
     return TrainResult(status, model, run.config, epochs_done, accuracy, seconds, message, history,
                        images_per_s=images_per_s, device=describe(run.device, run.dtype))

@@ -34,10 +34,10 @@ def test_throughput_report(tiny):
     report = measure_throughput(tiny, "classroom", images=64, repeats=3, width=8)
     bare, loop = report["bare_images_per_s"], report["loop_images_per_s"]
     assert len(bare) == len(loop) == 3 and min(bare + loop) > 0
-    assert report["loop_vs_bare"] == pytest.approx(max(loop) / max(bare), abs=1e-3)
+    assert report["loop_vs_bare"] == pytest.approx(max(loop) / max(bare), rel=1e-2)
     # The median pairs each loop round with the bare round just before it, not the best with the best.
     ratios = sorted(lo / ba for lo, ba in zip(loop, bare))
-    assert report["loop_vs_bare_median"] == pytest.approx(ratios[1], abs=1e-3)
+    assert report["loop_vs_bare_median"] == pytest.approx(ratios[1], rel=1e-2)
     text = format_throughput({"throughput": report, "data_load": {
         "images": 96, "decode_seconds": 0.1, "cached_seconds": 0.01, "fresh_process_seconds": 1.0}})
     assert "median of 3 paired rounds" in text

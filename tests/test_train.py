@@ -156,6 +156,16 @@ def test_step_events_carry_the_scheduled_lr_and_finite_values(three_epochs):
         assert math.isfinite(s.loss) and s.images_per_s > 0 and s.elapsed_s >= 0
 
 
+@pytest.mark.parametrize("n_train, batch_size, per_epoch", [(200, 64, 200), (193, 64, 192), (40, 64, 40)])
+def test_throughput_counts_the_images_trained_on(tiny_config, tiny_data, n_train, batch_size, per_epoch):
+    # 200 = 3 full batches and one of 8; 193 leaves a last batch of one image, which is dropped; 40 is one short batch.
+    data = tiny_data.subset(n_train=n_train, n_test=16)
+    result, events = run(tiny_config.replace(epochs=2, batch_size=batch_size), data)
+    epoch_seconds = sum(e.seconds for e in result.history)
+    assert result.images_per_s * epoch_seconds == pytest.approx(2 * per_epoch)
+    assert events[-1].images_per_s == pytest.approx(result.images_per_s)
+
+
 def test_result_matches_the_events(three_epochs):
     config, result, events = three_epochs
     finished = events[-1]
