@@ -16,14 +16,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from cifar_lab.bench import bare_step  # noqa: E402
 from cifar_lab.config import TrainConfig, preset  # noqa: E402
-from cifar_lab.devices import autocast, freed_memory_kept, resolve_device, resolve_precision, set_threads  # noqa: E402
+from cifar_lab.devices import freed_memory_kept, resolve_device, resolve_precision, set_threads  # noqa: E402
 from cifar_lab.models import build_model  # noqa: E402
 from cifar_lab.optim import build_optimizer  # noqa: E402
 
@@ -66,22 +66,12 @@ def profile_steps(config: TrainConfig, steps: int, frozen_whitening: bool) -> tu
     y = torch.randint(0, 10, (config.batch_size,), device=device)
     layers = conv_layers(model, x)
     model.train()
-
-    def step() -> None:
-        with autocast(device, dtype):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss.item()
-
     with freed_memory_kept(enabled=device.type == "cpu"):
         for _ in range(2):  # oneDNN builds its kernels for each shape on the first calls
-            step()
+            bare_step(model, optimizer, x, y, config, device, dtype).item()
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             for _ in range(steps):
-                step()
+                bare_step(model, optimizer, x, y, config, device, dtype).item()
     return layers, prof.key_averages(group_by_input_shape=True)
 
 

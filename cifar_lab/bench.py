@@ -135,16 +135,24 @@ def bare_images_per_s(config: TrainConfig, data: CifarData, steps: int) -> float
         _sync(device)
         start = time.perf_counter()
         for _ in range(steps):
-            with autocast(device, dtype):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = bare_step(model, optimizer, x, y, config, device, dtype)
         loss.item()  # wait for the last step on asynchronous devices
         _sync(device)
         seconds = time.perf_counter() - start  # before the block hands the memory back
     return steps * len(x) / seconds
+
+
+def bare_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+              config: TrainConfig, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
+    """One training step on a batch already normalised and on the device, as the loop takes it; returns the loss
+    without waiting for it."""
+    with autocast(device, dtype):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
 
 
 def _sync(device: torch.device) -> None:
