@@ -153,7 +153,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Highest accuracy within about 12 minutes on the same CPU: the same recipe at width 48 for 11 epochs, with
     # shifted copies added to the test-time augmentation. Over 9+ epochs a smaller filter step pays: lr 0.55 gives
     # Muon 0.12, which beat 0.165, 0.09 and 0.22 by 0.2-0.6 points at width 48 (2 seeds each, GPU sweep). The
-    # eleventh epoch adds 0.05 points on average, paired by seed (90.96 % against 90.84 % over all runs; README,
+    # eleventh epoch adds 0.05 points on average, paired by seed (90.97 % against 90.84 % over all runs; README,
     # Benchmarks), for 6 % more time; 11 epochs took 687.6 and 689.9 s in two bench runs here, and Muon's
     # Newton-Schulz iteration on the Gram matrix saves about 10 s of that.
     "best": dict(
