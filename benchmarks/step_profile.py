@@ -75,11 +75,12 @@ def profile_steps(config: TrainConfig, steps: int, frozen_whitening: bool) -> tu
     return layers, prof.key_averages(group_by_input_shape=True)
 
 
-def conv_key(event, name: str) -> tuple | None:
+def conv_key(event) -> tuple | None:
+    """(input shape, weight shape) of a convolution's forward or backward event; None for any other operator."""
     shapes = [tuple(s) for s in event.input_shapes]
-    if name == FORWARD and len(shapes) >= 2:
+    if event.key == FORWARD and len(shapes) >= 2:
         return shapes[0], shapes[1]
-    if name == BACKWARD and len(shapes) >= 3:
+    if event.key == BACKWARD and len(shapes) >= 3:
         return shapes[1], shapes[2]
     return None
 
@@ -89,7 +90,7 @@ def print_tables(layers: dict, averages, steps: int, batch: int) -> None:
     other: dict[str, float] = defaultdict(float)
     total = 0.0
     for event in averages:
-        key = conv_key(event, event.key) if event.key in (FORWARD, BACKWARD) else None
+        key = conv_key(event)
         if key in layers:
             ms = event.cpu_time_total / 1000 / steps
             per_layer[key][event.key] += ms
