@@ -23,6 +23,7 @@ from .events import EpochEnd, Event, Finished
 from .models import build_model
 from .optim import build_optimizer
 from .preprocess import normalize
+from .seeds import format_seed_summary, parse_seeds, seed_summary
 from .train import train
 
 DEFAULT_PRESETS = ("tutorial", "improved", "classroom")
@@ -54,11 +55,12 @@ def _cpu_model() -> str:
 
 def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None, full: bool = False, *,
                   data: CifarData | None = None, progress: Progress | None = None,
-                  overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Train each preset in turn on the same data; one row per preset (see `print_table` for the columns).
+                  overrides: dict[str, Any] | None = None, seeds: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """Train each preset in turn on the same data; one row per preset and seed (see `print_table` for the columns).
 
     presets: names from config.PRESETS (default: tutorial, improved, classroom, plus best when `full`).
     overrides: config fields changed in every preset (e.g. a smaller width for a quick check).
+    seeds: train each preset once per seed; empty = once, with the preset's own seed.
     """
     names = tuple(presets) if presets else DEFAULT_PRESETS + (("best",) if full else ())
     unknown = [n for n in names if n not in PRESETS]
@@ -68,14 +70,17 @@ def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None,
     say = progress or (lambda line: None)
     rows = []
     for name in names:
-        config = preset(name, **(overrides or {}))
-        say(f"{name}: {config.arch} width {config.width}, {config.epochs} epoch(s), batch {config.batch_size}")
-        result = train(config, data, on_event=_progress_listener(name, say))
-        rows.append({
-            "preset": name, "arch": config.arch, "epochs": result.epochs_done, "status": result.status,
-            "train_seconds": round(result.train_seconds, 1), "test_accuracy": result.test_accuracy,
-            "images_per_s": round(result.images_per_s, 1), "device": result.device,
-        })
+        for seed in seeds or (None,):
+            config = preset(name, **(overrides or {}), **({} if seed is None else {"seed": seed}))
+            say(f"{name}: {config.arch} width {config.width}, {config.epochs} epoch(s), batch {config.batch_size}, "
+                f"seed {config.seed}")
+            result = train(config, data, on_event=_progress_listener(name, say))
+            rows.append({
+                "preset": name, "seed": config.seed, "arch": config.arch, "epochs": result.epochs_done,
+                "status": result.status, "train_seconds": round(result.train_seconds, 1),
+                "test_accuracy": result.test_accuracy, "images_per_s": round(result.images_per_s, 1),
+                "device": result.device,
+            })
     return _with_tutorial_ratios(rows)
 
 
@@ -89,24 +94,30 @@ def _progress_listener(name: str, say: Progress) -> Callable[[Event], None]:
 
 
 def _with_tutorial_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add seconds_vs_tutorial (time ratio) and points_vs_tutorial (accuracy gain, percentage points)."""
-    base = next((r for r in rows if r["preset"] == "tutorial" and r["test_accuracy"] is not None), None)
+    """Add seconds_vs_tutorial (time ratio) and points_vs_tutorial (accuracy gain, percentage points), each against
+    the tutorial run of the same seed."""
+    tutorials = {r["seed"]: r for r in rows if r["preset"] == "tutorial" and r["test_accuracy"] is not None}
     for r in rows:
+        base = tutorials.get(r["seed"])
         ok = base is not None and r["test_accuracy"] is not None
-        r["seconds_vs_tutorial"] = round(r["train_seconds"] / base["train_seconds"], 2) if ok else None
+        timed = ok and base["train_seconds"] > 0  # a tiny run can round to 0.0 s
+        r["seconds_vs_tutorial"] = round(r["train_seconds"] / base["train_seconds"], 2) if timed else None
         r["points_vs_tutorial"] = round(100 * (r["test_accuracy"] - base["test_accuracy"]), 1) if ok else None
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The benchmark rows as a Markdown table (what the README shows)."""
+    seeded = len({r.get("seed") for r in rows}) > 1  # a seed column only when the seeds differ
     head = "| preset | epochs | seconds | test accuracy | images/s | time vs tutorial | accuracy vs tutorial |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [head.replace("| epochs", "| seed | epochs") if seeded else head,
+             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if seeded else "")]
     for r in rows:
         acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else r["status"]
         ratio = f"{r['seconds_vs_tutorial']:.2f}x" if r.get("seconds_vs_tutorial") is not None else "-"
         gain = f"{r['points_vs_tutorial']:+.1f} pts" if r.get("points_vs_tutorial") is not None else "-"
-        lines.append(f"| {r['preset']} | {r['epochs']} | {r['train_seconds']:.1f} | {acc} | "
+        seed = f" {r['seed']} |" if seeded else ""
+        lines.append(f"| {r['preset']} |{seed} {r['epochs']} | {r['train_seconds']:.1f} | {acc} | "
                      f"{r['images_per_s']:,.0f} | {ratio} | {gain} |")
     return "\n".join(lines)
 
@@ -225,6 +236,9 @@ def main(args: argparse.Namespace) -> int:
     """`python -m cifar_lab bench`: print the table (or the throughput report) and write it as JSON."""
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731 - progress apart from the table
     report: dict[str, Any] = {"machine": machine_info()}
+    seeds = parse_seeds(args.seeds) if getattr(args, "seeds", None) else ()  # before the data: fail fast
+    if seeds and args.throughput:
+        raise ValueError("--seeds applies to the time-to-accuracy table; run --throughput without it")
     if args.throughput:
         data = load_data(args.data)
         report["throughput"] = measure_throughput(data, progress=say)
@@ -234,8 +248,11 @@ def main(args: argparse.Namespace) -> int:
         data = load_data(args.data)
         presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
         report["data"] = data.source
-        report["rows"] = run_benchmark(args.data, presets, full=args.full, data=data, progress=say)
+        report["rows"] = run_benchmark(args.data, presets, full=args.full, data=data, progress=say, seeds=seeds)
         print_table(report["rows"])
+        if len(seeds) > 1:
+            report["seed_summary"] = seed_summary(report["rows"])
+            print("\n" + format_seed_summary(report["seed_summary"]))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
         say(f"wrote {args.json_path}")

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", default=None, help=data_help)
     b.add_argument("--full", action="store_true", help="also train the 'best' preset")
     b.add_argument("--presets", default=None, help="comma-separated presets to run (default: tutorial,improved,classroom)")
+    b.add_argument("--seeds", default=None,
+                   help="train each preset once per seed, e.g. 0-4,7, and add each preset's mean accuracy, its spread "
+                        "between seeds and its standard error; default: once, with the preset's own seed")
     b.add_argument("--throughput", action="store_true", help="measure loop vs bare throughput and data-load times")
     b.add_argument("--json", dest="json_path", default="bench.json", help="where to write the table as JSON")
     return parser

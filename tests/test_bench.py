@@ -7,7 +7,10 @@ import json
 import pytest
 
 from cifar_lab.bench import format_table, format_throughput, main, measure_throughput, run_benchmark
+from cifar_lab.cli import EXIT_USER_ERROR
+from cifar_lab.cli import main as cli_main
 from cifar_lab.data import synthetic_data
+from cifar_lab.seeds import format_seed_summary, parse_seeds, seed_summary
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +54,74 @@ def test_main_writes_json(tmp_path, tiny, monkeypatch):
     assert main(args) == 0
     report = json.loads(path.read_text())
     assert report["rows"][0]["preset"] == "tutorial" and "cpu" in report["machine"]
+    assert "seed_summary" not in report
+
+
+def test_seeds_parse_as_lists_and_ranges_each_once_in_order():
+    assert parse_seeds("0-4,7") == (0, 1, 2, 3, 4, 7)
+    assert parse_seeds(" 9, 2-3 ,3,9") == (9, 2, 3)
+    assert parse_seeds("5") == (5,)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("3-1", "not a seed or a range"), ("-1", "not a seed or a range"), ("1,,2", "not a seed or a range"),
+    ("a", "not a seed or a range"), ("1-", "not a seed or a range"), ("2147483648", "too large"),
+    ("0-5000", "more than 1000 runs"),
+])
+def test_bad_seeds_are_refused_with_the_reason(text, says):
+    with pytest.raises(ValueError, match=says):
+        parse_seeds(text)
+
+
+def test_each_preset_runs_once_per_seed_with_ratios_to_the_tutorial_of_the_same_seed(tiny):
+    rows = run_benchmark(None, ["tutorial", "classroom"], data=tiny, overrides={"width": 8, "epochs": 1},
+                         seeds=(3, 4))
+    assert [(r["preset"], r["seed"]) for r in rows] == [("tutorial", 3), ("tutorial", 4), ("classroom", 3),
+                                                        ("classroom", 4)]
+    tutorial = {r["seed"]: r for r in rows[:2]}
+    for r in rows[2:]:
+        base = tutorial[r["seed"]]
+        seconds = base["train_seconds"]
+        assert r["seconds_vs_tutorial"] == (round(r["train_seconds"] / seconds, 2) if seconds else None)
+        assert r["points_vs_tutorial"] == round(100 * (r["test_accuracy"] - base["test_accuracy"]), 1)
+    table = format_table(rows).splitlines()
+    assert table[0].startswith("| preset | seed | epochs |") and table[2].startswith("| tutorial | 3 | 1 |")
+    assert all(line.count("|") == table[0].count("|") for line in table)
+
+
+def test_the_summary_gives_mean_spread_and_standard_error_of_completed_runs():
+    rows = [dict(preset="best", seed=s, test_accuracy=a, train_seconds=t)
+            for s, a, t in [(0, 0.90, 600.0), (1, 0.92, 620.0), (2, 0.91, 700.0), (3, None, 30.0)]]
+    rows.append(dict(preset="tutorial", seed=0, test_accuracy=0.5, train_seconds=30.0))
+    best, tutorial = seed_summary(rows)
+    assert best["runs"] == 3 and best["seeds"] == [0, 1, 2]  # the failed run has no accuracy and is left out
+    assert best["mean_accuracy"] == pytest.approx(0.91)
+    assert best["sd_accuracy"] == pytest.approx(0.01) and best["se_accuracy"] == pytest.approx(0.01 / 3 ** 0.5)
+    assert (best["min_accuracy"], best["max_accuracy"]) == (0.90, 0.92)
+    assert best["mean_seconds"] == pytest.approx(640.0) and best["max_seconds"] == 700.0
+    assert tutorial["runs"] == 1 and tutorial["sd_accuracy"] is None and tutorial["se_accuracy"] is None
+    table = format_seed_summary([best, tutorial])
+    assert "| best | 3 | 91.00% | 1.00 | 0.58 | 90.00% | 92.00% | 640.0 | 700.0 |" in table
+    assert "| tutorial | 1 | 50.00% | - | - |" in table
+
+
+def test_main_with_seeds_adds_the_summary_to_the_table_and_the_json(tmp_path, tiny, monkeypatch, capsys):
+    monkeypatch.setattr("cifar_lab.bench.load_data", lambda source: tiny)
+    path = tmp_path / "bench.json"
+    args = argparse.Namespace(data="synthetic", presets="tutorial", full=False, throughput=False,
+                              json_path=str(path), seeds="0-1")
+    assert main(args) == 0
+    report = json.loads(path.read_text())
+    assert [r["seed"] for r in report["rows"]] == [0, 1]
+    assert report["seed_summary"][0]["runs"] == 2
+    assert "| preset | runs | mean accuracy |" in capsys.readouterr().out
+
+
+def test_bad_seeds_fail_before_any_data_is_loaded(monkeypatch, capsys):
+    def no_data(source):
+        raise AssertionError("data loaded before the seeds were checked")
+    monkeypatch.setattr("cifar_lab.bench.load_data", no_data)
+    assert cli_main(["bench", "--data", "synthetic", "--seeds", "4-2"]) == EXIT_USER_ERROR
+    assert "'4-2' is not a seed or a range like 0-4" in capsys.readouterr().err
+    assert cli_main(["bench", "--data", "synthetic", "--seeds", "0-2", "--throughput"]) == EXIT_USER_ERROR
+    assert "run --throughput without it" in capsys.readouterr().err
