@@ -40,11 +40,16 @@ class ConvGroup(nn.Module):
 
     With `skip_conv`, a third conv -> BN follows, added to the first GELU's output before a last GELU, so the
     second and third convs form a residual block.
+    With `pooled_only`, the first conv computes only the rows and columns the max-pool reads (see
+    `_pooled_padding`): the same outputs, for less work on odd sides.
     """
 
-    def __init__(self, channels_in: int, channels_out: int, skip_conv: bool = False) -> None:
+    def __init__(self, channels_in: int, channels_out: int, skip_conv: bool = False,
+                 pooled_only: bool = False) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False)
+        self.pooled_only = pooled_only
+        # Padding is not part of the state_dict, so checkpoints load the same either way.
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, padding=0 if pooled_only else 1, bias=False)
         self.norm1 = BatchNormNoScale(channels_out)
         self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
         self.norm2 = BatchNormNoScale(channels_out)
@@ -55,6 +60,8 @@ class ConvGroup(nn.Module):
                 _dirac_init(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pooled_only:
+            x = F.pad(x, _pooled_padding(x))
         x = F.gelu(self.norm1(F.max_pool2d(self.conv1(x), 2)))
         y = F.gelu(self.norm2(self.conv2(x)))
         if self.conv3 is None:
@@ -67,6 +74,14 @@ class ConvGroup(nn.Module):
         if self.conv3 is not None and prefix + "conv3.weight" not in state_dict:
             self.conv3 = self.norm3 = None
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _pooled_padding(x: torch.Tensor) -> tuple[int, int, int, int]:
+    """F.pad's (left, right, top, bottom) zero padding for a 3x3 conv feeding a 2x2 max-pool: the usual one pixel,
+    except on the right and bottom of an odd side. There the usual padding's last output column (row) is one the
+    pool drops (it rounds the side down), so leaving it out skips its work and changes no pooled value."""
+    height, width = x.shape[-2:]
+    return (1, 1 - width % 2, 1, 1 - height % 2)
 
 
 def _dirac_init(conv: nn.Conv2d) -> None:
@@ -92,8 +107,11 @@ class FastNet(nn.Module):
         whiten_width = 2 * 3 * WHITEN_KERNEL**2  # 24: 12 patch directions, each with both signs
         self.whiten = nn.Conv2d(3, whiten_width, WHITEN_KERNEL, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)
+        # Only the middle group computes just what its pool reads (15x15 -> 14x14 at 32x32 input): 4-5 % less
+        # time per training step at width 48 on a 2-core CPU. On the 31x31 and 7x7 sides of the other groups the
+        # padding copy and the backend's odd-shaped kernels cost what the skipped rows save (README, Benchmarks).
         self.groups = nn.Sequential(
-            ConvGroup(whiten_width, widths[0]), ConvGroup(widths[0], widths[1]),
+            ConvGroup(whiten_width, widths[0]), ConvGroup(widths[0], widths[1], pooled_only=True),
             ConvGroup(widths[1], widths[2], skip_conv=True),
         )
         self.dropout = nn.Dropout(dropout)

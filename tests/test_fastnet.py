@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from cifar_lab.config import TrainConfig
-from cifar_lab.fastnet import BIAS_LR_SCALE, FastNet, Muon, _patches, orthogonalize
+from cifar_lab.fastnet import BIAS_LR_SCALE, ConvGroup, FastNet, Muon, _patches, orthogonalize
 
 
 def correlated_images(n: int = 64, side: int = 32, seed: int = 0) -> torch.Tensor:
@@ -211,6 +211,25 @@ def test_the_skip_conv_starts_as_a_residual_block():
         expected = F.gelu(group.norm3(group.conv3(second)) + first)
         assert torch.allclose(group(x), expected)
         assert torch.equal(group.conv3.weight[:, :, 1, 1], torch.eye(32))  # dirac: passes its input through
+
+
+@pytest.mark.parametrize("side", [7, 8, 14, 15])
+def test_a_group_computing_only_what_its_pool_reads_gives_the_same_outputs_and_gradients(side):
+    torch.manual_seed(0)
+    full, pooled_only = ConvGroup(8, 16), ConvGroup(8, 16, pooled_only=True)
+    pooled_only.load_state_dict(full.state_dict())
+    x = torch.randn(4, 8, side, side, requires_grad=True)  # train mode: BatchNorm uses the pooled batch statistics
+    results = []
+    for group in (full, pooled_only):
+        out = group(x)
+        results.append((out, *torch.autograd.grad(out.square().sum(), (x, group.conv1.weight))))
+    assert results[1][0].shape == (4, 16, side // 2, side // 2)
+    for got, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(got, expected)
+
+
+def test_only_the_middle_group_skips_the_rows_its_pool_drops():
+    assert [g.pooled_only for g in FastNet(width=8).groups] == [False, True, False]
 
 
 def test_a_checkpoint_from_before_the_third_conv_loads_and_predicts_as_trained():
