@@ -107,9 +107,10 @@ class FastNet(nn.Module):
         whiten_width = 2 * 3 * WHITEN_KERNEL**2  # 24: 12 patch directions, each with both signs
         self.whiten = nn.Conv2d(3, whiten_width, WHITEN_KERNEL, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)
-        # Only the middle group computes just what its pool reads (15x15 -> 14x14 at 32x32 input): 4-5 % less
-        # time per training step at width 48 on a 2-core CPU. On the 31x31 and 7x7 sides of the other groups the
-        # padding copy and the backend's odd-shaped kernels cost what the skipped rows save (README, Benchmarks).
+        # Only the middle group computes just what its pool reads (15x15 -> 14x14 at 32x32 input): 2-4 % less
+        # time per training step at width 48 on a 2-core CPU, about 1 % at width 32. On the 31x31 and 7x7 sides of
+        # the other groups the padding copy and the backend's odd-shaped kernels cost what the skipped rows save
+        # (README, Benchmarks).
         self.groups = nn.Sequential(
             ConvGroup(whiten_width, widths[0]), ConvGroup(widths[0], widths[1], pooled_only=True),
             ConvGroup(widths[1], widths[2], skip_conv=True),
