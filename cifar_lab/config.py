@@ -154,8 +154,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # shifted copies added to the test-time augmentation. Over 9+ epochs a smaller filter step pays: lr 0.55 gives
     # Muon 0.12, which beat 0.165, 0.09 and 0.22 by 0.2-0.6 points at width 48 (2 seeds each, GPU sweep). The
     # eleventh epoch adds 0.05 points on average, paired by seed (90.97 % against 90.84 % over all runs; README,
-    # Benchmarks), for 6 % more time; 11 epochs took 687.6 and 689.9 s in two bench runs here, and Muon's
-    # Newton-Schulz iteration on the Gram matrix saves about 10 s of that.
+    # Benchmarks), for 6 % more time; 11 epochs took 669.6-730.9 s in bench runs here, as fast or slow as the
+    # shared machine was that day; Muon's Newton-Schulz iteration on the Gram matrix saves about 10 s of that.
     "best": dict(
         arch="fastnet", width=48, flip=True, alternate_flip=True, crop_pad=2, opt="muon", lr=0.55, momentum=0.85,
         nesterov=True, weight_decay=1.33e-3, batch_size=512, epochs=11, schedule="onecycle", warmup=0.0,
