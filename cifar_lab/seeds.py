@@ -48,13 +48,16 @@ def seed_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_seed_summary(summary: list[dict[str, Any]]) -> str:
     """The per-preset spread over seeds as a Markdown table; accuracies in percent, spreads in points."""
-    def points(value: float | None) -> str:
-        return f"{100 * value:.2f}" if value is not None else "-"
+    def points(value: float | None, unit: str = "") -> str:
+        return f"{100 * value:.2f}{unit}" if value is not None else "-"
+
+    def seconds(value: float | None) -> str:
+        return f"{value:.1f}" if value is not None else "-"
 
     lines = ["| preset | runs | mean accuracy | sd (pts) | standard error (pts) | lowest | highest | mean s | longest s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
-        lines.append(f"| {r['preset']} | {r['runs']} | {points(r['mean_accuracy'])}% | {points(r['sd_accuracy'])} | "
-                     f"{points(r['se_accuracy'])} | {points(r['min_accuracy'])}% | {points(r['max_accuracy'])}% | "
-                     f"{r['mean_seconds'] or '-'} | {r['max_seconds'] or '-'} |")
+        lines.append(f"| {r['preset']} | {r['runs']} | {points(r['mean_accuracy'], '%')} | {points(r['sd_accuracy'])} | "
+                     f"{points(r['se_accuracy'])} | {points(r['min_accuracy'], '%')} | {points(r['max_accuracy'], '%')} | "
+                     f"{seconds(r['mean_seconds'])} | {seconds(r['max_seconds'])} |")
     return "\n".join(lines)

@@ -105,6 +105,14 @@ def test_the_summary_gives_mean_spread_and_standard_error_of_completed_runs():
     assert "| tutorial | 1 | 50.00% | - | - |" in table
 
 
+def test_the_summary_table_marks_missing_values_but_prints_a_zero_time():
+    failed, instant = seed_summary([dict(preset="best", seed=0, test_accuracy=None, train_seconds=5.0),
+                                    dict(preset="tiny", seed=0, test_accuracy=0.1, train_seconds=0.0)])
+    table = format_seed_summary([failed, instant])
+    assert "| best | 0 | - | - | - | - | - | - | - |" in table  # every run failed: nothing to average
+    assert "| tiny | 1 | 10.00% | - | - | 10.00% | 10.00% | 0.0 | 0.0 |" in table
+
+
 def test_main_with_seeds_adds_the_summary_to_the_table_and_the_json(tmp_path, tiny, monkeypatch, capsys):
     monkeypatch.setattr("cifar_lab.bench.load_data", lambda source: tiny)
     path = tmp_path / "bench.json"
