@@ -7,6 +7,7 @@ from cifar_lab import ui_state
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.config import preset
 from cifar_lab.data import DataError
+from cifar_lab.devices import slow_cpu_note
 from cifar_lab.jobs import JobBusyError
 
 TRAIN_PAGE = "pages/2_Train.py"
@@ -73,5 +74,7 @@ if running is not None:
 st.subheader("Quick start")
 st.write("One click trains the *classroom* preset: the best accuracy a laptop CPU reaches in about two minutes "
          "on real CIFAR-10 (seconds on synthetic data). The Train page shows it live.")
+if note := slow_cpu_note():
+    st.caption(note)
 if st.button("Train a classroom model", type="primary", disabled=running is not None):
     quick_start(lab)

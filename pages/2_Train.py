@@ -8,6 +8,7 @@ import streamlit as st
 from cifar_lab import plots, ui_state
 from cifar_lab.config import FIELD_HELP, PRESETS, TrainConfig, preset
 from cifar_lab.data import DataError
+from cifar_lab.devices import slow_cpu_note
 from cifar_lab.job_view import JobSnapshot
 from cifar_lab.jobs import JobBusyError, TrainingJob
 from cifar_lab.runs import RunStoreError
@@ -129,6 +130,8 @@ restore_form()
 
 st.title("Train")
 st.caption(f"Data: {lab.source}")
+if note := slow_cpu_note():
+    st.caption(note)
 
 job = lab.jobs.current
 if job is not None:

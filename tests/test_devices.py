@@ -1,13 +1,17 @@
-"""CPU allocator setting: memory freed during training is kept for reuse, and handed back afterwards."""
+"""Device settings: the number format chosen for the CPU, and memory freed during training kept for reuse and
+handed back afterwards."""
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
+import torch
 
-from cifar_lab.devices import freed_memory_kept
+from cifar_lab import devices
+from cifar_lab.devices import freed_memory_kept, resolve_precision, slow_cpu_note
 
 RSS_AFTER_FREEING = textwrap.dedent("""
     import sys, torch
@@ -48,3 +52,33 @@ def test_nested_use_restores_once():
             assert inner == outer
     with freed_memory_kept(enabled=False) as off:
         assert off is False
+
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_auto_takes_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, fast):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast)
+    assert resolve_precision("auto", CPU) == (torch.bfloat16 if fast else None)
+    assert resolve_precision("fp32", CPU) is None
+
+
+def test_asking_for_bf16_on_a_cpu_without_it_warns_of_the_slowdown_but_obeys(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bf16.*'auto' or 'fp32'"):
+        assert resolve_precision("bf16", CPU) == torch.bfloat16
+
+
+def test_asking_for_bf16_where_it_is_native_is_silent(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("bf16", CPU) == torch.bfloat16
+
+
+def test_the_slow_cpu_note_speaks_only_where_training_falls_back_to_fp32(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
+    assert "fp32" in slow_cpu_note("cpu") and "minutes" in slow_cpu_note("cpu")
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
+    assert slow_cpu_note("cpu") == ""

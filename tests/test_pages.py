@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import fill_train_form
-from cifar_lab import ui_state
+from cifar_lab import devices, ui_state
 from cifar_lab.checkpoint import load_checkpoint, save_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
@@ -145,6 +146,15 @@ def test_quick_start_trains_the_classroom_preset():
     job = manager().current
     assert job is not None and job.config.arch == "fastnet" and job.config.epochs == 3
     job.stop()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("page", ["dashboard.py", "pages/2_Train.py"])
+def test_home_and_train_pages_warn_of_slow_training_only_on_a_cpu_without_bf16(monkeypatch, page, fast):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast)
+    monkeypatch.setattr(devices, "resolve_device", lambda name="auto": torch.device("cpu"))
+    captions = " ".join(c.value for c in open_page(page).caption)
+    assert ("no native bf16" in captions) is not fast
 
 
 # --- train -----------------------------------------------------------------------------------------------------
