@@ -11,9 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
-from torchvision.io import ImageReadMode
 
 from cifar_lab.preprocess import CLASSES
 
@@ -56,6 +54,14 @@ def detect_kind(path: Path, *, download: bool) -> str | None:
     return None
 
 
+def _torchvision():
+    """torchvision, imported on first use: importing it takes about 2 s (it pulls in torch._dynamo), as long as
+    everything else a fresh process needs to load the decoded cache, which needs none of it."""
+    import torchvision
+    import torchvision.io
+    return torchvision
+
+
 # --- torchvision's CIFAR-10 batches ---------------------------------------------------------------------------
 
 def _torchvision_root(path: Path) -> Path:
@@ -65,7 +71,8 @@ def _torchvision_root(path: Path) -> Path:
 def torchvision_fingerprint(path: Path) -> str:
     """Size and mtime of each batch file: changes when the files are replaced; 'missing' before a download."""
     folder = _torchvision_root(path) / BATCH_DIR
-    names = [name for name, _ in torchvision.datasets.CIFAR10.train_list + torchvision.datasets.CIFAR10.test_list]
+    cifar10 = _torchvision().datasets.CIFAR10
+    names = [name for name, _ in cifar10.train_list + cifar10.test_list]
     parts = []
     for name in names + ["batches.meta"]:
         try:
@@ -79,9 +86,10 @@ def torchvision_fingerprint(path: Path) -> str:
 def read_torchvision(path: Path, *, download: bool = False) -> Arrays:
     """Read (or download, then read) the pickled batches through torchvision.datasets.CIFAR10."""
     root = str(_torchvision_root(path))
+    cifar10 = _torchvision().datasets.CIFAR10
     try:
-        train = torchvision.datasets.CIFAR10(root, train=True, download=download)
-        test = torchvision.datasets.CIFAR10(root, train=False, download=False)
+        train = cifar10(root, train=True, download=download)
+        test = cifar10(root, train=False, download=False)
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as e:
         hint = "check the internet connection" if download else "add --download to fetch them (needs internet)"
         raise DataError(
@@ -149,11 +157,12 @@ def _interleaved(per_class: list[list[str]]) -> tuple[list[str], np.ndarray]:
 
 def _decode_fast(path: str) -> np.ndarray | None:
     """torchvision's libjpeg/libpng (~2x faster than PIL on 32x32 files); None for other sizes, BMP or errors."""
-    decode = getattr(torchvision.io, "decode_image", None)  # deprecated in torchvision 0.29, may disappear
+    io = _torchvision().io
+    decode = getattr(io, "decode_image", None)  # deprecated in torchvision 0.29, may disappear
     if decode is None:
         return None
     try:
-        img = decode(torchvision.io.read_file(path), mode=ImageReadMode.RGB)  # (3, H, W) uint8
+        img = decode(io.read_file(path), mode=io.ImageReadMode.RGB)  # (3, H, W) uint8
     except (RuntimeError, ValueError):
         return None  # BMP, or undecodable: PIL then either reads it or names the file in the error
     ok = img.shape[1:] == (SIDE, SIDE) and img.dtype == torch.uint8  # 16-bit PNGs decode to uint16

@@ -1,7 +1,10 @@
 """load_data over image folders, torchvision batches and synthetic images; the decoded-array cache."""
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -168,6 +171,18 @@ def test_second_load_comes_from_cache(folder: Path, cache: Path, monkeypatch) ->
     for name in ("train_x", "train_y", "test_x", "test_y"):
         assert torch.equal(getattr(first, name), getattr(second, name))
     assert second.classes == first.classes
+
+
+def test_a_fresh_process_loads_the_cache_without_importing_torchvision(folder: Path, cache: Path) -> None:
+    load_data(folder, cache_dir=cache)  # decodes, which needs torchvision
+    code = ("import sys; from cifar_lab.data import load_data; "
+            f"d = load_data({str(folder)!r}, cache_dir={str(cache)!r}); "
+            "print(len(d.train_x), 'torchvision' in sys.modules)")
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(N_TRAIN * len(FOLDER_CLASSES)), "False"]  # about 2 s of import saved
 
 
 def test_changed_folder_invalidates_the_cache(folder: Path, cache: Path) -> None:
