@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from .config import PRESETS, TrainConfig, preset
 from .data import CifarData, load_data
-from .devices import autocast, describe, freed_memory_kept, resolve_device, resolve_precision, set_threads
+from .devices import (autocast, cpu_has_fast_bf16, describe, freed_memory_kept, resolve_device, resolve_precision,
+                      set_threads)
 from .events import EpochEnd, Event, Finished
 from .models import build_model
 from .optim import build_optimizer
@@ -37,7 +38,10 @@ Progress = Callable[[str], None]
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on: CPU model, cores, accelerator, library versions."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = {"cpu": _cpu_model(), "cores": cores, "torch": torch.__version__, "python": platform.python_version()}
+    # The model name alone ("AMD EPYC" in a VM) hides what decides the CPU's speed here: its vector unit and bf16.
+    info = {"cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": cpu_has_fast_bf16(), "cores": cores, "torch": torch.__version__,
+            "python": platform.python_version()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

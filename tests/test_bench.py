@@ -54,6 +54,7 @@ def test_main_writes_json(tmp_path, tiny, monkeypatch):
     assert main(args) == 0
     report = json.loads(path.read_text())
     assert report["rows"][0]["preset"] == "tutorial" and "cpu" in report["machine"]
+    assert report["machine"]["cpu_capability"] and isinstance(report["machine"]["native_bf16"], bool)
     assert "seed_summary" not in report
 
 
