@@ -8,7 +8,7 @@ import streamlit as st
 from cifar_lab import plots, ui_state
 from cifar_lab.config import FIELD_HELP, PRESETS, TrainConfig, preset
 from cifar_lab.data import DataError
-from cifar_lab.devices import slow_cpu_note
+from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.job_view import JobSnapshot
 from cifar_lab.jobs import JobBusyError, TrainingJob
 from cifar_lab.runs import RunStoreError
@@ -59,10 +59,13 @@ def config_form() -> TrainConfig | None:
     values = {name: st.session_state[f"cfg_{name}"] for name in FIELD_TYPES}
     st.session_state["train_form"], st.session_state["train_preset"] = values, st.session_state["preset"]
     try:
-        return TrainConfig(**values)
+        config = TrainConfig(**values)
     except ValueError as err:
         st.error(f"Fix the form: {err}")
         return None
+    if why := bf16_slowdown(config.precision, config.device):
+        st.warning(f"Precision: {why}.")
+    return config
 
 
 def start(config: TrainConfig) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cifar_lab import devices
-from cifar_lab.devices import freed_memory_kept, resolve_precision, slow_cpu_note
+from cifar_lab.devices import bf16_slowdown, freed_memory_kept, resolve_precision, slow_cpu_note
 
 RSS_AFTER_FREEING = textwrap.dedent("""
     import sys, torch
@@ -82,3 +82,11 @@ def test_the_slow_cpu_note_speaks_only_where_training_falls_back_to_fp32(monkeyp
     assert "fp32" in slow_cpu_note("cpu") and "minutes" in slow_cpu_note("cpu")
     monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
     assert slow_cpu_note("cpu") == ""
+
+
+def test_bf16_slowdown_names_only_bf16_on_an_emulating_cpu(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "10x slower" in bf16_slowdown("bf16", "cpu")
+    assert bf16_slowdown("auto", "cpu") == bf16_slowdown("fp32", "cpu") == ""
+    assert bf16_slowdown("bf16", "cuda") == ""  # unavailable: the config's own check reports that

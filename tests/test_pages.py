@@ -159,6 +159,19 @@ def test_home_and_train_pages_warn_of_slow_training_only_on_a_cpu_without_bf16(m
 
 # --- train -----------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_train_form_warns_when_bf16_is_chosen_on_a_cpu_that_only_emulates_it(monkeypatch, fast):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast)
+    at = open_page("pages/2_Train.py")
+    at.selectbox(key="cfg_device").set_value("cpu")
+    at.selectbox(key="cfg_precision").set_value("bf16").run()
+    warned = [w.value for w in at.warning if "no native bf16" in w.value]
+    assert bool(warned) is not fast
+    assert not button(at, "Start training").disabled  # a warning, not a refusal
+    at.selectbox(key="cfg_precision").set_value("fp32").run()
+    assert not [w for w in at.warning if "no native bf16" in w.value]
+
+
 def test_train_page_shows_model_size_and_follows_the_preset():
     at = open_page("pages/2_Train.py")
     at.selectbox(key="preset").set_value("tutorial").run()
