@@ -125,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .data import load_data, resolve_source
+    from .devices import slow_cpu_note
     from .session import TrainSession
 
     if args.resume:
@@ -137,6 +138,8 @@ def _train(args: argparse.Namespace) -> int:
     run_id = store.create_run(config, name, resolve_source(args.data), checkpoint)
     print(f"run {run_id} (resume it, if it ends early, with: python -m cifar_lab train --resume {run_id})",
           file=sys.stderr)
+    if config.precision == "auto" and (note := slow_cpu_note(config.device)):
+        print(f"note: {note}", file=sys.stderr)
     return _run_session(TrainSession(config, data, checkpoint, store=store, run_id=run_id), args)
 
 

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import cifar_lab
+from cifar_lab import devices
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.cli import build_parser, config_from_args, main
 from cifar_lab.config import TrainConfig
@@ -227,3 +228,12 @@ def test_another_arch_on_a_muon_preset_trains_with_sgd_and_says_so():
     assert config_from_args(args).opt == "sgd"
     args = build_parser().parse_args(["train", "--preset", "classroom"])
     assert config_from_args(args).opt == "muon"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_train_on_auto_precision_says_when_this_cpu_falls_back_to_slow_fp32(call, tmp_path, monkeypatch, fast):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast)
+    argv = [a if a != "fp32" else "auto" for a in FAST]
+    code, _, stderr = call("train", *argv, "--device", "cpu", "--out", tmp_path, "--name", "note")
+    assert code == 0, stderr
+    assert ("no native bf16" in stderr) is not fast
