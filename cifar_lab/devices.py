@@ -44,16 +44,19 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def bf16_slowdown(precision: str, device: torch.device | str) -> str:
-    """Why `precision` will train slowly on `device`: bf16 asked for on a CPU that only emulates it. Empty otherwise,
-    and for a device that is not available (the config's own check says so)."""
-    if precision != "bf16":
-        return ""
+def _cpu_without_bf16(device: torch.device | str) -> bool:
+    """True where training would run on a CPU with no native bf16; False elsewhere, and for a device that is not
+    available (training's own check reports that)."""
     try:
         device = resolve_device(device) if isinstance(device, str) else device
     except ValueError:
-        return ""
-    if device.type != "cpu" or cpu_has_fast_bf16():
+        return False
+    return device.type == "cpu" and not cpu_has_fast_bf16()
+
+
+def bf16_slowdown(precision: str, device: torch.device | str) -> str:
+    """Why `precision` will train slowly on `device`: bf16 asked for on a CPU that only emulates it. Empty otherwise."""
+    if precision != "bf16" or not _cpu_without_bf16(device):
         return ""
     # Measured on an AVX2-only CPU: 41 against about 450-510 images/s for classroom's training step.
     return ("this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 runs about 10x slower than fp32 here; "
@@ -146,10 +149,7 @@ def freed_memory_kept(enabled: bool = True) -> Iterator[bool]:
 def slow_cpu_note(device_name: str = "auto") -> str:
     """A sentence for whoever picks what to train, where "auto" trains in fp32 on a CPU with no native bf16 (most
     laptop CPUs without AVX-512): the presets' promised times assume bf16. Empty where they hold."""
-    try:
-        if resolve_device(device_name).type != "cpu" or cpu_has_fast_bf16():
-            return ""
-    except ValueError:  # a device that is not here: training reports that itself
+    if not _cpu_without_bf16(device_name):
         return ""
     # Measured with `bench --presets tutorial,classroom` on 2-core AVX2 (AMD EPYC Zen 3) and AVX512-BF16 (Zen 4) VMs.
     return ("This computer's CPU has no native bf16 (AVX512-BF16 or AMX), so training here runs in fp32, about 3x "
