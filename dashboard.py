@@ -5,7 +5,7 @@ import streamlit as st
 
 from cifar_lab import ui_state
 from cifar_lab.checkpoint import CheckpointError
-from cifar_lab.config import preset
+from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, preset
 from cifar_lab.data import DataError
 from cifar_lab.devices import slow_cpu_note
 from cifar_lab.jobs import JobBusyError
@@ -47,9 +47,9 @@ def model_summary(lab: ui_state.Lab) -> None:
         st.caption(ui_state.shipped_note(lab.model_path, ckpt))
 
 
-def quick_start(lab: ui_state.Lab) -> None:
+def quick_start(lab: ui_state.Lab, **changes: object) -> None:
     try:
-        lab.jobs.start(preset("classroom"), data=lab.load_data(), source=lab.source)
+        lab.jobs.start(preset("classroom", **changes), data=lab.load_data(), source=lab.source)
     except (JobBusyError, DataError) as err:
         st.error(str(err))
         return
@@ -74,7 +74,12 @@ if running is not None:
 st.subheader("Quick start")
 st.write("One click trains the *classroom* preset: the best accuracy a laptop CPU reaches in about two minutes "
          "on real CIFAR-10 (seconds on synthetic data). The Train page shows it live.")
-if note := slow_cpu_note():
+note = slow_cpu_note()
+if note:
     st.caption(note)
 if st.button("Train a classroom model", type="primary", disabled=running is not None):
     quick_start(lab)
+shorter = CLASSROOM_TWO_MINUTES_FP32
+if note and st.button(f"Train a two-minute classroom model (width {shorter['width']}, {shorter['epochs']} epochs)",
+                      disabled=running is not None):
+    quick_start(lab, **shorter)

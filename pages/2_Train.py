@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import streamlit as st
 
 from cifar_lab import plots, ui_state
-from cifar_lab.config import FIELD_HELP, PRESETS, TrainConfig, preset
+from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, FIELD_HELP, PRESETS, TrainConfig, preset
 from cifar_lab.data import DataError
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.job_view import JobSnapshot
@@ -17,10 +17,16 @@ FIELD_TYPES = ui_state.field_types()
 DEFAULT_PRESET = "classroom"
 
 
-def load_preset() -> None:
-    """Fill every form field from the chosen preset (called when the preset changes)."""
-    for name, value in ui_state.form_values(preset(st.session_state["preset"]).to_dict()).items():
+def load_preset(**changes: object) -> None:
+    """Fill every form field from the chosen preset (called when the preset changes), with any changes."""
+    for name, value in ui_state.form_values(preset(st.session_state["preset"], **changes).to_dict()).items():
         st.session_state[f"cfg_{name}"] = value
+
+
+def load_two_minute_classroom() -> None:
+    """classroom cut to about two minutes where training runs in fp32 (see slow_cpu_note)."""
+    st.session_state["preset"] = "classroom"
+    load_preset(**CLASSROOM_TWO_MINUTES_FP32)
 
 
 def restore_form() -> None:
@@ -135,6 +141,7 @@ st.title("Train")
 st.caption(f"Data: {lab.source}")
 if note := slow_cpu_note():
     st.caption(note)
+    st.button("Fill the form with the two-minute classroom setting", on_click=load_two_minute_classroom)
 
 job = lab.jobs.current
 if job is not None:

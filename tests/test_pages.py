@@ -157,6 +157,31 @@ def test_home_and_train_pages_warn_of_slow_training_only_on_a_cpu_without_bf16(m
     assert ("no native bf16" in captions) is not fast
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_home_offers_the_two_minute_classroom_only_on_a_cpu_without_bf16(monkeypatch, fast):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast)
+    monkeypatch.setattr(devices, "resolve_device", lambda name="auto": torch.device("cpu"))
+    at = open_page()
+    short = [b for b in at.button if b.label.startswith("Train a two-minute classroom model")]
+    assert bool(short) is not fast
+    if short:
+        short[0].click().run()
+        job = manager().current
+        assert job is not None and (job.config.width, job.config.epochs) == (24, 2) and job.config.opt == "muon"
+        job.stop()
+
+
+def test_train_page_fills_the_form_with_the_two_minute_classroom_on_a_cpu_without_bf16(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(devices, "resolve_device", lambda name="auto": torch.device("cpu"))
+    at = open_page("pages/2_Train.py")
+    at.selectbox(key="preset").set_value("tutorial").run()
+    button(at, "Fill the form with the two-minute classroom setting").click().run()
+    assert at.selectbox(key="preset").value == "classroom" and at.selectbox(key="cfg_arch").value == "fastnet"
+    assert at.number_input(key="cfg_width").value == 24 and at.number_input(key="cfg_epochs").value == 2
+    assert not at.error
+
+
 # --- train -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fast", [True, False])
