@@ -12,6 +12,7 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ARCHS, DEVICES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from .data import DEFAULT_SOURCE, SYNTHETIC, CifarData, load_data
 from .datasources import detect_kind, missing_message
+from .devices import resolve_device
 from .job_view import JobSnapshot
 from .jobs import JobManager
 from .models import build_model, count_macs, count_params
@@ -74,6 +75,19 @@ def progress_text(snap: JobSnapshot) -> str:
     if snap.eta_s is not None:
         parts.append(f"about {snap.eta_s:,.0f} s left")
     return " · ".join(parts)
+
+
+LIVE_REFRESH_S = 1.0  # how often the Train page redraws a running job's progress and charts, off the CPU
+CPU_LIVE_REFRESH_S = 5.0  # and where training runs on the CPU, which the browser drawing them shares
+
+
+def live_refresh_s(config: TrainConfig) -> float:
+    """Seconds between redraws of a running job: longer where training runs on the CPU."""
+    try:
+        device = resolve_device(config.device)
+    except ValueError:  # not available: the job itself reports that
+        return LIVE_REFRESH_S
+    return CPU_LIVE_REFRESH_S if device.type == "cpu" else LIVE_REFRESH_S
 
 
 def runs_dir() -> Path:

@@ -106,7 +106,7 @@ def resume_section() -> None:
 
 
 def live_view(job: TrainingJob, was_done: bool) -> None:
-    """Redrawn about once a second while the job runs; reads a snapshot, never the worker's objects."""
+    """Redrawn every ui_state.live_refresh_s while the job runs; reads a snapshot, never the worker's objects."""
     snap = job.snapshot()
     st.subheader(f"Run {snap.name}" + (f" ({snap.run_id})" if snap.run_id else ""))
     st.progress(snap.progress, text=ui_state.progress_text(snap))
@@ -146,7 +146,7 @@ if note := slow_cpu_note():
 job = lab.jobs.current
 if job is not None:
     done = job.done
-    st.fragment(live_view, run_every=None if done else 1.0)(job, done)
+    st.fragment(live_view, run_every=None if done else ui_state.live_refresh_s(job.config))(job, done)
 
 config = config_form()
 if config is not None:

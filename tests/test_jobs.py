@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import TrainConfig
@@ -165,3 +166,18 @@ def test_resuming_needs_an_idle_manager(tmp_path, data):
     with pytest.raises(JobBusyError):
         manager.resume("no-such-run")
     manager.stop()
+
+
+def test_a_running_job_is_redrawn_less_often_where_training_shares_the_cpu_with_the_browser(monkeypatch):
+    from cifar_lab import ui_state
+
+    assert ui_state.live_refresh_s(TrainConfig(device="cpu")) == ui_state.CPU_LIVE_REFRESH_S
+    assert ui_state.CPU_LIVE_REFRESH_S > ui_state.LIVE_REFRESH_S
+    monkeypatch.setattr(ui_state, "resolve_device", lambda name: torch.device("cuda"))
+    assert ui_state.live_refresh_s(TrainConfig(device="auto")) == ui_state.LIVE_REFRESH_S
+
+    def unavailable(name):
+        raise ValueError("device 'mps' is not available")
+
+    monkeypatch.setattr(ui_state, "resolve_device", unavailable)
+    assert ui_state.live_refresh_s(TrainConfig(device="mps")) == ui_state.LIVE_REFRESH_S
