@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .config import ARCHS, FIELD_HELP, PRESETS, TrainConfig, preset
+from .config import ARCHS, FIELD_HELP, PRESETS, TrainConfig, cli_flag, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .runs import STATUSES as RUN_STATUSES
 from .resume import load_resume
@@ -36,7 +36,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags keep the preset's value."""
     group = parser.add_argument_group("training configuration (override the preset)")
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag = cli_flag(f.name)
         help_text = FIELD_HELP.get(f.name, "").replace("%", "%%")  # argparse formats help with %
         if f.type in ("bool", bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -158,7 +158,7 @@ def _resume(args: argparse.Namespace, store: RunStore) -> int:
     from .data import load_data
     from .session import TrainSession
 
-    changed = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(TrainConfig)
+    changed = [cli_flag(f.name) for f in dataclasses.fields(TrainConfig)
                if getattr(args, f.name, None) is not None]
     if changed:
         raise UserError(f"--resume continues with the run's own config; drop {', '.join(changed)}")

@@ -76,6 +76,11 @@ def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in fields(TrainConfig))
 
 
+def cli_flag(field: str) -> str:
+    """The command-line flag that sets a config field: batch_size -> --batch-size."""
+    return "--" + field.replace("_", "-")
+
+
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not valid; choose one of: {', '.join(allowed)}")

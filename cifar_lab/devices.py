@@ -13,7 +13,7 @@ from typing import Any, ContextManager, Iterator
 
 import torch
 
-from .config import CLASSROOM_TWO_MINUTES_FP32
+from .config import CLASSROOM_TWO_MINUTES_FP32, cli_flag
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -46,14 +46,19 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def _cpu_without_bf16(device: torch.device | str) -> bool:
-    """True where training would run on a CPU with no native bf16; False elsewhere, and for a device that is not
-    available (training's own check reports that)."""
+def trains_on_cpu(device: torch.device | str) -> bool:
+    """True where training on `device` ("auto" resolved) runs on the CPU; False elsewhere, and for a device that is
+    not available (training's own check reports that)."""
     try:
         device = resolve_device(device) if isinstance(device, str) else device
     except ValueError:
         return False
-    return device.type == "cpu" and not cpu_has_fast_bf16()
+    return device.type == "cpu"
+
+
+def _cpu_without_bf16(device: torch.device | str) -> bool:
+    """True where training would run on a CPU with no native bf16."""
+    return trains_on_cpu(device) and not cpu_has_fast_bf16()
 
 
 def bf16_slowdown(precision: str, device: torch.device | str) -> str:
@@ -154,7 +159,7 @@ def slow_cpu_note(device_name: str = "auto") -> str:
     if not _cpu_without_bf16(device_name):
         return ""
     shorter = CLASSROOM_TWO_MINUTES_FP32
-    flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in shorter.items())
+    flags = " ".join(f"{cli_flag(name)} {value}" for name, value in shorter.items())
     # Measured with `bench` and `train` on 2-core AVX2 (AMD EPYC Zen 3) and AVX512-BF16 (Zen 4) VMs (README).
     return ("This computer's CPU has no native bf16 (AVX512-BF16 or AMX), so training here runs in fp32, about 3x "
             "slower: on a 2-core CPU of this kind the classroom preset took 3.8-5.4 minutes instead of 1.6-1.9. "

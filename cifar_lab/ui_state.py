@@ -12,7 +12,7 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import ARCHS, DEVICES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from .data import DEFAULT_SOURCE, SYNTHETIC, CifarData, load_data
 from .datasources import detect_kind, missing_message
-from .devices import resolve_device
+from .devices import trains_on_cpu
 from .job_view import JobSnapshot
 from .jobs import JobManager
 from .models import build_model, count_macs, count_params
@@ -83,11 +83,7 @@ CPU_LIVE_REFRESH_S = 5.0  # and where training runs on the CPU, which the browse
 
 def live_refresh_s(config: TrainConfig) -> float:
     """Seconds between redraws of a running job: longer where training runs on the CPU."""
-    try:
-        device = resolve_device(config.device)
-    except ValueError:  # not available: the job itself reports that
-        return LIVE_REFRESH_S
-    return CPU_LIVE_REFRESH_S if device.type == "cpu" else LIVE_REFRESH_S
+    return CPU_LIVE_REFRESH_S if trains_on_cpu(config.device) else LIVE_REFRESH_S
 
 
 def runs_dir() -> Path:

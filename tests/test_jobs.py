@@ -169,15 +169,15 @@ def test_resuming_needs_an_idle_manager(tmp_path, data):
 
 
 def test_a_running_job_is_redrawn_less_often_where_training_shares_the_cpu_with_the_browser(monkeypatch):
-    from cifar_lab import ui_state
+    from cifar_lab import devices, ui_state
 
     assert ui_state.live_refresh_s(TrainConfig(device="cpu")) == ui_state.CPU_LIVE_REFRESH_S
     assert ui_state.CPU_LIVE_REFRESH_S > ui_state.LIVE_REFRESH_S
-    monkeypatch.setattr(ui_state, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(devices, "resolve_device", lambda name: torch.device("cuda"))
     assert ui_state.live_refresh_s(TrainConfig(device="auto")) == ui_state.LIVE_REFRESH_S
 
     def unavailable(name):
         raise ValueError("device 'mps' is not available")
 
-    monkeypatch.setattr(ui_state, "resolve_device", unavailable)
+    monkeypatch.setattr(devices, "resolve_device", unavailable)
     assert ui_state.live_refresh_s(TrainConfig(device="mps")) == ui_state.LIVE_REFRESH_S
