@@ -5,7 +5,7 @@ import streamlit as st
 
 from cifar_lab import ui_state
 from cifar_lab.checkpoint import CheckpointError
-from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, preset
+from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, describe_classroom_two_minutes, preset
 from cifar_lab.data import DataError
 from cifar_lab.devices import slow_cpu_note
 from cifar_lab.jobs import JobBusyError
@@ -79,7 +79,6 @@ if note:
     st.caption(note)
 if st.button("Train a classroom model", type="primary", disabled=running is not None):
     quick_start(lab)
-shorter = CLASSROOM_TWO_MINUTES_FP32
-if note and st.button(f"Train a two-minute classroom model (width {shorter['width']}, {shorter['epochs']} epochs)",
+if note and st.button(f"Train a two-minute classroom model ({describe_classroom_two_minutes()})",
                       disabled=running is not None):
-    quick_start(lab, **shorter)
+    quick_start(lab, **CLASSROOM_TWO_MINUTES_FP32)

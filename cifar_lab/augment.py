@@ -1,4 +1,5 @@
-"""Random flip, shift (reflect-padded crop), rotation and cutout on whole (B, 3, H, W) batches, on any device."""
+"""Random flip, shift (reflect-padded crop), rotation and cutout on whole (B, 3, H, W) batches, on any device; and
+the shrinking of the lowres epochs."""
 from __future__ import annotations
 
 import math
@@ -77,6 +78,19 @@ def random_rotate(x: torch.Tensor, degrees: float, generator: torch.Generator | 
     along_sin = torch.stack([-ys / (w / 2), xs / (h / 2)], dim=-1)
     grid = angle.cos().to(work)[:, None, None, None] * along_cos + angle.sin().to(work)[:, None, None, None] * along_sin
     out = F.grid_sample(x.to(work), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if x.dtype == torch.uint8:
+        return out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.to(x.dtype)
+
+
+def shrink(x: torch.Tensor, side: int) -> torch.Tensor:
+    """A batch (B, C, H, W), uint8 or float, resized to side x side in its own dtype, antialiased: each output pixel
+    is a weighted average of the input pixels around it, so detail too fine for the smaller image blurs instead of
+    turning into stripes."""
+    if x.shape[-1] == side and x.shape[-2] == side:
+        return x
+    work = torch.float32 if x.dtype in (torch.uint8, torch.float16, torch.bfloat16) else x.dtype
+    out = F.interpolate(x.to(work), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
     if x.dtype == torch.uint8:
         return out.round_().clamp_(0, 255).to(torch.uint8)
     return out.to(x.dtype)

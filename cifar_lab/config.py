@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+LOWRES_MIN_SIDE = 16  # fastnet's smallest input side
+
 ARCHS = ("tutorial", "cnn", "resnet", "fastnet")
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -38,6 +40,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     batch_size: int = 256
     epochs: int = 10
+    lowres_epochs: int = 0  # the first N epochs train on images shrunk to lowres_side (faster); 0 = off
+    lowres_side: int = 24  # pixels, with lowres_epochs
     schedule: str = "onecycle"
     warmup: float = 0.2  # fraction of all steps spent rising to the peak lr (onecycle)
     label_smoothing: float = 0.0
@@ -120,6 +124,8 @@ def _validate(c: TrainConfig) -> None:
     _number("weight_decay", c.weight_decay, 0, 1)
     _number("batch_size", c.batch_size, 1, 8192, integer=True)
     _number("epochs", c.epochs, 1, 1000, integer=True)
+    _number("lowres_epochs", c.lowres_epochs, 0, 1000, integer=True)
+    _number("lowres_side", c.lowres_side, LOWRES_MIN_SIDE, 32, integer=True)
     _number("warmup", c.warmup, 0, 0.9)
     _number("label_smoothing", c.label_smoothing, 0, 0.9)
     _number("eval_subset", c.eval_subset, 0, 10_000_000, integer=True)
@@ -128,8 +134,22 @@ def _validate(c: TrainConfig) -> None:
     if c.opt == "muon" and c.arch != "fastnet":
         raise ValueError(f"opt='muon' works with arch='fastnet' only (it needs the net to mark its conv filters); "
                          f"use opt='sgd' with arch={c.arch!r}, or arch='fastnet'")
+    if c.lowres_epochs:
+        _validate_lowres(c)
     if c.nesterov and c.opt == "sgd" and c.momentum == 0:
         raise ValueError("nesterov=True needs momentum > 0; set momentum (e.g. 0.9) or nesterov=False")
+
+
+def _validate_lowres(c: TrainConfig) -> None:
+    if c.lowres_epochs >= c.epochs:
+        raise ValueError(f"lowres_epochs={c.lowres_epochs} must be below epochs={c.epochs}: the last epoch trains at "
+                         f"full size, which the test images have")
+    if c.arch == "tutorial":
+        raise ValueError("lowres_epochs works with arch cnn, resnet or fastnet only: the tutorial net's classifier "
+                         "wants exactly 32x32 images; set lowres_epochs=0")
+    if c.arch == "cnn" and c.lowres_side < 2**c.depth:
+        raise ValueError(f"lowres_side={c.lowres_side} is too small for arch='cnn' with depth={c.depth} (each block "
+                         f"halves the side); use lowres_side >= {2**c.depth} or a smaller depth")
 
 
 # Presets are the config fields they change from the defaults above.
@@ -170,10 +190,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # On a CPU without native bf16, `classroom` trains in fp32 and takes about four minutes on two cores; these changes
-# to it fit about two. Measured in fp32 on a 2-core AVX2 CPU (seed 0, README, Benchmarks): width 24 for 2 epochs
-# 82.96 % in 108 s; width 20 for 3 epochs 83.42 % in 131 s and width 16 for 4 epochs 82.95 % in 128 s, both over
-# two minutes; width 32 for 2 epochs 84.41 % in 155 s; `classroom` itself 85.86 % in 228 s.
-CLASSROOM_TWO_MINUTES_FP32: dict[str, Any] = dict(width=24, epochs=2)
+# to it fit about two. Measured in fp32 on a 2-core AVX2 CPU (README, Benchmarks): width 24 for 3 epochs, the first
+# 2 on 24x24 images, 83.53 % over seeds 0-4 in 104-109 s; width 24 for 2 epochs at full size 82.95 % in 102-152 s;
+# width 20 for 3 epochs 83.42 % in 131 s (seed 0); `classroom` itself 85.86 % in 228 s (seed 0).
+CLASSROOM_TWO_MINUTES_FP32: dict[str, Any] = dict(width=24, epochs=3, lowres_epochs=2)
+
+
+def describe_classroom_two_minutes() -> str:
+    """e.g. "width 24, 3 epochs, the first 2 on 24x24 images", for buttons and notes."""
+    c = preset("classroom", **CLASSROOM_TWO_MINUTES_FP32)
+    shrunk = f", the first {c.lowres_epochs} on {c.lowres_side}x{c.lowres_side} images" if c.lowres_epochs else ""
+    return f"width {c.width}, {c.epochs} epochs{shrunk}"
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
@@ -209,6 +236,9 @@ FIELD_HELP: dict[str, str] = {
     "weight_decay": "pull the weights towards zero each step; a regulariser",
     "batch_size": "images per update step",
     "epochs": "passes over the whole training set",
+    "lowres_epochs": ("train the first N epochs on images shrunk to lowres_side pixels: each of them takes about "
+                      "half the time, and the full-size epochs after them recover most of the accuracy; 0 = off"),
+    "lowres_side": "side of the shrunk training images in the lowres_epochs, pixels (16-32)",
     "schedule": "how the learning rate changes: constant, step (x0.1 at 50% and 75%), cosine, onecycle (rise then fall)",
     "warmup": "fraction of training spent raising the learning rate to its peak (onecycle)",
     "label_smoothing": "train towards slightly soft targets (e.g. 0.9 for the true class); reduces over-confidence",

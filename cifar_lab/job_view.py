@@ -96,7 +96,8 @@ class JobSnapshot:
         s = self.last_step
         if self.done or s is None or s.step == 0:
             return None
-        return s.elapsed_s / s.step * (s.total_steps - s.step)
+        done = _step_work(self.config, s.step, s.total_steps)
+        return s.elapsed_s / done * (_step_work(self.config, s.total_steps, s.total_steps) - done)
 
     @property
     def test_accuracy(self) -> float | None:
@@ -104,3 +105,11 @@ class JobSnapshot:
         if isinstance(self.final, Finished):
             return self.final.test_accuracy
         return self.epochs[-1].test_acc if self.epochs else None
+
+
+def _step_work(config: TrainConfig, step: int, total_steps: int) -> float:
+    """Work of the first `step` steps in full-size steps: a step of the lowres epochs counts by its pixels, so the
+    time left is not judged from the faster shrunk epochs alone."""
+    shrunk_steps = total_steps // config.epochs * config.lowres_epochs
+    shrunk = min(step, shrunk_steps)
+    return shrunk * (config.lowres_side / 32) ** 2 + (step - shrunk)

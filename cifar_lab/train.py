@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import augment
+from .augment import augment, shrink
 from .config import TrainConfig
 from .data import CifarData
 from .devices import autocast, describe, freed_memory_kept, resolve_device, resolve_precision, set_threads
@@ -189,7 +189,10 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event, emit: Listener):
         if run.flip_bits is not None:  # each image flips every other epoch: seen both ways in any two epochs
             mirror = run.flip_bits[idx] ^ bool(epoch % 2)
             x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(3), x)
-        x = normalize(x, c.normalize).contiguous(memory_format=torch.channels_last)
+        x = normalize(x, c.normalize)
+        if epoch < c.lowres_epochs:  # fewer pixels, less work; the full-size epochs after it adapt the net back
+            x = shrink(x, c.lowres_side)
+        x = x.contiguous(memory_format=torch.channels_last)
         y = run.train_y[idx]
         lr = set_lr(run.optimizer, c.lr, lr_factor(c.schedule, run.step, run.total_steps, c.warmup))
         with autocast(run.device, run.dtype):

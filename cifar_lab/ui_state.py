@@ -25,8 +25,8 @@ SHIPPED_MODEL = "fastnet-cifar10.pth"  # the pretrained default preferred among 
 FORM_SECTIONS: dict[str, tuple[str, ...]] = {
     "Model": ("arch", "width", "depth", "batchnorm", "dropout"),
     "Augmentation": ("flip", "alternate_flip", "crop_pad", "rotate", "cutout"),
-    "Optimisation": ("opt", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "epochs", "schedule",
-                     "warmup", "label_smoothing"),
+    "Optimisation": ("opt", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "epochs", "lowres_epochs",
+                     "lowres_side", "schedule", "warmup", "label_smoothing"),
     "Evaluation and runtime": ("tta", "tta_shifts", "eval_subset", "normalize", "seed", "device", "precision", "threads"),
 }
 # Fields chosen from a registry rather than typed.
@@ -43,6 +43,8 @@ FIELD_APPLIES: dict[str, Callable[[Any], bool]] = {
     "alternate_flip": lambda c: c.flip,
     "tta_shifts": lambda c: c.tta,
     "warmup": lambda c: c.schedule == "onecycle",
+    "lowres_epochs": lambda c: c.arch != "tutorial",
+    "lowres_side": lambda c: c.lowres_epochs > 0,
 }
 
 

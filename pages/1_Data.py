@@ -1,16 +1,18 @@
-"""Data: sample images per class, class counts, what normalisation does, and an augmentation preview."""
+"""Data: sample images per class, class counts, what normalisation does, an augmentation preview, and an image at
+each size the lowres epochs can shrink it to."""
 from __future__ import annotations
 
 import streamlit as st
 import torch
 
 from cifar_lab import plots, ui_state
-from cifar_lab.augment import augment
-from cifar_lab.config import TrainConfig
+from cifar_lab.augment import augment, shrink
+from cifar_lab.config import LOWRES_MIN_SIDE, TrainConfig
 from cifar_lab.data import DataError
 from cifar_lab.preprocess import stats
 
 PREVIEW_COPIES = 8  # augmented versions shown next to the original
+SHRUNK_SIDES = (32, 28, 24, 20, LOWRES_MIN_SIDE)  # lowres_side values shown side by side
 
 st.set_page_config(page_title="Data · CIFAR-10 Lab", page_icon="🧪", layout="wide")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
@@ -60,3 +62,10 @@ copies = augment(original.repeat(PREVIEW_COPIES, 1, 1, 1), flip=flip, crop_pad=c
                  cutout=cutout, generator=generator)
 st.image(plots.mosaic(torch.cat([original, copies]), scale=4),
          caption=f"original ({data.classes[int(data.train_y[index])]}), then {PREVIEW_COPIES} augmented copies")
+
+st.subheader("Shrunk images (lowres epochs)")
+st.write(f"With *lowres epochs* set on the Train page (now {form['lowres_epochs']}), the first epochs train on smaller "
+         "copies of every image: fewer pixels, so each step costs less, and the net learns the coarse shapes; the "
+         "full-size epochs after them add the fine detail. The same image at each side the setting allows:")
+for column, side in zip(st.columns(len(SHRUNK_SIDES)), SHRUNK_SIDES):
+    column.image(plots.mosaic(shrink(original, side), scale=4), caption=f"{side}x{side}")

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifar_lab.augment import augment
+from cifar_lab.augment import augment, shrink
 
 OFF = dict(flip=False, crop_pad=0, rotate=0.0, cutout=0)
 
@@ -96,3 +96,27 @@ def test_stays_on_the_gpu_and_matches_cpu() -> None:
     on_gpu = augment(x.cuda(), **options, generator=_gen(3))
     assert on_gpu.device.type == "cuda"
     assert torch.equal(on_gpu.cpu(), augment(x, **options, generator=_gen(3)))
+
+
+def test_shrink_resizes_and_smooths_instead_of_sampling() -> None:
+    x = _batch(torch.float32, n=4)
+    small = shrink(x, 24)
+    assert small.shape == (4, 3, 24, 24) and small.dtype == torch.float32
+    assert torch.allclose(small.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=2e-3)
+    # A one-pixel checkerboard has no detail a 24x24 image can hold: it must come out near flat grey, where
+    # sampling pixels (plain bilinear) would keep stripes from 0.28 to 0.72.
+    i = torch.arange(32)
+    board = ((i[:, None] + i[None, :]) % 2).float().expand(1, 3, 32, 32)
+    assert shrink(board, 24).sub(0.5).abs().max() < 0.1
+
+
+def test_shrink_keeps_uint8_images_uint8() -> None:
+    x = _batch(torch.uint8, n=2)
+    small = shrink(x, 20)
+    assert small.dtype == torch.uint8 and small.shape == (2, 3, 20, 20)
+    assert torch.allclose(small.float(), shrink(x.float(), 20).round(), atol=1)
+
+
+def test_shrink_to_the_same_side_is_identity() -> None:
+    x = _batch(torch.float32, n=2)
+    assert shrink(x, 32) is x

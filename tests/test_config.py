@@ -35,6 +35,7 @@ BAD_NUMBERS = [
     ("eval_subset", -1), ("eval_subset", 1.5),
     ("seed", -1), ("seed", 2**31), ("seed", 1.0),
     ("threads", -1), ("threads", 1025), ("threads", 2.0),
+    ("lowres_epochs", -1), ("lowres_epochs", 1.0), ("lowres_side", 15), ("lowres_side", 33), ("lowres_side", 24.0),
 ]
 
 BAD_CHOICES = [
@@ -86,6 +87,24 @@ def test_boundary_values_are_accepted():
                        label_smoothing=0.9, seed=2**31 - 1, threads=1024)
     assert low.width == 4 and high.width == 512
     assert TrainConfig(lr=1).lr == 1  # an int is a fine float
+
+
+@pytest.mark.parametrize(("changes", "names"), [
+    (dict(epochs=3, lowres_epochs=3), ["lowres_epochs=3", "epochs=3", "full size"]),
+    (dict(epochs=3, lowres_epochs=5), ["lowres_epochs=5", "below"]),
+    (dict(arch="tutorial", epochs=3, lowres_epochs=1), ["tutorial", "32x32", "lowres_epochs=0"]),
+    (dict(arch="cnn", depth=5, epochs=3, lowres_epochs=1), ["lowres_side=24", "depth=5", ">= 32"]),
+])
+def test_lowres_epochs_refuses_what_cannot_train(changes, names):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**changes)
+    assert all(name in str(err.value) for name in names)
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet", "fastnet"])
+def test_lowres_epochs_before_the_last_epoch_are_accepted(arch):
+    assert TrainConfig(arch=arch, epochs=3, lowres_epochs=2, lowres_side=16).lowres_epochs == 2
+    assert TrainConfig(arch="tutorial", lowres_side=16).lowres_side == 16  # unused while lowres_epochs is 0
 
 
 def test_nesterov_needs_momentum():

@@ -166,8 +166,11 @@ def test_home_offers_the_two_minute_classroom_only_on_a_cpu_without_bf16(monkeyp
     assert bool(short) is not fast
     if short:
         short[0].click().run()
+        assert short[0].label.endswith("(width 24, 3 epochs, the first 2 on 24x24 images)")
         job = manager().current
-        assert job is not None and (job.config.width, job.config.epochs) == (24, 2) and job.config.opt == "muon"
+        assert job is not None
+        config = job.config
+        assert (config.width, config.epochs, config.lowres_epochs, config.opt) == (24, 3, 2, "muon")
         job.stop()
 
 
@@ -178,7 +181,17 @@ def test_train_page_fills_the_form_with_the_two_minute_classroom_on_a_cpu_withou
     at.selectbox(key="preset").set_value("tutorial").run()
     button(at, "Fill the form with the two-minute classroom setting").click().run()
     assert at.selectbox(key="preset").value == "classroom" and at.selectbox(key="cfg_arch").value == "fastnet"
-    assert at.number_input(key="cfg_width").value == 24 and at.number_input(key="cfg_epochs").value == 2
+    assert at.number_input(key="cfg_width").value == 24 and at.number_input(key="cfg_epochs").value == 3
+    assert at.number_input(key="cfg_lowres_epochs").value == 2
+    assert not at.error
+
+
+def test_data_page_shows_an_image_at_each_side_the_lowres_epochs_allow():
+    at = open_page("pages/1_Data.py")
+    assert "Shrunk images (lowres epochs)" in [h.value for h in at.subheader]
+    captions = [c for image in at.image for c in image.captions]
+    assert [c for c in captions if c[:2].isdigit() and c.endswith(c[:2])] == ["32x32", "28x28", "24x24", "20x20",
+                                                                              "16x16"]
     assert not at.error
 
 

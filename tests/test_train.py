@@ -449,3 +449,27 @@ def test_resume_inside_the_averaging_window_equals_the_uninterrupted_run(tiny_co
     assert same_weights(resumed.model.state_dict(), full.model.state_dict())
     norm = next(m for m in full.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert int(norm.num_batches_tracked) == 2
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet", "fastnet"])
+def test_lowres_epochs_train_on_shrunk_images_then_full_size(tiny_config, tiny_data, arch):
+    config = tiny_config.replace(arch=arch, width=8, epochs=3, lowres_epochs=2, lowres_side=16, batch_size=128)
+    sides: list[tuple[bool, int]] = []
+
+    def record(module, inputs):
+        sides.append((module.training, inputs[0].shape[-1]))
+
+    original = build_model
+
+    def recording_model(*args, **kwargs):
+        model = original(*args, **kwargs)
+        model.register_forward_pre_hook(record)
+        return model
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("cifar_lab.train.build_model", recording_model)
+        result, _ = run(config, tiny_data)
+    assert result.status == "completed" and math.isfinite(result.history[-1].train_loss)
+    training = [side for is_training, side in sides if is_training]
+    assert training == [16] * 8 + [32] * 4  # 4 steps per epoch
+    assert {side for is_training, side in sides if not is_training} == {32}  # every evaluation at full size
