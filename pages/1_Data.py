@@ -64,7 +64,8 @@ st.image(plots.mosaic(torch.cat([original, copies]), scale=4),
          caption=f"original ({data.classes[int(data.train_y[index])]}), then {PREVIEW_COPIES} augmented copies")
 
 st.subheader("Shrunk images (lowres epochs)")
-st.write(f"With *lowres epochs* set on the Train page (now {form['lowres_epochs']}), the first epochs train on smaller "
+lowres_now = f"now {form['lowres_epochs']}" if form["lowres_epochs"] else "now off"
+st.write(f"With *lowres epochs* set on the Train page ({lowres_now}), the first epochs train on smaller "
          "copies of every image: fewer pixels, so each step costs less, and the net learns the coarse shapes; the "
          "full-size epochs after them add the fine detail. The same image at each side the setting allows:")
 for column, side in zip(st.columns(len(SHRUNK_SIDES)), SHRUNK_SIDES):
