@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-LOWRES_MIN_SIDE = 16  # fastnet's smallest input side
+LOWRES_MIN_SIDE = 16  # smallest lowres_side: a quarter of the pixels (at 8, fastnet has nothing left to pool)
 
 ARCHS = ("tutorial", "cnn", "resnet", "fastnet")
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
