@@ -473,3 +473,13 @@ def test_lowres_epochs_train_on_shrunk_images_then_full_size(tiny_config, tiny_d
     training = [side for is_training, side in sides if is_training]
     assert training == [16] * 8 + [32] * 4  # 4 steps per epoch
     assert {side for is_training, side in sides if not is_training} == {32}  # every evaluation at full size
+
+
+def test_resume_after_a_shrunk_epoch_equals_the_uninterrupted_run(tiny_config, tiny_data):
+    config = tiny_config.replace(epochs=2, lowres_epochs=1, lowres_side=16, flip=True, crop_pad=2)
+    full, full_events = run(config, tiny_data)
+    first = of(full_events, EpochEnd)[0]
+    resumed, _ = run(config, tiny_data, resume=copy.deepcopy({**first.resume_state, "model": first.state_dict}))
+    assert same_weights(resumed.model.state_dict(), full.model.state_dict())
+    plain, _ = run(config.replace(lowres_epochs=0), tiny_data)
+    assert not same_weights(plain.model.state_dict(), full.model.state_dict())  # the shrinking did happen
