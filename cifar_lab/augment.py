@@ -68,7 +68,7 @@ def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = 
 def random_rotate(x: torch.Tensor, degrees: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Rotate each image about its centre by an angle uniform in [-degrees, degrees] (bilinear, 0 outside)."""
     b, _, h, w = x.shape
-    work = torch.float32 if x.dtype in (torch.uint8, torch.float16, torch.bfloat16) else x.dtype
+    work = _working_dtype(x)
     angle = (_uniform(b, generator, x.device) * 2 - 1) * math.radians(degrees)  # (B,) radians
     # Sampling grid in grid_sample's [-1, 1] units (align_corners=False): source = rotation @ output position.
     # Built from two fixed (H, W, 2) fields because F.affine_grid's batched matmul costs more than the sampling.
@@ -78,9 +78,7 @@ def random_rotate(x: torch.Tensor, degrees: float, generator: torch.Generator | 
     along_sin = torch.stack([-ys / (w / 2), xs / (h / 2)], dim=-1)
     grid = angle.cos().to(work)[:, None, None, None] * along_cos + angle.sin().to(work)[:, None, None, None] * along_sin
     out = F.grid_sample(x.to(work), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    if x.dtype == torch.uint8:
-        return out.round_().clamp_(0, 255).to(torch.uint8)
-    return out.to(x.dtype)
+    return _as_dtype(out, x.dtype)
 
 
 def shrink(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -89,11 +87,21 @@ def shrink(x: torch.Tensor, side: int) -> torch.Tensor:
     turning into stripes."""
     if x.shape[-1] == side and x.shape[-2] == side:
         return x
-    work = torch.float32 if x.dtype in (torch.uint8, torch.float16, torch.bfloat16) else x.dtype
-    out = F.interpolate(x.to(work), size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-    if x.dtype == torch.uint8:
+    out = F.interpolate(x.to(_working_dtype(x)), size=(side, side), mode="bilinear", antialias=True,
+                        align_corners=False)
+    return _as_dtype(out, x.dtype)
+
+
+def _working_dtype(x: torch.Tensor) -> torch.dtype:
+    """Resampling computes in float32 for pixels stored as uint8 or in a 16-bit float."""
+    return torch.float32 if x.dtype in (torch.uint8, torch.float16, torch.bfloat16) else x.dtype
+
+
+def _as_dtype(out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A resampled float batch back in the input's dtype; uint8 rounded, not truncated."""
+    if dtype == torch.uint8:
         return out.round_().clamp_(0, 255).to(torch.uint8)
-    return out.to(x.dtype)
+    return out.to(dtype)
 
 
 def random_cutout(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
