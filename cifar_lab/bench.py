@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,7 +25,8 @@ from .events import EpochEnd, Event, Finished
 from .models import build_model
 from .optim import build_optimizer
 from .preprocess import normalize
-from .seeds import format_seed_summary, parse_seeds, seed_summary
+from .seeds import (format_paired_differences, format_seed_summary, paired_differences, parse_seeds, row_label,
+                    seed_summary)
 from .train import train
 
 DEFAULT_PRESETS = ("tutorial", "improved", "classroom")
@@ -57,35 +59,57 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A preset trained with some fields changed, as `bench --variant 'best --epochs 13'` asks: a row of its own."""
+    preset: str
+    flags: str  # the training flags as given, e.g. "--epochs 13 --lowres-epochs 4"; the table shows them
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
 def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None, full: bool = False, *,
                   data: CifarData | None = None, progress: Progress | None = None,
-                  overrides: dict[str, Any] | None = None, seeds: Sequence[int] = ()) -> list[dict[str, Any]]:
-    """Train each preset in turn on the same data; one row per preset and seed (see `print_table` for the columns).
+                  overrides: dict[str, Any] | None = None, seeds: Sequence[int] = (),
+                  variants: Sequence[Variant] = ()) -> list[dict[str, Any]]:
+    """Train each preset, then each variant, in turn on the same data; one row per run (see `print_table` for the
+    columns).
 
     presets: names from config.PRESETS (default: tutorial, improved, classroom, plus best when `full`).
-    overrides: config fields changed in every preset (e.g. a smaller width for a quick check).
-    seeds: train each preset once per seed; empty = once, with the preset's own seed.
+    overrides: config fields changed in every preset and variant (e.g. a smaller width for a quick check).
+    seeds: train everything once per seed; empty = once, with each one's own seed. Every preset and variant trains
+    on a seed before any trains on the next, so runs to compare run side by side, and a benchmark stopped early
+    still holds whole seeds.
     """
     names = tuple(presets) if presets else DEFAULT_PRESETS + (("best",) if full else ())
-    unknown = [n for n in names if n not in PRESETS]
+    unknown = [n for n in names + tuple(v.preset for v in variants) if n not in PRESETS]
     if unknown:
         raise ValueError(f"unknown preset(s) {', '.join(unknown)}; choose from: {', '.join(PRESETS)}")
+    _refuse_seed_clash(variants, seeds)
+    entries = [Variant(name, "") for name in names] + list(variants)
     data = data if data is not None else load_data(data_source)
     say = progress or (lambda line: None)
     rows = []
-    for name in names:
-        for seed in seeds or (None,):
-            config = preset(name, **(overrides or {}), **({} if seed is None else {"seed": seed}))
-            say(f"{name}: {config.arch} width {config.width}, {config.epochs} epoch(s), batch {config.batch_size}, "
+    for seed in seeds or (None,):
+        for entry in entries:
+            config = preset(entry.preset, **{**(overrides or {}), **entry.overrides,
+                                             **({} if seed is None else {"seed": seed})})
+            label = row_label({"preset": entry.preset, "flags": entry.flags})
+            say(f"{label}: {config.arch} width {config.width}, {config.epochs} epoch(s), batch {config.batch_size}, "
                 f"seed {config.seed}")
-            result = train(config, data, on_event=_progress_listener(name, say))
+            result = train(config, data, on_event=_progress_listener(label, say))
             rows.append({
-                "preset": name, "seed": config.seed, "arch": config.arch, "epochs": result.epochs_done,
-                "status": result.status, "train_seconds": round(result.train_seconds, 1),
-                "test_accuracy": result.test_accuracy, "images_per_s": round(result.images_per_s, 1),
-                "device": result.device,
+                "preset": entry.preset, "flags": entry.flags, "seed": config.seed, "arch": config.arch,
+                "epochs": result.epochs_done, "status": result.status,
+                "train_seconds": round(result.train_seconds, 1), "test_accuracy": result.test_accuracy,
+                "images_per_s": round(result.images_per_s, 1), "device": result.device,
             })
     return _with_tutorial_ratios(rows)
+
+
+def _refuse_seed_clash(variants: Sequence[Variant], seeds: Sequence[int]) -> None:
+    clashing = [f"{v.preset} {v.flags}" for v in variants if seeds and "seed" in v.overrides]
+    if clashing:
+        raise ValueError(f"--variant {clashing[0]!r} sets its own seed; leave --seed out of it when --seeds is given")
 
 
 def _progress_listener(name: str, say: Progress) -> Callable[[Event], None]:
@@ -100,7 +124,8 @@ def _progress_listener(name: str, say: Progress) -> Callable[[Event], None]:
 def _with_tutorial_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add seconds_vs_tutorial (time ratio) and points_vs_tutorial (accuracy gain, percentage points), each against
     the tutorial run of the same seed."""
-    tutorials = {r["seed"]: r for r in rows if r["preset"] == "tutorial" and r["test_accuracy"] is not None}
+    tutorials = {r["seed"]: r for r in rows
+                 if row_label(r) == "tutorial" and r["test_accuracy"] is not None}
     for r in rows:
         base = tutorials.get(r["seed"])
         ok = base is not None and r["test_accuracy"] is not None
@@ -121,7 +146,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ratio = f"{r['seconds_vs_tutorial']:.2f}x" if r.get("seconds_vs_tutorial") is not None else "-"
         gain = f"{r['points_vs_tutorial']:+.1f} pts" if r.get("points_vs_tutorial") is not None else "-"
         seed = f" {r['seed']} |" if seeded else ""
-        lines.append(f"| {r['preset']} |{seed} {r['epochs']} | {r['train_seconds']:.1f} | {acc} | "
+        lines.append(f"| {row_label(r)} |{seed} {r['epochs']} | {r['train_seconds']:.1f} | {acc} | "
                      f"{r['images_per_s']:,.0f} | {ratio} | {gain} |")
     return "\n".join(lines)
 
@@ -241,8 +266,11 @@ def main(args: argparse.Namespace) -> int:
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731 - progress apart from the table
     report: dict[str, Any] = {"machine": machine_info()}
     seeds = parse_seeds(args.seeds) if getattr(args, "seeds", None) else ()  # before the data: fail fast
-    if seeds and args.throughput:
-        raise ValueError("--seeds applies to the time-to-accuracy table; run --throughput without it")
+    variants = getattr(args, "variants", None) or ()
+    for flag, given in (("--seeds", seeds), ("--variant", variants)):
+        if given and args.throughput:
+            raise ValueError(f"{flag} applies to the time-to-accuracy table; run --throughput without it")
+    _refuse_seed_clash(variants, seeds)
     if args.throughput:
         data = load_data(args.data)
         report["throughput"] = measure_throughput(data, progress=say)
@@ -252,11 +280,16 @@ def main(args: argparse.Namespace) -> int:
         data = load_data(args.data)
         presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
         report["data"] = data.source
-        report["rows"] = run_benchmark(args.data, presets, full=args.full, data=data, progress=say, seeds=seeds)
+        report["rows"] = run_benchmark(args.data, presets, full=args.full, data=data, progress=say, seeds=seeds,
+                                       variants=variants)
         print_table(report["rows"])
         if len(seeds) > 1:
             report["seed_summary"] = seed_summary(report["rows"])
             print("\n" + format_seed_summary(report["seed_summary"]))
+        pairs = paired_differences(report["rows"])
+        if pairs:
+            report["paired_differences"] = pairs
+            print("\n" + format_paired_differences(pairs))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
         say(f"wrote {args.json_path}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import threading
 from datetime import datetime
@@ -17,6 +18,7 @@ from .resume import load_resume
 from .runs import RunStore, default_db_path, safe_child
 
 if TYPE_CHECKING:
+    from .bench import Variant
     from .session import TrainSession
 
 EXIT_USER_ERROR = 2
@@ -93,12 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seeds", default=None,
                    help="train each preset once per seed, e.g. 0-4,7, and add each preset's mean accuracy, its spread "
                         "between seeds and its standard error; default: once, with the preset's own seed")
+    b.add_argument("--variant", action="append", default=None, metavar="'PRESET --FLAG VALUE ...'",
+                   help="also train a preset with training flags changed (those of `train`), as a row of its own, "
+                        "e.g. --variant 'best --epochs 13 --lowres-epochs 4'; repeat for more. With --seeds, each "
+                        "seed trains every preset and variant before the next seed, so they run side by side")
     b.add_argument("--throughput", action="store_true", help="measure loop vs bare throughput and data-load times")
     b.add_argument("--json", dest="json_path", default="bench.json", help="where to write the table as JSON")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return preset(args.preset, **_config_overrides(args))
+
+
+def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the flags set, on top of args.preset."""
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name, None) is not None}
     base = PRESETS[args.preset] if args.preset in PRESETS else {}
@@ -108,7 +119,25 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         overrides["opt"] = "sgd"
         print(f"note: --arch {overrides['arch']} with the {args.preset} preset trains with --opt sgd "
               "(muon is for fastnet)", file=sys.stderr)
-    return preset(args.preset, **overrides)
+    return overrides
+
+
+def parse_variant(text: str) -> Variant:
+    """`bench --variant 'best --epochs 13 --lowres-epochs 4'`: a preset, then `train`'s configuration flags."""
+    from .bench import Variant
+
+    parser = _Parser(prog="python -m cifar_lab train", add_help=False)
+    parser.add_argument("preset", choices=list(PRESETS))
+    _add_config_flags(parser)
+    try:
+        words = shlex.split(text)
+        args = parser.parse_args(words)
+        overrides = _config_overrides(args)
+        preset(args.preset, **overrides)  # an invalid value fails now, not after the runs before it
+    except (UserError, ValueError) as err:
+        raise UserError(f"--variant {text!r}: {err}; write a preset, then training flags, e.g. "
+                        f"--variant 'best --epochs 13 --lowres-epochs 4'") from None
+    return Variant(args.preset, shlex.join(words[1:]), overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,6 +272,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
+    args.variants = [parse_variant(text) for text in args.variant or ()]
     return bench_main(args)
 
 

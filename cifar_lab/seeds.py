@@ -1,4 +1,4 @@
-"""Benchmark runs over several seeds: the --seeds list and each preset's accuracy spread between seeds."""
+"""Benchmark runs over several seeds: the --seeds list, the accuracy spread between seeds, variants against presets."""
 from __future__ import annotations
 
 import statistics
@@ -28,12 +28,18 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(seeds)
 
 
+def row_label(row: dict[str, Any]) -> str:
+    """What a benchmark row trained: its preset, then the flags that changed it (rows from before flags lack them)."""
+    return f"{row['preset']} {row['flags']}" if row.get("flags") else row["preset"]
+
+
 def seed_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per preset over its completed runs: accuracy mean, standard deviation between seeds, standard error of the
-    mean (sd / sqrt(runs)), lowest and highest, and the mean and longest time. One run gives no spread (None)."""
+    """Per preset (or variant) over its completed runs: accuracy mean, standard deviation between seeds, standard
+    error of the mean (sd / sqrt(runs)), lowest and highest, and the mean and longest time. One run gives no spread
+    (None)."""
     summary = []
-    for name in dict.fromkeys(r["preset"] for r in rows):
-        done = [r for r in rows if r["preset"] == name and r["test_accuracy"] is not None]
+    for name in dict.fromkeys(row_label(r) for r in rows):
+        done = [r for r in rows if row_label(r) == name and r["test_accuracy"] is not None]
         accs, secs = [r["test_accuracy"] for r in done], [r["train_seconds"] for r in done]
         sd = statistics.stdev(accs) if len(accs) > 1 else None
         summary.append({
@@ -60,4 +66,40 @@ def format_seed_summary(summary: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['preset']} | {r['runs']} | {points(r['mean_accuracy'], '%')} | {points(r['sd_accuracy'])} | "
                      f"{points(r['se_accuracy'])} | {points(r['min_accuracy'], '%')} | {points(r['max_accuracy'], '%')} | "
                      f"{seconds(r['mean_seconds'])} | {seconds(r['max_seconds'])} |")
+    return "\n".join(lines)
+
+
+def paired_differences(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each variant (a row with flags) against its plain preset, seed by seed: the accuracy difference and time ratio
+    of every seed where both completed. Pairing removes what a seed does to both, which the spread between seeds
+    would otherwise hide a small difference under."""
+    plain = {(r["preset"], r["seed"]): r for r in rows if not r.get("flags") and r["test_accuracy"] is not None}
+    pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for r in rows:
+        base = plain.get((r["preset"], r["seed"]))
+        if r.get("flags") and base is not None and r["test_accuracy"] is not None:
+            pairs.setdefault(row_label(r), []).append((r, base))
+    result = []
+    for label, matched in pairs.items():
+        diffs = [r["test_accuracy"] - base["test_accuracy"] for r, base in matched]
+        ratios = [r["train_seconds"] / base["train_seconds"] for r, base in matched if base["train_seconds"] > 0]
+        result.append({
+            "variant": label, "against": matched[0][1]["preset"], "seeds": [r["seed"] for r, _ in matched],
+            "mean_difference": statistics.fmean(diffs),
+            "sd_difference": statistics.stdev(diffs) if len(diffs) > 1 else None,
+            "higher": sum(d > 0 for d in diffs), "lower": sum(d < 0 for d in diffs),
+            "mean_time_ratio": statistics.fmean(ratios) if ratios else None,
+        })
+    return result
+
+
+def format_paired_differences(pairs: list[dict[str, Any]]) -> str:
+    """The variants against their presets as a Markdown table; differences in percentage points."""
+    lines = ["| variant | against | seeds | accuracy difference (pts) | sd (pts) | higher / lower | time ratio |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for p in pairs:
+        sd = f"{100 * p['sd_difference']:.2f}" if p["sd_difference"] is not None else "-"
+        ratio = f"{p['mean_time_ratio']:.3f}x" if p["mean_time_ratio"] is not None else "-"
+        lines.append(f"| {p['variant']} | {p['against']} | {len(p['seeds'])} | {100 * p['mean_difference']:+.2f} | "
+                     f"{sd} | {p['higher']} / {p['lower']} | {ratio} |")
     return "\n".join(lines)

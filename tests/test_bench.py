@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 
 import pytest
 
 from cifar_lab.bench import format_table, format_throughput, main, measure_throughput, run_benchmark
-from cifar_lab.cli import EXIT_USER_ERROR
+from cifar_lab.cli import EXIT_USER_ERROR, UserError
 from cifar_lab.cli import main as cli_main
+from cifar_lab.cli import parse_variant
 from cifar_lab.data import synthetic_data
-from cifar_lab.seeds import format_seed_summary, parse_seeds, seed_summary
+from cifar_lab.seeds import (format_paired_differences, format_seed_summary, paired_differences, parse_seeds,
+                             seed_summary)
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +80,11 @@ def test_bad_seeds_are_refused_with_the_reason(text, says):
 def test_each_preset_runs_once_per_seed_with_ratios_to_the_tutorial_of_the_same_seed(tiny):
     rows = run_benchmark(None, ["tutorial", "classroom"], data=tiny, overrides={"width": 8, "epochs": 1},
                          seeds=(3, 4))
-    assert [(r["preset"], r["seed"]) for r in rows] == [("tutorial", 3), ("tutorial", 4), ("classroom", 3),
+    # Seed by seed, so the runs compared are neighbours in time on a machine whose speed drifts.
+    assert [(r["preset"], r["seed"]) for r in rows] == [("tutorial", 3), ("classroom", 3), ("tutorial", 4),
                                                         ("classroom", 4)]
-    tutorial = {r["seed"]: r for r in rows[:2]}
-    for r in rows[2:]:
+    tutorial = {r["seed"]: r for r in rows[::2]}
+    for r in rows[1::2]:
         base = tutorial[r["seed"]]
         seconds = base["train_seconds"]
         assert r["seconds_vs_tutorial"] == (round(r["train_seconds"] / seconds, 2) if seconds else None)
@@ -134,3 +138,79 @@ def test_bad_seeds_fail_before_any_data_is_loaded(monkeypatch, capsys):
     assert "'4-2' is not a seed or a range like 0-4" in capsys.readouterr().err
     assert cli_main(["bench", "--data", "synthetic", "--seeds", "0-2", "--throughput"]) == EXIT_USER_ERROR
     assert "run --throughput without it" in capsys.readouterr().err
+
+
+def test_a_variant_trains_its_preset_with_its_flags_as_a_row_of_its_own(tiny):
+    variant = parse_variant("classroom --epochs 2 --lowres-epochs 1 --lowres-side 16")
+    assert (variant.preset, variant.flags) == ("classroom", "--epochs 2 --lowres-epochs 1 --lowres-side 16")
+    assert variant.overrides == {"epochs": 2, "lowres_epochs": 1, "lowres_side": 16}
+    rows = run_benchmark(None, ["classroom"], data=tiny, overrides={"width": 8, "epochs": 1}, seeds=(0, 1),
+                         variants=[variant])
+    assert [(r["flags"], r["seed"], r["epochs"]) for r in rows] == [
+        ("", 0, 1), ("--epochs 2 --lowres-epochs 1 --lowres-side 16", 0, 2), ("", 1, 1),
+        ("--epochs 2 --lowres-epochs 1 --lowres-side 16", 1, 2)]
+    assert "| classroom --epochs 2 --lowres-epochs 1 --lowres-side 16 | 1 | 2 |" in format_table(rows)
+    plain, changed = seed_summary(rows)
+    assert (plain["preset"], plain["seeds"]) == ("classroom", [0, 1])
+    assert (changed["preset"], changed["seeds"]) == ("classroom --epochs 2 --lowres-epochs 1 --lowres-side 16", [0, 1])
+
+
+def test_a_tutorial_variant_is_not_the_tutorial_the_ratios_divide_by(tiny):
+    rows = run_benchmark(None, ["tutorial"], data=tiny, overrides={"epochs": 1},
+                         variants=[parse_variant("tutorial --lr 0.01")])
+    assert rows[1]["seconds_vs_tutorial"] == (round(rows[1]["train_seconds"] / rows[0]["train_seconds"], 2)
+                                              if rows[0]["train_seconds"] else None)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("bst --epochs 2", "invalid choice: 'bst'"), ("best --epochs 0", "epochs=0 is out of range"),
+    ("best --epochs two", "invalid int value: 'two'"), ("best --widht 8", "unrecognized arguments: --widht 8"),
+    ("", "required: preset"), ("best 'x", "No closing quotation"),
+    ("best --lowres-epochs 11", "lowres_epochs"),
+])
+def test_a_bad_variant_names_itself_and_the_form_it_takes(text, says):
+    with pytest.raises(UserError) as err:
+        parse_variant(text)
+    assert says in str(err.value) and f"--variant {text!r}" in str(err.value)
+    assert "e.g. --variant 'best --epochs 13 --lowres-epochs 4'" in str(err.value)
+
+
+def test_bad_variants_fail_before_any_data_is_loaded(monkeypatch, capsys):
+    def no_data(source):
+        raise AssertionError("data loaded before the variants were checked")
+    monkeypatch.setattr("cifar_lab.bench.load_data", no_data)
+    assert cli_main(["bench", "--data", "synthetic", "--variant", "best --epochs 0"]) == EXIT_USER_ERROR
+    assert "epochs=0 is out of range" in capsys.readouterr().err
+    assert cli_main(["bench", "--data", "synthetic", "--variant", "best --seed 3", "--seeds", "0-1"]) == EXIT_USER_ERROR
+    assert "leave --seed out of it when --seeds is given" in capsys.readouterr().err
+    assert cli_main(["bench", "--data", "synthetic", "--variant", "best", "--throughput"]) == EXIT_USER_ERROR
+    assert "--variant applies to the time-to-accuracy table" in capsys.readouterr().err
+
+
+def test_variants_are_compared_with_their_preset_seed_by_seed():
+    def row(flags, seed, acc, secs, preset="best"):
+        return dict(preset=preset, flags=flags, seed=seed, test_accuracy=acc, train_seconds=secs)
+    lowres = "--epochs 13 --lowres-epochs 4"
+    rows = [row("", 0, 0.9095, 100.0), row(lowres, 0, 0.9116, 101.0), row("", 1, 0.9069, 100.0),
+            row(lowres, 1, 0.9102, 99.0), row("", 2, 0.9100, 100.0), row(lowres, 2, 0.9090, 100.0),
+            row(lowres, 3, 0.95, 100.0),  # no plain run of seed 3 to pair with: left out
+            row("", 4, None, 5.0), row(lowres, 4, 0.99, 100.0),  # the plain run failed: left out
+            row("--lr 0.01", 0, 0.50, 50.0, preset="tutorial")]  # no plain tutorial at all: no pair
+    (pair,) = paired_differences(rows)
+    assert (pair["variant"], pair["against"], pair["seeds"]) == (f"best {lowres}", "best", [0, 1, 2])
+    assert pair["mean_difference"] == pytest.approx((0.0021 + 0.0033 - 0.0010) / 3)
+    assert pair["sd_difference"] == pytest.approx(statistics.stdev([0.0021, 0.0033, -0.0010]))
+    assert (pair["higher"], pair["lower"]) == (2, 1) and pair["mean_time_ratio"] == pytest.approx(1.0)
+    assert f"| best {lowres} | best | 3 | +0.15 | 0.22 | 2 / 1 | 1.000x |" in format_paired_differences([pair])
+
+
+def test_main_prints_and_saves_the_pairs_when_a_variant_ran_beside_its_preset(tmp_path, tiny, monkeypatch, capsys):
+    monkeypatch.setattr("cifar_lab.bench.load_data", lambda source: tiny)
+    path = tmp_path / "bench.json"
+    args = argparse.Namespace(data="synthetic", presets="tutorial", full=False, throughput=False,
+                              json_path=str(path), seeds="0-1", variants=[parse_variant("tutorial --epochs 1")])
+    assert main(args) == 0
+    report = json.loads(path.read_text())
+    assert [(r["flags"], r["seed"]) for r in report["rows"]] == [("", 0), ("--epochs 1", 0), ("", 1), ("--epochs 1", 1)]
+    assert report["paired_differences"][0]["seeds"] == [0, 1]
+    assert "| tutorial --epochs 1 | tutorial | 2 |" in capsys.readouterr().out
