@@ -133,6 +133,8 @@ def parse_variant(text: str) -> Variant:
         words = shlex.split(text)
         args = parser.parse_args(words)
         overrides = _config_overrides(args)
+        if not overrides:  # its rows would read as the plain preset's and be averaged with them
+            raise UserError(f"it changes nothing in {args.preset}; to train the preset itself, name it in --presets")
         preset(args.preset, **overrides)  # an invalid value fails now, not after the runs before it
     except (UserError, ValueError) as err:
         raise UserError(f"--variant {text!r}: {err}; write a preset, then training flags, e.g. "

@@ -166,7 +166,7 @@ def test_a_tutorial_variant_is_not_the_tutorial_the_ratios_divide_by(tiny):
     ("bst --epochs 2", "invalid choice: 'bst'"), ("best --epochs 0", "epochs=0 is out of range"),
     ("best --epochs two", "invalid int value: 'two'"), ("best --widht 8", "unrecognized arguments: --widht 8"),
     ("", "required: preset"), ("best 'x", "No closing quotation"),
-    ("best --lowres-epochs 11", "lowres_epochs"),
+    ("best --lowres-epochs 11", "lowres_epochs"), ("best", "changes nothing in best"),
 ])
 def test_a_bad_variant_names_itself_and_the_form_it_takes(text, says):
     with pytest.raises(UserError) as err:
@@ -183,7 +183,7 @@ def test_bad_variants_fail_before_any_data_is_loaded(monkeypatch, capsys):
     assert "epochs=0 is out of range" in capsys.readouterr().err
     assert cli_main(["bench", "--data", "synthetic", "--variant", "best --seed 3", "--seeds", "0-1"]) == EXIT_USER_ERROR
     assert "leave --seed out of it when --seeds is given" in capsys.readouterr().err
-    assert cli_main(["bench", "--data", "synthetic", "--variant", "best", "--throughput"]) == EXIT_USER_ERROR
+    assert cli_main(["bench", "--data", "synthetic", "--variant", "best --epochs 2", "--throughput"]) == EXIT_USER_ERROR
     assert "--variant applies to the time-to-accuracy table" in capsys.readouterr().err
 
 
