@@ -107,8 +107,9 @@ def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None,
 
 
 def _refuse_seed_clash(variants: Sequence[Variant], seeds: Sequence[int]) -> None:
-    clashing = [f"{v.preset} {v.flags}" for v in variants if seeds and "seed" in v.overrides]
-    if clashing:
+    """Called by main before the data loads, and by run_benchmark for callers that skip main."""
+    clashing = [f"{v.preset} {v.flags}" for v in variants if "seed" in v.overrides]
+    if seeds and clashing:
         raise ValueError(f"--variant {clashing[0]!r} sets its own seed; leave --seed out of it when --seeds is given")
 
 
@@ -124,8 +125,7 @@ def _progress_listener(name: str, say: Progress) -> Callable[[Event], None]:
 def _with_tutorial_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add seconds_vs_tutorial (time ratio) and points_vs_tutorial (accuracy gain, percentage points), each against
     the tutorial run of the same seed."""
-    tutorials = {r["seed"]: r for r in rows
-                 if row_label(r) == "tutorial" and r["test_accuracy"] is not None}
+    tutorials = {r["seed"]: r for r in rows if row_label(r) == "tutorial" and r["test_accuracy"] is not None}
     for r in rows:
         base = tutorials.get(r["seed"])
         ok = base is not None and r["test_accuracy"] is not None
