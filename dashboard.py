@@ -9,6 +9,7 @@ from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, describe_classroom_two_
 from cifar_lab.data import DataError
 from cifar_lab.devices import slow_cpu_note
 from cifar_lab.jobs import JobBusyError
+from cifar_lab_ui.navigation import start_page
 
 TRAIN_PAGE = "pages/2_Train.py"
 
@@ -56,7 +57,7 @@ def quick_start(lab: ui_state.Lab, **changes: object) -> None:
     st.switch_page(TRAIN_PAGE)
 
 
-st.set_page_config(page_title="CIFAR-10 Lab", page_icon="🧪", layout="wide")
+start_page("Home")
 choose_data(ui_state.data_choice().options)
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 

@@ -12,6 +12,7 @@ from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.job_view import JobSnapshot
 from cifar_lab.jobs import JobBusyError, TrainingJob
 from cifar_lab.runs import RunStoreError
+from cifar_lab_ui.navigation import start_page
 
 FIELD_TYPES = ui_state.field_types()
 DEFAULT_PRESET = "classroom"
@@ -133,7 +134,7 @@ def outcome(snap: JobSnapshot) -> None:
         st.error(f"Training failed: {snap.message}")
 
 
-st.set_page_config(page_title="Train · CIFAR-10 Lab", page_icon="🧪", layout="wide")
+start_page("Train")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 restore_form()
 

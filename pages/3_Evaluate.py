@@ -12,6 +12,7 @@ from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.data import DataError
 from cifar_lab.evaluate import Evaluation, evaluate_checkpoint
 from cifar_lab_ui.explain_panel import explain_panel
+from cifar_lab_ui.navigation import start_page
 
 ANY = "any"
 GRID = 24  # sample predictions shown
@@ -43,7 +44,7 @@ def captions(result: Evaluation, indices: np.ndarray) -> list[str]:
     return out
 
 
-st.set_page_config(page_title="Evaluate · CIFAR-10 Lab", page_icon="🧪", layout="wide")
+start_page("Evaluate")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 normalised = st.sidebar.toggle("Row-normalised confusion matrix", help="each row as shares of that true class")
 

@@ -8,10 +8,11 @@ from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.inference import ImageError, model_view, predict
 from cifar_lab_ui.explain_panel import explain_panel
 from cifar_lab_ui.image_input import drawn_image, uploaded_image, webcam_image
+from cifar_lab_ui.navigation import start_page
 
 SOURCES = ("Upload", "Draw", "Webcam")
 
-st.set_page_config(page_title="Classify · CIFAR-10 Lab", page_icon="🧪", layout="wide")
+start_page("Classify")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 
 st.title("Classify")

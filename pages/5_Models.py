@@ -5,6 +5,7 @@ import streamlit as st
 
 from cifar_lab import ui_state
 from cifar_lab.checkpoint import CheckpointError, load_checkpoint
+from cifar_lab_ui.navigation import start_page
 
 
 def add_upload(name: str, content: bytes) -> None:
@@ -56,7 +57,7 @@ def model_actions(infos: list[ui_state.ModelInfo]) -> None:
         st.error(chosen.error)
 
 
-st.set_page_config(page_title="Models · CIFAR-10 Lab", page_icon="🧪", layout="wide")
+start_page("Models")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 
 st.title("Models")

@@ -7,6 +7,7 @@ from cifar_lab import plots, run_views, ui_state
 from cifar_lab.jobs import JobBusyError
 from cifar_lab.resume import resume_problem
 from cifar_lab.runs import STATUSES, RunRecord, RunStore, RunStoreError
+from cifar_lab_ui.navigation import start_page
 
 TRAIN_PAGE = "pages/2_Train.py"
 COMPARED_AT_FIRST = 2  # the newest runs with an epoch recorded, so the charts show something at once
@@ -127,7 +128,7 @@ def show_result() -> None:
         getattr(st, kind)(message)
 
 
-st.set_page_config(page_title="Runs · CIFAR-10 Lab", page_icon="🧪", layout="wide")
+start_page("Runs")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 statuses = st.sidebar.multiselect("Status", STATUSES, default=list(STATUSES), key="runs_status")
 search = st.sidebar.text_input("Search name or id", key="runs_search")

@@ -12,6 +12,7 @@ from cifar_lab.inference import ImageError, model_view
 from cifar_lab.models import DESCRIPTIONS
 from cifar_lab_ui.explain_panel import explain_panel, explained, model_id, summary_of, summary_of_arch, summary_view
 from cifar_lab_ui.image_input import drawn_image, test_set_image, uploaded_image
+from cifar_lab_ui.navigation import start_page
 
 SOURCES = ("Upload", "Test image", "Draw")
 CURRENT = "current"  # the summary selectbox's entry for the current model; the others are architecture names
@@ -66,7 +67,7 @@ def summary_section(ckpt: Checkpoint | None) -> None:
                "the convolutions and linear layers of one forward pass.")
 
 
-st.set_page_config(page_title="Explain · CIFAR-10 Lab", page_icon="🧪", layout="wide")
+start_page("Explain")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 
 st.title("Explain")

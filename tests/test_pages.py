@@ -23,6 +23,7 @@ from cifar_lab.checkpoint import load_checkpoint, save_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.train import train
+from cifar_lab_ui import navigation
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["dashboard.py", "pages/1_Data.py", "pages/2_Train.py", "pages/3_Evaluate.py", "pages/4_Classify.py",
@@ -128,6 +129,16 @@ def test_every_page_renders_with_a_model(page, with_model):
         assert at.file_uploader(key="upload")
     if page == "pages/5_Models.py":
         assert len(at.dataframe) == 1
+
+
+def test_every_page_links_to_every_page_and_calls_the_first_one_home():
+    files = ["dashboard.py"] + sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
+    assert [path for path, _ in navigation.PAGES] == files  # a new page file is listed too
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
+    for page in files:
+        at.switch_page(page).run()
+        links = [link.proto.label for link in at.sidebar.get("page_link")]
+        assert links == [label for _, label in navigation.PAGES] and links[0] == "Home", page
 
 
 # --- home ------------------------------------------------------------------------------------------------------

@@ -136,8 +136,11 @@ def set_number(tab, label: str, value: int) -> None:
 
 
 def test_train_evaluate_classify_in_a_real_browser(server, page):
-    page.goto(f"{server}/Train")
+    page.goto(f"{server}/Train")  # a fresh server's first visitor, not on Home: Streamlit's own list would show
     page.get_by_text("Multiply-adds per image").first.wait_for()
+    assert page.get_by_test_id("stSidebarNav").count() == 0
+    assert page.get_by_test_id("stPageLink").all_inner_texts() == [
+        "Home", "Data", "Train", "Evaluate", "Classify", "Models", "Runs", "Explain"]
     # A VGG-style net, 16 steps per epoch here: over 4 epochs the curve grows for long enough to be redrawn
     # several times, even every ui_state.CPU_LIVE_REFRESH_S seconds as on a CPU.
     choose(page, "Preset", "improved")

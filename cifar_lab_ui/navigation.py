@@ -1,0 +1,24 @@
+"""The sidebar's links to every page, drawn by every page as its first step.
+
+Streamlit's own list of the pages in pages/ names the home page after its file ("dashboard"), and only
+st.navigation could rename it; but st.navigation is skipped when a fresh server's first visitor opens another
+page than Home (a bookmark, a tab reloaded after a restart), and that visitor would see both names. So the lab
+hides Streamlit's list (.streamlit/config.toml, and here for servers started elsewhere) and draws this one.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+PAGES = (("dashboard.py", "Home"), ("pages/1_Data.py", "Data"), ("pages/2_Train.py", "Train"),
+         ("pages/3_Evaluate.py", "Evaluate"), ("pages/4_Classify.py", "Classify"), ("pages/5_Models.py", "Models"),
+         ("pages/6_Runs.py", "Runs"), ("pages/7_Explain.py", "Explain"))
+
+
+def start_page(title: str) -> None:
+    """The page's tab title, wide layout and the links to every page. Call before anything else on the page."""
+    st.set_page_config(page_title="CIFAR-10 Lab" if title == "Home" else f"{title} · CIFAR-10 Lab", page_icon="🧪",
+                       layout="wide")
+    st.set_option("client.showSidebarNavigation", False)
+    for path, label in PAGES:
+        st.sidebar.page_link(path, label=label)
+    st.sidebar.divider()
