@@ -1,8 +1,7 @@
 """The dashboard in a real browser: train a 1-epoch synthetic run, watch it, evaluate, classify an upload.
 
 Runs `streamlit run dashboard.py` on a free localhost port and drives Debian's Chromium (/usr/bin/chromium)
-through Playwright; no browser is downloaded. With CIFAR_LAB_SCREENSHOTS=docs the run also saves
-docs/train.png (mid-run), docs/evaluate.png and docs/classify.png.
+through Playwright; no browser is downloaded. (The README's screenshots come from scripts/screenshots.py.)
 """
 from __future__ import annotations
 
@@ -87,14 +86,6 @@ def page():
         browser.close()
 
 
-def screenshot(tab, name: str) -> None:
-    folder = os.environ.get("CIFAR_LAB_SCREENSHOTS")
-    if folder:
-        tab.locator("h1").first.scroll_into_view_if_needed()
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        tab.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
-
-
 def sample_png() -> bytes:
     """A test image of the synthetic data set, enlarged as a phone photo would be."""
     pixels = synthetic_data(n_train=10, n_test=10).test_x[3].permute(1, 2, 0).numpy()
@@ -158,8 +149,6 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
         n = loss_points(page)
         if n and (not seen or n > seen[-1]):
             seen.append(n)
-            if len(seen) == 2:  # the first redraw after the chart appeared: mid-run
-                screenshot(page, "train")
         page.wait_for_timeout(300)
     assert len(seen) >= 2, f"the loss chart never grew while training (sizes seen: {seen})"
     assert loss_points(page) >= seen[-1]
@@ -167,7 +156,6 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
     page.goto(f"{server}/Evaluate")
     page.get_by_text("Test accuracy").first.wait_for()
     page.get_by_text("Misclassified", exact=True).wait_for()
-    screenshot(page, "evaluate")
     click_confusion_cell(page, row=2, col=3)  # true bird, predicted cat
     # both filters come from one rerun, but the browser draws them one after the other: wait for each
     wait_for_value(page, "True class", "bird")
@@ -180,4 +168,3 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
     page.locator(".js-plotly-plot").first.wait_for()
     bars = page.evaluate("() => document.querySelector('.js-plotly-plot').data[0].y")
     assert len(bars) == 3
-    screenshot(page, "classify")

@@ -1,0 +1,123 @@
+"""The README's screenshots (docs/*.png), taken in Chromium from a dashboard serving real CIFAR-10.
+
+    .venv/bin/python scripts/screenshots.py --data ../shared/data/cifar10-jpeg
+
+Evaluate, Classify and Explain show the shipped model (a fresh runs folder, so no model of the user's is current);
+Classify gets a test picture enlarged as a phone photo would be. Train shows the classroom preset during its
+second epoch, when both charts have something to show; the run is then stopped. Needs /usr/bin/chromium and
+Playwright (both installed by scripts/test.sh).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from PIL import Image
+from playwright.sync_api import Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+VIEWPORT = {"width": 1400, "height": 1000}
+WAIT_MS = 600_000  # the Train shot waits for an epoch of real CIFAR-10, minutes on a 2-core CPU
+
+
+def start_server(data: str, runs: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CIFAR_LAB_DATA": data, "CIFAR_LAB_RUNS": str(runs),
+           "CIFAR_LAB_RUNS_DB": str(runs / "cifar_lab.db")}
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
+                               "--server.port", str(port), "--server.address", "127.0.0.1"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                return server, url
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise SystemExit("the dashboard did not start within a minute")
+
+
+def settle(page: Page) -> None:
+    """Wait until the page's script run has finished and the charts have drawn."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    page.wait_for_timeout(1500)
+
+
+def save(page: Page, folder: Path, name: str) -> None:
+    page.locator("h1").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(folder / f"{name}.png"))
+    print(f"saved {folder / name}.png")
+
+
+def phone_photo(data: Path) -> bytes:
+    """The first test cat, enlarged to 256x256 pixels."""
+    picture = Image.open(sorted((data / "test" / "cat").iterdir())[0]).convert("RGB")
+    buf = io.BytesIO()
+    picture.resize((256, 256), Image.Resampling.BICUBIC).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def shoot(page: Page, url: str, data: Path, folder: Path) -> None:
+    page.goto(f"{url}/Evaluate")
+    page.get_by_text("Misclassified", exact=True).wait_for()
+    settle(page)
+    save(page, folder, "evaluate")
+
+    page.goto(f"{url}/Classify")
+    page.locator("input[type=file]").set_input_files(
+        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": phone_photo(data)}])
+    page.get_by_text("what the model sees").first.wait_for()
+    settle(page)
+    save(page, folder, "classify")
+
+    page.goto(f"{url}/Explain")
+    page.get_by_text("Test image", exact=True).click()
+    page.get_by_text("Grad-CAM").first.wait_for()
+    settle(page)
+    save(page, folder, "explain")
+
+    page.goto(f"{url}/Train")
+    page.get_by_label("Preset", exact=True).click()
+    page.get_by_role("option", name="classroom", exact=True).click()
+    page.wait_for_timeout(2000)  # the preset reaches the form in a rerun
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("epoch 2/", exact=False).first.wait_for(timeout=WAIT_MS)
+    page.wait_for_timeout(20_000)  # some of epoch 2 in the loss chart
+    save(page, folder, "train")
+    page.get_by_role("button", name="Stop").click()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="a folder of train/ and test/ class folders (JPEG copy)")
+    parser.add_argument("--out", default=str(ROOT / "docs"), help="where the PNGs go (default: docs/)")
+    args = parser.parse_args()
+    data, folder = Path(args.data).resolve(), Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as runs:
+        server, url = start_server(str(data), Path(runs))
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+                page = browser.new_context(viewport=VIEWPORT).new_page()
+                page.set_default_timeout(120_000)
+                shoot(page, url, data, folder)
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
