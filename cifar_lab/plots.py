@@ -99,12 +99,16 @@ def runs_accuracy_figure(runs: Sequence[RunCurves]) -> go.Figure:
 def per_class_figure(per_class: dict[str, float], overall: float | None = None) -> go.Figure:
     """One bar per class, 0..1 as percent, with the overall accuracy as a dashed line."""
     names, values = list(per_class), list(per_class.values())
-    traces = [dict(type="bar", x=names, y=values, text=[f"{v:.0%}" for v in values], textposition="outside",
-                   marker_color=TRAIN_COLOUR, name="per class")]
+    # Labels at the foot of each bar, above only a bar too short to hold one: on top of every bar they would
+    # collide with the overall line wherever a class scores near it.
+    where = ["inside" if v >= 0.1 else "outside" for v in values]
+    traces = [dict(type="bar", x=names, y=values, text=[f"{v:.0%}" for v in values], textposition=where,
+                   insidetextanchor="start", insidetextfont=dict(color="white"), marker_color=TRAIN_COLOUR,
+                   name="per class")]
     if overall is not None:
         traces.append(_line(names, [overall] * len(names), f"overall {overall:.1%}", TEST_COLOUR, "lines",
                             dash="dash"))
-    return _figure(traces, "Accuracy per class", yaxis=dict(tickformat=".0%", range=[0, 1.12]))
+    return _figure(traces, "Accuracy per class", yaxis=dict(tickformat=".0%", range=[0, 1.05]))
 
 
 def row_normalised(confusion: np.ndarray) -> np.ndarray:

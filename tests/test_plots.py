@@ -54,6 +54,8 @@ def test_confusion_figure_counts_and_row_shares():
 def test_bar_figures():
     per_class = plots.per_class_figure({"a": 0.9, "b": 0.5}, overall=0.7)
     assert list(per_class.data[0].y) == [0.9, 0.5] and list(per_class.data[1].y) == [0.7, 0.7]
+    labels = plots.per_class_figure({"a": 0.9, "b": 0.0}).data[0]  # the foot of a bar, or above one too short
+    assert list(labels.text) == ["90%", "0%"] and list(labels.textposition) == ["inside", "outside"]
     probs = plots.probability_figure(["cat", "dog", "frog"], [0.7, 0.2, 0.1])
     assert list(probs.data[0].y) == ["cat", "dog", "frog"] and probs.data[0].text[0] == "70.0%"
     counts = plots.class_counts_figure(CLASSES, [5, 5, 5], [1, 1, 1])
