@@ -138,7 +138,8 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
     wait_for_value(page, "batch size", "128")  # the preset has reached the form
     set_number(page, "epochs", 4)
     wait_for_value(page, "epochs", "4")
-    page.wait_for_timeout(1000)  # let the rerun that the new value started finish
+    page.wait_for_timeout(1000)  # the rerun that the new value started is under way (and shown) by now
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")  # and done
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("epoch 1/4", exact=False).first.wait_for()
 
