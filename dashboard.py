@@ -57,7 +57,7 @@ def quick_start(lab: ui_state.Lab, **changes: object) -> None:
     st.switch_page(TRAIN_PAGE)
 
 
-start_page("Home")
+start_page("Home", controls=True)
 choose_data(ui_state.data_choice().options)
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 

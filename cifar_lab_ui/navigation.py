@@ -14,11 +14,15 @@ PAGES = (("dashboard.py", "Home"), ("pages/1_Data.py", "Data"), ("pages/2_Train.
          ("pages/6_Runs.py", "Runs"), ("pages/7_Explain.py", "Explain"))
 
 
-def start_page(title: str) -> None:
-    """The page's tab title, wide layout and the links to every page. Call before anything else on the page."""
+def start_page(title: str, *, controls: bool = False) -> None:
+    """The page's tab title, wide layout and the links to every page. Call before anything else on the page.
+
+    controls: the page puts widgets in the sidebar too; a divider then parts them from the links.
+    """
     st.set_page_config(page_title="CIFAR-10 Lab" if title == "Home" else f"{title} · CIFAR-10 Lab", page_icon="🧪",
                        layout="wide")
     st.set_option("client.showSidebarNavigation", False)
     for path, label in PAGES:
         st.sidebar.page_link(path, label=label)
-    st.sidebar.divider()
+    if controls:
+        st.sidebar.divider()

@@ -44,7 +44,7 @@ def captions(result: Evaluation, indices: np.ndarray) -> list[str]:
     return out
 
 
-start_page("Evaluate")
+start_page("Evaluate", controls=True)
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 normalised = st.sidebar.toggle("Row-normalised confusion matrix", help="each row as shares of that true class")
 

@@ -128,7 +128,7 @@ def show_result() -> None:
         getattr(st, kind)(message)
 
 
-start_page("Runs")
+start_page("Runs", controls=True)
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 statuses = st.sidebar.multiselect("Status", STATUSES, default=list(STATUSES), key="runs_status")
 search = st.sidebar.text_input("Search name or id", key="runs_search")

@@ -139,6 +139,7 @@ def test_every_page_links_to_every_page_and_calls_the_first_one_home():
         at.switch_page(page).run()
         links = [link.proto.label for link in at.sidebar.get("page_link")]
         assert links == [label for _, label in navigation.PAGES] and links[0] == "Home", page
+        assert list(at.sidebar)[-1].type != "divider", page  # a divider only parts links from controls
 
 
 # --- home ------------------------------------------------------------------------------------------------------
