@@ -90,7 +90,7 @@ def shoot(page: Page, url: str, data: Path, folder: Path) -> None:
     page.goto(f"{url}/Train")
     page.get_by_label("Preset", exact=True).click()
     page.get_by_role("option", name="classroom", exact=True).click()
-    page.wait_for_timeout(2000)  # the preset reaches the form in a rerun
+    settle(page)  # the preset reaches the form in a rerun; a click during it could be lost
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("epoch 2/", exact=False).first.wait_for(timeout=WAIT_MS)
     page.wait_for_timeout(20_000)  # some of epoch 2 in the loss chart
