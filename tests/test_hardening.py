@@ -414,8 +414,10 @@ def test_two_sessions_pressing_start_together_run_one_job_and_tell_the_other_why
     first = fill_form(open_page("pages/2_Train.py"), epochs=500)
     second = fill_form(open_page("pages/2_Train.py"), epochs=500)  # another browser: its own session
     together, real_start = threading.Barrier(2), JobManager.start
+    first_waits = threading.Event()
 
     def start_together(self, *args, **kwargs):  # both clicks reach the manager before either has started a job
+        first_waits.set()
         together.wait(timeout=30)
         return real_start(self, *args, **kwargs)
 
@@ -423,8 +425,12 @@ def test_two_sessions_pressing_start_together_run_one_job_and_tell_the_other_why
     for at in (first, second):
         button(at, "Start training").click()
     threads = [threading.Thread(target=at.run) for at in (first, second)]
-    for t in threads:
-        t.start()
+    # AppTest keeps one class-wide flag (PagesManager.uses_pages_directory) that every run resets before reading it
+    # back; two runs setting up at once can read the other's reset and run dashboard.py instead of the page. So
+    # the second session sets up only once the first is inside the manager; they still meet there together.
+    threads[0].start()
+    assert first_waits.wait(60), "the first session's click never reached the job manager"
+    threads[1].start()
     for t in threads:
         t.join(60)
     told = [at for at in (first, second) if at.warning and "already running" in at.warning[0].value]
