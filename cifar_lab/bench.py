@@ -100,7 +100,7 @@ def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None,
             rows.append({
                 "preset": entry.preset, "flags": entry.flags, "seed": config.seed, "arch": config.arch,
                 "epochs": result.epochs_done, "status": result.status,
-                "train_seconds": round(result.train_seconds, 1), "test_accuracy": result.test_accuracy,
+                "train_seconds": round(result.train_seconds, 3), "test_accuracy": result.test_accuracy,
                 "images_per_s": round(result.images_per_s, 1), "device": result.device,
             })
     return _with_tutorial_ratios(rows)
@@ -129,7 +129,7 @@ def _with_tutorial_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         base = tutorials.get(r["seed"])
         ok = base is not None and r["test_accuracy"] is not None
-        timed = ok and base["train_seconds"] > 0  # a tiny run can round to 0.0 s
+        timed = ok and base["train_seconds"] > 0  # a tiny run can round to 0.000 s
         r["seconds_vs_tutorial"] = round(r["train_seconds"] / base["train_seconds"], 2) if timed else None
         r["points_vs_tutorial"] = round(100 * (r["test_accuracy"] - base["test_accuracy"]), 1) if ok else None
     return rows
