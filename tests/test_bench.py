@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from cifar_lab.bench import format_table, format_throughput, main, measure_throughput, run_benchmark
+from cifar_lab.bench import _cpu_model, format_table, format_throughput, main, measure_throughput, run_benchmark
 from cifar_lab.cli import EXIT_USER_ERROR, UserError
 from cifar_lab.cli import main as cli_main
 from cifar_lab.cli import parse_variant
@@ -59,6 +59,16 @@ def test_main_writes_json(tmp_path, tiny, monkeypatch):
     assert report["rows"][0]["preset"] == "tutorial" and "cpu" in report["machine"]
     assert report["machine"]["cpu_capability"] and isinstance(report["machine"]["native_bf16"], bool)
     assert "seed_summary" not in report
+
+
+def test_the_cpu_is_named_with_its_family_and_model_which_tell_zen_generations_apart(tmp_path):
+    two_cores = "".join(f"processor\t: {i}\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+                        f"model name\t: AMD EPYC\nflags\t\t: fpu avx512_bf16\n\n" for i in (0, 1))
+    (tmp_path / "cpuinfo").write_text(two_cores)
+    assert _cpu_model(tmp_path / "cpuinfo") == "AMD EPYC (family 26, model 2)"
+    (tmp_path / "arm").write_text("processor\t: 0\nBogoMIPS\t: 50.00\n\n")
+    assert _cpu_model(tmp_path / "arm")  # no model name: the platform's own, never an error
+    assert _cpu_model(tmp_path / "missing")
 
 
 def test_seeds_parse_as_lists_and_ranges_each_once_in_order():
