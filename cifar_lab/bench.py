@@ -51,12 +51,13 @@ def machine_info() -> dict[str, Any]:
 
 def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """e.g. "AMD EPYC (family 26, model 2)": a VM's bare model name tells Zen 3, 4 and 5 apart only by these."""
+    fallback = platform.processor() or platform.machine()
     try:
-        fields = dict(line.split(":", 1) for line in cpuinfo.read_text().split("\n\n")[0].splitlines() if ":" in line)
+        first_cpu = cpuinfo.read_text().split("\n\n")[0]
     except OSError:
-        return platform.processor() or platform.machine()
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
-    name = fields.get("model name") or platform.processor() or platform.machine()
+        return fallback
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in first_cpu.splitlines())}
+    name = fields.get("model name") or fallback
     if "cpu family" in fields and "model" in fields:
         return f"{name} (family {fields['cpu family']}, model {fields['model']})"
     return name

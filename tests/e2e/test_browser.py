@@ -95,17 +95,21 @@ def sample_png() -> bytes:
     return buf.getvalue()
 
 
-def loss_points(tab) -> int:
-    """Points in the live loss chart (the first plotly chart on the Train page); 0 before it exists."""
+def chart_points(tab, nth: int) -> int:
+    """Points in the first trace of the page's nth plotly chart; 0 before it exists."""
     # _fullData holds the decoded arrays (data may still hold numpy's base64 form).
-    return tab.evaluate("() => { const c = document.querySelector('.js-plotly-plot');"
-                        " return c && c._fullData && c._fullData.length ? c._fullData[0].x.length : 0; }")
+    return tab.evaluate("n => { const c = document.querySelectorAll('.js-plotly-plot')[n];"
+                        " return c && c._fullData && c._fullData.length ? c._fullData[0].x.length : 0; }", nth)
+
+
+def loss_points(tab) -> int:
+    """Points in the live loss chart (the first plotly chart on the Train page)."""
+    return chart_points(tab, 0)
 
 
 def accuracy_points(tab) -> int:
     """Finished epochs in the live accuracy chart (the second plotly chart on the Train page)."""
-    return tab.evaluate("() => { const c = document.querySelectorAll('.js-plotly-plot')[1];"
-                        " return c && c._fullData && c._fullData.length ? c._fullData[0].x.length : 0; }")
+    return chart_points(tab, 1)
 
 
 def click_confusion_cell(tab, *, row: int, col: int, classes: int = 10) -> None:
