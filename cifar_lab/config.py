@@ -175,15 +175,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         nesterov=True, weight_decay=1.33e-3, batch_size=512, epochs=3, schedule="onecycle", warmup=0.0,
         label_smoothing=0.2, tta=True, eval_subset=1000,
     ),
-    # Highest accuracy within about 12 minutes on the same CPU: the same recipe at width 48 for 11 epochs, with
-    # shifted copies added to the test-time augmentation. Over 9+ epochs a smaller filter step pays: lr 0.55 gives
-    # Muon 0.12, which beat 0.165, 0.09 and 0.22 by 0.2-0.6 points at width 48 (2 seeds each, GPU sweep). The
-    # eleventh epoch adds 0.05 points on average, paired by seed (90.97 % against 90.84 % over all runs; README,
-    # Benchmarks), for 6 % more time; 11 epochs took 669.6-730.9 s in bench runs here, as fast or slow as the
-    # shared machine was that day; Muon's Newton-Schulz iteration on the Gram matrix saves about 10 s of that.
+    # Highest accuracy within 12 minutes on a 2-core CPU with native bf16: the same recipe at width 64 for 10 epochs,
+    # with shifted copies added to the test-time augmentation. On the Zen 5 machine of README, Benchmarks, it took
+    # about 580 s; width 48 for 11 epochs took 435 s there and scored about 0.5 points less (670-731 s on the older
+    # Zen 4 machine, where width 64 would need about 900 s). Over 9+ epochs a smaller filter step pays: lr 0.55 gives
+    # Muon 0.12, which beat 0.165, 0.09 and 0.22 by 0.2-0.6 points at width 48 (2 seeds each, GPU sweep).
     "best": dict(
-        arch="fastnet", width=48, flip=True, alternate_flip=True, crop_pad=2, opt="muon", lr=0.55, momentum=0.85,
-        nesterov=True, weight_decay=1.33e-3, batch_size=512, epochs=11, schedule="onecycle", warmup=0.0,
+        arch="fastnet", width=64, flip=True, alternate_flip=True, crop_pad=2, opt="muon", lr=0.55, momentum=0.85,
+        nesterov=True, weight_decay=1.33e-3, batch_size=512, epochs=10, schedule="onecycle", warmup=0.0,
         label_smoothing=0.2, tta=True, tta_shifts=True, eval_subset=1000,
     ),
 }

@@ -31,7 +31,7 @@ from cifar_lab import checkpoint as ckpt_module
 from cifar_lab import inference, ui_state
 from cifar_lab import train as train_module
 from cifar_lab.checkpoint import FORMAT, load_checkpoint, save_checkpoint
-from cifar_lab.config import ARCHS, TrainConfig
+from cifar_lab.config import ARCHS, PRESETS, TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.jobs import JobManager
 from cifar_lab.models import build_model
@@ -527,7 +527,7 @@ def test_server_settings_cap_uploads_and_refuse_forged_requests_and_a_fastnet_ch
 
     server = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
     assert server["enableXsrfProtection"] is True and server["maxUploadSize"] == 10
-    for width in (48, 64):  # the "best" preset's model, and a wider one
+    for width in (48, PRESETS["best"]["width"]):  # the shipped model's width, and the "best" preset's
         config = TrainConfig(arch="fastnet", width=width)
         path = save_checkpoint(tmp_path / "best.pth", build_model(config), config, classes=CLASSES, epoch=10)
         assert path.stat().st_size < server["maxUploadSize"] * 1024 * 1024
