@@ -177,9 +177,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     # Highest accuracy within 12 minutes on a 2-core CPU with native bf16: the same recipe at width 64 for 10 epochs,
     # with shifted copies added to the test-time augmentation. On the Zen 5 machine of README, Benchmarks, it took
-    # about 580 s; width 48 for 11 epochs took 435 s there and scored about 0.5 points less (670-731 s on the older
-    # Zen 4 machine, where width 64 would need about 900 s). Over 9+ epochs a smaller filter step pays: lr 0.55 gives
-    # Muon 0.12, which beat 0.165, 0.09 and 0.22 by 0.2-0.6 points at width 48 (2 seeds each, GPU sweep).
+    # 580-608 s and scored 0.37 points more than width 48 for 11 epochs (4 seeds paired), which took 396-435 s there
+    # (670-731 s on the older Zen 4 machine, where width 64 would need 890-1,080 s). Over 9+ epochs a smaller filter
+    # step pays: lr 0.55 gives Muon 0.12, which beat 0.165, 0.09 and 0.22 by 0.2-0.6 points at width 48 (2 seeds
+    # each, GPU sweep).
     "best": dict(
         arch="fastnet", width=64, flip=True, alternate_flip=True, crop_pad=2, opt="muon", lr=0.55, momentum=0.85,
         nesterov=True, weight_decay=1.33e-3, batch_size=512, epochs=10, schedule="onecycle", warmup=0.0,
