@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_lab import ui_state
+from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, describe_classroom_two_minutes, preset
 from cifar_lab.data import DataError
 from cifar_lab.devices import slow_cpu_note
-from cifar_lab.jobs import JobBusyError
+from cifar_lab.dashboard.jobs import JobBusyError
 from cifar_lab_ui.navigation import start_page
 
 TRAIN_PAGE = "pages/2_Train.py"

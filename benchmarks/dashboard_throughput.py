@@ -23,7 +23,7 @@ from cifar_lab import plots  # noqa: E402
 from cifar_lab.cli import ProgressPrinter  # noqa: E402
 from cifar_lab.config import PRESETS, TrainConfig, preset  # noqa: E402
 from cifar_lab.data import CifarData, load_data, synthetic_data  # noqa: E402
-from cifar_lab.jobs import JobManager  # noqa: E402
+from cifar_lab.dashboard.jobs import JobManager  # noqa: E402
 from cifar_lab.runs import RunStore  # noqa: E402
 from cifar_lab.session import TrainSession  # noqa: E402
 

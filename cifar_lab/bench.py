@@ -25,7 +25,7 @@ from .events import EpochEnd, Event, Finished
 from .models import build_model
 from .optim import build_optimizer
 from .preprocess import normalize
-from .seeds import (format_paired_differences, format_seed_summary, paired_differences, parse_seeds, row_label,
+from .bench_stats import (format_paired_differences, format_seed_summary, paired_differences, parse_seeds, row_label,
                     seed_summary)
 from .train import train
 

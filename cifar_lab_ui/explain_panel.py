@@ -1,4 +1,4 @@
-"""The "Why this prediction?" panel and the model summary, drawn from cifar_lab.explain_view's pure results.
+"""The "Why this prediction?" panel and the model summary, drawn from cifar_lab.dashboard.explain_view's pure results.
 
 Results are cached per (model file version, 32x32 picture), so widget changes redraw without recomputing.
 """
@@ -16,9 +16,9 @@ import streamlit as st
 import torch
 from torch import nn
 
-from cifar_lab import plots
+from cifar_lab.dashboard import plots
 from cifar_lab.checkpoint import Checkpoint
-from cifar_lab.explain_view import (HEATMAP_SIDE, Explanation, arch_summary, class_heatmap, explain,
+from cifar_lab.dashboard.explain_view import (HEATMAP_SIDE, Explanation, arch_summary, class_heatmap, explain,
                                    summary_totals)
 from cifar_lab.summary import ModelSummary, model_summary
 

@@ -6,7 +6,7 @@ import streamlit as st
 from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
-from cifar_lab import plots
+from cifar_lab.dashboard import plots
 from cifar_lab.data import CifarData
 from cifar_lab.inference import open_image
 

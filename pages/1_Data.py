@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from cifar_lab import plots, ui_state
+from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.augment import augment, shrink
 from cifar_lab.config import LOWRES_MIN_SIDE, TrainConfig
 from cifar_lab.data import DataError

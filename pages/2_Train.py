@@ -5,12 +5,12 @@ from types import SimpleNamespace
 
 import streamlit as st
 
-from cifar_lab import plots, ui_state
+from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, FIELD_HELP, PRESETS, TrainConfig, preset
 from cifar_lab.data import DataError
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
-from cifar_lab.job_view import JobSnapshot
-from cifar_lab.jobs import JobBusyError, TrainingJob
+from cifar_lab.dashboard.job_view import JobSnapshot
+from cifar_lab.dashboard.jobs import JobBusyError, TrainingJob
 from cifar_lab.runs import RunStoreError
 from cifar_lab_ui.navigation import start_page
 

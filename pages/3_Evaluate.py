@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cifar_lab import plots, ui_state
+from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.data import DataError
 from cifar_lab.evaluate import Evaluation, evaluate_checkpoint

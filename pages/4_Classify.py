@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_lab import plots, ui_state
+from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.inference import ImageError, model_view, predict
 from cifar_lab_ui.explain_panel import explain_panel

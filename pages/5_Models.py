@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_lab import ui_state
+from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import CheckpointError, load_checkpoint
 from cifar_lab_ui.navigation import start_page
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_lab import plots, run_views, ui_state
-from cifar_lab.jobs import JobBusyError
+from cifar_lab.dashboard import plots, run_views, ui_state
+from cifar_lab.dashboard.jobs import JobBusyError
 from cifar_lab.resume import resume_problem
 from cifar_lab.runs import STATUSES, RunRecord, RunStore, RunStoreError
 from cifar_lab_ui.navigation import start_page

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from cifar_lab import ui_state
+from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import Checkpoint, CheckpointError
 from cifar_lab.config import ARCHS
 from cifar_lab.data import DataError

@@ -6,7 +6,7 @@ from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
-from cifar_lab import ui_state
+from cifar_lab.dashboard import ui_state
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from cifar_lab.cli import EXIT_USER_ERROR, UserError
 from cifar_lab.cli import main as cli_main
 from cifar_lab.cli import parse_variant
 from cifar_lab.data import synthetic_data
-from cifar_lab.seeds import (format_paired_differences, format_seed_summary, paired_differences, parse_seeds,
+from cifar_lab.bench_stats import (format_paired_differences, format_seed_summary, paired_differences, parse_seeds,
                              seed_summary)
 
 

@@ -11,19 +11,25 @@ import cifar_lab
 
 PACKAGE_DIR = Path(cifar_lab.__file__).parent
 CORE = ["config", "events", "preprocess", "devices", "data", "augment", "models", "optim", "evaluate", "train",
-        "session", "checkpoint", "inference", "cli", "runs", "resume", "processes", "jobs", "job_view", "plots",
-        "ui_state", "explain", "summary"]
+        "session", "checkpoint", "inference", "cli", "runs", "resume", "processes", "explain", "summary",
+        "dashboard.jobs", "dashboard.job_view", "dashboard.plots", "dashboard.ui_state", "dashboard.run_views",
+        "dashboard.explain_view"]
+
+
+def _modules() -> list[str]:
+    """Every module of the package, subpackages included, as dotted names below cifar_lab."""
+    found = pkgutil.walk_packages(cifar_lab.__path__, prefix="cifar_lab.")
+    return [m.name.removeprefix("cifar_lab.") for m in found if not m.name.endswith("__main__")]
 
 
 def test_core_modules_exist():
-    present = {m.name for m in pkgutil.iter_modules([str(PACKAGE_DIR)])}
+    present = set(_modules())
     missing = set(CORE) - present
     assert not missing, f"core modules missing: {sorted(missing)}"
 
 
 def test_importing_every_module_never_imports_streamlit():
-    modules = ["cifar_lab"] + [f"cifar_lab.{m.name}" for m in pkgutil.iter_modules([str(PACKAGE_DIR)])
-                               if m.name != "__main__"]
+    modules = ["cifar_lab"] + [f"cifar_lab.{name}" for name in _modules()]
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
@@ -49,7 +55,7 @@ def _torch_load_calls(tree: ast.AST):
 
 def test_every_torch_load_uses_weights_only_true():
     offenders = []
-    for path in sorted(PACKAGE_DIR.glob("*.py")):
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for call in _torch_load_calls(tree):
             ok = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
@@ -60,5 +66,5 @@ def test_every_torch_load_uses_weights_only_true():
 
 
 def test_every_module_opens_with_a_docstring():
-    missing = [p.name for p in sorted(PACKAGE_DIR.glob("*.py")) if not ast.get_docstring(ast.parse(p.read_text()))]
+    missing = [p.name for p in sorted(PACKAGE_DIR.rglob("*.py")) if not ast.get_docstring(ast.parse(p.read_text()))]
     assert not missing, f"modules without a docstring: {missing}"

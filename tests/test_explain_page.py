@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_lab import ui_state
+from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import ARCHS, TrainConfig
-from cifar_lab.explain_view import HEATMAP_SIDE, arch_summary, class_heatmap, explain, to_input
+from cifar_lab.dashboard.explain_view import HEATMAP_SIDE, arch_summary, class_heatmap, explain, to_input
 from cifar_lab.models import build_model, count_params
 from test_pages import lab_env, open_page, png, trained_checkpoint, with_model  # noqa: F401  (shared fixtures)
 
@@ -161,7 +161,7 @@ def test_models_folder_follows_the_environment(monkeypatch, tmp_path):
     assert ui_state.models_dir() == tmp_path and tmp_path in ui_state.model_dirs()
 
 
-# --- the pure panel content (cifar_lab.explain_view) ------------------------------------------------------------
+# --- the pure panel content (cifar_lab.dashboard.explain_view) ------------------------------------------------------------
 
 def test_explanation_has_the_shapes_the_model_implies(trained_checkpoint):  # noqa: F811
     ckpt = load_checkpoint(trained_checkpoint)

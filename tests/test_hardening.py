@@ -28,12 +28,13 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import button_starting, fill_train_form, open_page
 from cifar_lab import checkpoint as ckpt_module
-from cifar_lab import inference, ui_state
+from cifar_lab import inference
+from cifar_lab.dashboard import ui_state
 from cifar_lab import train as train_module
 from cifar_lab.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from cifar_lab.config import ARCHS, PRESETS, TrainConfig
 from cifar_lab.data import synthetic_data
-from cifar_lab.jobs import JobManager
+from cifar_lab.dashboard.jobs import JobManager
 from cifar_lab.models import build_model
 from cifar_lab.preprocess import CLASSES
 

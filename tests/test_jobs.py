@@ -13,8 +13,8 @@ from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import Finished, Step, Stopped
-from cifar_lab.job_view import JobSnapshot, LossSeries
-from cifar_lab.jobs import JobBusyError, JobManager
+from cifar_lab.dashboard.job_view import JobSnapshot, LossSeries
+from cifar_lab.dashboard.jobs import JobBusyError, JobManager
 
 TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32",
                    threads=1, schedule="constant", lr=0.05)
@@ -126,7 +126,7 @@ def test_loss_series_stays_bounded_and_keeps_the_mean():
 
 
 def test_core_modules_do_not_import_streamlit():
-    code = ("import sys, cifar_lab.jobs, cifar_lab.plots, cifar_lab.ui_state; "
+    code = ("import sys, cifar_lab.dashboard.jobs, cifar_lab.dashboard.plots, cifar_lab.dashboard.ui_state; "
             "assert 'streamlit' not in sys.modules, 'streamlit imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -169,7 +169,8 @@ def test_resuming_needs_an_idle_manager(tmp_path, data):
 
 
 def test_a_running_job_is_redrawn_less_often_where_training_shares_the_cpu_with_the_browser(monkeypatch):
-    from cifar_lab import devices, ui_state
+    from cifar_lab import devices
+    from cifar_lab.dashboard import ui_state
 
     assert ui_state.live_refresh_s(TrainConfig(device="cpu")) == ui_state.CPU_LIVE_REFRESH_S
     assert ui_state.CPU_LIVE_REFRESH_S > ui_state.LIVE_REFRESH_S

@@ -18,7 +18,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import fill_train_form
-from cifar_lab import devices, ui_state
+from cifar_lab import devices
+from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import load_checkpoint, save_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
@@ -354,7 +355,7 @@ def test_models_page_makes_another_model_current(with_model, lab_env):
     assert at.session_state["model_path"] == str(lab_env / "tiny.pth")
 
 
-# --- the pages' pure helpers (cifar_lab.ui_state) ------------------------------------------------------------
+# --- the pages' pure helpers (cifar_lab.dashboard.ui_state) ------------------------------------------------------------
 
 def test_data_choice_prefers_the_environment_then_a_usable_data_folder(tmp_path):
     assert ui_state.data_choice({"CIFAR_LAB_DATA": "/some/where"}).options[0] == "/some/where"

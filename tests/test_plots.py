@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_lab import plots
+from cifar_lab.dashboard import plots
 from cifar_lab.events import EpochEnd
-from cifar_lab.job_view import LossPoint
+from cifar_lab.dashboard.job_view import LossPoint
 
 CLASSES = ("a", "b", "c")
 

@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import button_starting, open_page
-from cifar_lab import plots, run_views, ui_state
+from cifar_lab.dashboard import plots, run_views, ui_state
 from cifar_lab.checkpoint import save_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data

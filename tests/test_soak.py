@@ -14,7 +14,7 @@ import pytest
 
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
-from cifar_lab.jobs import JobManager
+from cifar_lab.dashboard.jobs import JobManager
 
 pytestmark = pytest.mark.slow
 

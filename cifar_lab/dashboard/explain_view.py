@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
-from .explain import BORDER, feature_grid, feature_maps, filter_grid, first_layer_filters, grad_cam, overlay
-from .models import build_model
-from .preprocess import normalize as normalize_pixels
-from .summary import ModelSummary, eval_mode, model_summary
+from ..config import TrainConfig
+from ..explain import BORDER, feature_grid, feature_maps, filter_grid, first_layer_filters, grad_cam, overlay
+from ..models import build_model
+from ..preprocess import normalize as normalize_pixels
+from ..summary import ModelSummary, eval_mode, model_summary
 
 MIN_FILTER_TILE = 48  # screen pixels per filter tile at least: fastnet's 2x2 whitening filters stay visible
 FILTER_COLS = 8  # filters per grid row

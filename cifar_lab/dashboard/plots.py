@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .events import EpochEnd
-from .preprocess import normalize as normalize_pixels
+from ..events import EpochEnd
+from ..preprocess import normalize as normalize_pixels
 
 if TYPE_CHECKING:
     from .job_view import LossPoint

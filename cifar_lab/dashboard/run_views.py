@@ -8,8 +8,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .config import field_names
-from .runs import RunRecord, RunStore
+from ..config import field_names
+from ..runs import RunRecord, RunStore
 
 MISSING = "—"  # a config field one run has and another has not (written by another version of the lab)
 

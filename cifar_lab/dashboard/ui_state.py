@@ -8,14 +8,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, MutableMapping
 
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from .config import ARCHS, DEVICES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
-from .data import DEFAULT_SOURCE, SYNTHETIC, CifarData, load_data
-from .datasources import detect_kind, missing_message
-from .devices import trains_on_cpu
+from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from ..config import ARCHS, DEVICES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from ..data import DEFAULT_SOURCE, SYNTHETIC, CifarData, load_data
+from ..datasources import detect_kind, missing_message
+from ..devices import trains_on_cpu
 from .job_view import JobSnapshot
 from .jobs import JobManager
-from .models import build_model, count_macs, count_params
+from ..models import build_model, count_macs, count_params
 
 MODELS_DIR = "models"  # shipped or hand-copied checkpoints, listed next to the runs folder
 ENV_MODELS = "CIFAR_LAB_MODELS"  # overrides MODELS_DIR

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import TrainConfig
-from .events import EpochEnd, Failed, Finished, Step, Stopped
+from ..config import TrainConfig
+from ..events import EpochEnd, Failed, Finished, Step, Stopped
 
 DONE = frozenset({"completed", "stopped", "failed"})
 MAX_LOSS_POINTS = 2000  # loss curve points kept per job; older ones are merged in pairs beyond this

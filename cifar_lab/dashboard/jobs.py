@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import TrainConfig
-from .data import CifarData, load_data, resolve_source
-from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+from ..config import TrainConfig
+from ..data import CifarData, load_data, resolve_source
+from ..events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .job_view import DONE, JobSnapshot, LossSeries
-from .resume import load_resume, resume_problem
-from .runs import RESUMABLE, RunRecord, RunStore, RunStoreError, default_db_path, safe_child
-from .session import TrainSession, write_failure_message
-from .train import TrainResult
+from ..resume import load_resume, resume_problem
+from ..runs import RESUMABLE, RunRecord, RunStore, RunStoreError, default_db_path, safe_child
+from ..session import TrainSession, write_failure_message
+from ..train import TrainResult
 
 LoadFn = Callable[[str | None], CifarData]
 
