@@ -7,6 +7,7 @@ from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, describe_classroom_two_minutes, preset
 from cifar_lab.data import DataError
+from cifar_lab.run_files import SaveError
 from cifar_lab.devices import slow_cpu_note
 from cifar_lab.dashboard.jobs import JobBusyError
 from cifar_lab_ui.navigation import start_page
@@ -51,7 +52,7 @@ def model_summary(lab: ui_state.Lab) -> None:
 def quick_start(lab: ui_state.Lab, **changes: object) -> None:
     try:
         lab.jobs.start(preset("classroom", **changes), data=lab.load_data(), source=lab.source)
-    except (JobBusyError, DataError) as err:
+    except (JobBusyError, DataError, SaveError, ValueError) as err:  # each names its fix
         st.error(str(err))
         return
     st.switch_page(TRAIN_PAGE)

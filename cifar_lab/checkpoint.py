@@ -56,10 +56,15 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module | dict[str, torch.
         payload["resume"] = resume
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Serialised in memory first: torch.save writing to a full disk raises a RuntimeError that hides the cause,
+    # while a plain write raises the OSError (ENOSPC, EROFS, ...) that says it.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    # The pid in the name lets the next run tell a dead save's leftover from a live one (run_files).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be copied and shared

@@ -7,19 +7,17 @@ import json
 import shlex
 import sys
 import threading
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .config import ARCHS, FIELD_HELP, PRESETS, TrainConfig, cli_flag, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .runs import STATUSES as RUN_STATUSES
-from .resume import load_resume
-from .runs import RunStore, default_db_path, safe_child
+from .run_files import SaveError
+from .runs import RunStore, default_db_path
 
 if TYPE_CHECKING:
     from .bench import Variant
-    from .session import TrainSession
+    from .runner import TrainingRun
 
 EXIT_USER_ERROR = 2
 DEFAULT_PRESET = "classroom"
@@ -146,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (UserError, ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+    except (UserError, ValueError, SaveError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -157,57 +155,45 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .data import load_data, resolve_source
     from .devices import slow_cpu_note
-    from .session import TrainSession
+    from .runner import TrainingRun, check_run, new_run
 
-    if args.resume:
+    if args.resume is not None:
         return _resume(args, _open_store(args.runs_db, args.out))
     config = config_from_args(args)  # a typo in a flag is reported before anything is written
-    checkpoint = safe_child(args.out, f"{args.name or _fresh_name(args.preset, args.out)}.pth")
+    check_run(config, args.out)  # an unusable --out or device is refused before the data is loaded
     data = load_data(args.data, download=args.download)
     store = _open_store(args.runs_db, args.out)
-    name = checkpoint.stem
-    run_id = store.create_run(config, name, resolve_source(args.data), checkpoint)
-    print(f"run {run_id} (resume it, if it ends early, with: python -m cifar_lab train --resume {run_id})",
+    plan = new_run(config, folder=args.out, store=store, name=args.name, data_source=resolve_source(args.data))
+    print(f"run {plan.run_id} (resume it, if it ends early, with: python -m cifar_lab train --resume {plan.run_id})",
           file=sys.stderr)
     if config.precision == "auto" and (note := slow_cpu_note(config.device)):
         print(f"note: {note}", file=sys.stderr)
-    return _run_session(TrainSession(config, data, checkpoint, store=store, run_id=run_id), args)
-
-
-def _fresh_name(preset_name: str, out: str) -> str:
-    """preset-date-time, with a counter if that checkpoint exists already (two runs in one second)."""
-    base = f"{preset_name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    name, n = base, 1
-    while (Path(out) / f"{name}.pth").exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
+    return _run_session(TrainingRun(plan, data, store=store), args)
 
 
 def _resume(args: argparse.Namespace, store: RunStore) -> int:
     """Continue a recorded run from its last epoch checkpoint, with the config it was started with."""
     from .data import load_data
-    from .session import TrainSession
+    from .runner import TrainingRun, resume_run
 
+    if not args.resume.strip():
+        raise UserError("--resume needs a run id; list them with `python -m cifar_lab runs`")
     changed = [cli_flag(f.name) for f in dataclasses.fields(TrainConfig)
                if getattr(args, f.name, None) is not None]
     if changed:
         raise UserError(f"--resume continues with the run's own config; drop {', '.join(changed)}")
-    record = store.get_run(args.resume)
-    resume = load_resume(record)
-    data = load_data(args.data or record.data_source)
-    print(f"resuming run {record.id} after epoch {resume['epoch']} of {record.train_config.epochs}",
-          file=sys.stderr)
-    session = TrainSession(record.train_config, data, record.checkpoint, store=store, run_id=record.id)
-    return _run_session(session, args, resume)
+    plan = resume_run(store, args.resume)
+    data = load_data(args.data or plan.data_source)
+    print(f"resuming run {plan.run_id} after epoch {plan.saved_epoch} of {plan.config.epochs}", file=sys.stderr)
+    return _run_session(TrainingRun(plan, data, store=store), args)
 
 
-def _run_session(session: TrainSession, args: argparse.Namespace, resume: dict[str, Any] | None = None) -> int:
+def _run_session(run: TrainingRun, args: argparse.Namespace) -> int:
     progress = ProgressPrinter(sys.stderr)
-    result = session.run(on_event=progress, stop=threading.Event(), resume=resume)
+    result = run.run(on_event=progress, stop=threading.Event())
     if result.status == "failed":
         raise UserError(result.message)
-    summary = session.summary(result)
+    summary = run.summary(result)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -23,6 +23,19 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])  # fields 3 and 22 of proc(5), counted after "pid (comm)"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine."""
+    if os.name == "nt":  # os.kill(pid, 0) would kill on Windows
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the pid exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
+
+
 def process_alive(pid: int | None, proc_start: int | None, host: str | None, updated: str,
                    stale_after_s: float) -> bool:
     """Whether a 'running' run's process may still be training it."""

@@ -46,6 +46,15 @@ class RunStoreError(ValueError):
     """The run store cannot do what was asked; the message says why and what to do."""
 
 
+class RunIdTaken(RunStoreError):
+    """A run id chosen by the caller is already recorded; draw another."""
+
+
+def new_run_id() -> str:
+    """e.g. "250612-3fa9": the day, then 16 random bits (unique within a store, checked on insert)."""
+    return f"{time.strftime('%y%m%d')}-{secrets.token_hex(2)}"
+
+
 @dataclass(frozen=True)
 class RunRecord:
     id: str
@@ -132,22 +141,25 @@ class RunStore:
 
     # --- writing ---
     def create_run(self, config: TrainConfig, name: str = "", data_source: str | None = None,
-                   checkpoint_path: str | os.PathLike | None = None) -> str:
-        """Record a new run as 'running' by this process; returns its id, e.g. "250612-3fa9"."""
+                   checkpoint_path: str | os.PathLike | None = None, *, run_id: str | None = None) -> str:
+        """Record a new run as 'running' by this process; returns its id, e.g. "250612-3fa9". A given `run_id`
+        that is taken raises RunIdTaken; without one, ids are drawn until a free one is found."""
         now = _now()
         values = [clean_name(name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"),
                   json.dumps(config.to_dict()), str(checkpoint_path) if checkpoint_path else None, data_source,
                   now, now, *this_process()]
-        for _ in range(20):
-            run_id = f"{time.strftime('%y%m%d')}-{secrets.token_hex(2)}"
+        for _ in range(1 if run_id else 20):
+            candidate = run_id or new_run_id()
             try:
                 with self._write() as conn:
                     conn.execute("INSERT INTO runs (id, name, config, status, checkpoint, data_source, started, "
                                  "updated, pid, proc_start, host) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                                 [run_id, *values])
-                return run_id
+                                 [candidate, *values])
+                return candidate
             except sqlite3.IntegrityError:
                 continue  # the id is taken; draw another
+        if run_id:
+            raise RunIdTaken(f"run id {run_id} is taken")
         raise RunStoreError("no free run id after 20 tries; is the run store shared by far too many runs?")
 
     def listener(self, run_id: str) -> "RunRecorder":

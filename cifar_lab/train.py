@@ -35,7 +35,7 @@ NORM_AVERAGE_FRACTION = 0.04
 @dataclass
 class TrainResult:
     status: str  # "completed", "stopped" or "failed"
-    model: nn.Module  # on the CPU, in eval mode
+    model: nn.Module | None  # on the CPU, in eval mode; None when a failed save ended the run
     config: TrainConfig
     epochs_done: int
     test_accuracy: float | None  # 0..1 on the whole test set; None unless completed

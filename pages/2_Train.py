@@ -11,6 +11,7 @@ from cifar_lab.data import DataError
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.dashboard.job_view import JobSnapshot
 from cifar_lab.dashboard.jobs import JobBusyError, TrainingJob
+from cifar_lab.run_files import SaveError
 from cifar_lab.runs import RunStoreError
 from cifar_lab_ui.navigation import start_page
 
@@ -83,7 +84,7 @@ def start(config: TrainConfig) -> None:
         lab.jobs.start(config, data=lab.load_data(), source=lab.source)
     except JobBusyError as err:
         st.session_state["busy"] = str(err)
-    except DataError as err:
+    except (DataError, SaveError, RunStoreError, ValueError) as err:  # each names its fix
         st.session_state["start_error"] = str(err)
 
 
@@ -101,7 +102,7 @@ def resume_section() -> None:
         if st.button("Resume from its last finished epoch"):
             try:
                 lab.jobs.resume(run.id)
-            except (JobBusyError, RunStoreError) as err:
+            except (JobBusyError, RunStoreError, SaveError, ValueError) as err:
                 st.session_state["start_error"] = str(err)
             st.rerun()
 
@@ -128,7 +129,7 @@ def outcome(snap: JobSnapshot) -> None:
         st.success(f"Finished: test accuracy {snap.test_accuracy:.1%} on the whole test set. "
                    f"Saved to {snap.checkpoint}.")
     elif snap.status == "stopped":
-        kept = f"kept the checkpoint of epoch {len(snap.epochs)}" if snap.checkpoint else "no epoch had finished"
+        kept = f"kept the checkpoint of epoch {snap.saved_epoch}" if snap.checkpoint else "no epoch had finished"
         st.warning(f"Stopped: {kept}.")
     elif snap.status == "failed":
         st.error(f"Training failed: {snap.message}")

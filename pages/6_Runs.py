@@ -110,7 +110,7 @@ def manage(store: RunStore, runs: dict[str, RunRecord]) -> None:
     if act.button("Resume from its last finished epoch", disabled=bool(why_not), help=why_not or None):
         try:
             lab.jobs.resume(run.id)
-        except (JobBusyError, RunStoreError) as err:
+        except (JobBusyError, ValueError) as err:  # RunStoreError, a damaged checkpoint, a device not here
             st.session_state["runs_result"] = ("error", str(err))
         else:
             st.switch_page(TRAIN_PAGE)

@@ -27,3 +27,17 @@ def images_u8() -> torch.Tensor:
     """(4, 3, 32, 32) uint8 random pixels, seeded."""
     g = torch.Generator().manual_seed(1)
     return torch.randint(0, 256, (4, 3, 32, 32), generator=g, dtype=torch.uint8)
+
+
+def start_run(config, data, folder, store=None, name=None):
+    """A fresh run through the run's life as the CLI and the dashboard start one: a claimed file, a record."""
+    from cifar_lab.runner import TrainingRun, new_run
+
+    return TrainingRun(new_run(config, folder=folder, store=store, name=name), data, store=store)
+
+
+def continue_run(store, run_id, data):
+    """The run `run_id` resumed from its last saved epoch, as `train --resume` does it."""
+    from cifar_lab.runner import TrainingRun, resume_run
+
+    return TrainingRun(resume_run(store, run_id), data, store=store)

@@ -71,7 +71,8 @@ def test_train_json_contract(trained):
     assert all(0.0 <= v <= 1.0 for v in summary["per_class_accuracy"].values())
     assert summary["train_seconds"] > 0 and summary["epochs"] == 1
     checkpoint = Path(summary["checkpoint"])
-    assert checkpoint.is_file() and checkpoint.parent == out and checkpoint.name == "tiny.pth"
+    assert checkpoint.is_file() and checkpoint.parent == out and checkpoint.name == f"tiny-{summary['run_id']}.pth"
+    assert summary["name"] == "tiny"
     assert summary["config"]["arch"] == "cnn" and summary["config"]["width"] == 8
     assert "epoch" in stderr  # the progress bar goes to stderr, leaving stdout to the JSON
 

@@ -48,7 +48,7 @@ def test_job_records_events_in_order_and_saves_the_model(tmp_path, data):
     assert [e.epoch for e in snap.epochs] == [1, 2]
     assert all(e.state_dict == {} and e.resume_state == {} for e in snap.epochs)  # weights live in the file
     assert isinstance(snap.final, Finished) and snap.test_accuracy == snap.final.test_accuracy
-    assert snap.checkpoint == tmp_path / "tiny.pth"
+    assert snap.checkpoint == tmp_path / f"tiny-{snap.run_id}.pth"  # the id makes the file the run's own
     ckpt = load_checkpoint(snap.checkpoint)
     assert ckpt.epoch == 2 and ckpt.config == TINY
     assert ckpt.metrics["test_accuracy"] == pytest.approx(snap.final.test_accuracy)
@@ -111,7 +111,10 @@ def test_names_never_overwrite_an_earlier_checkpoint(tmp_path, data):
     first.join(60)
     second = manager.start(TINY.replace(epochs=1), data=data, name="same")
     second.join(60)
-    assert first.checkpoint_path.name == "same.pth" and second.checkpoint_path.name == "same-2.pth"
+    assert first.checkpoint_path != second.checkpoint_path  # the display name is a label; the run id names the file
+    for job in (first, second):
+        assert job.checkpoint_path.name == f"same-{job.plan.run_id}.pth"
+        assert load_checkpoint(job.checkpoint_path).config == job.config
 
 
 def test_loss_series_stays_bounded_and_keeps_the_mean():
@@ -138,7 +141,7 @@ def test_a_dashboard_run_is_recorded_in_the_run_store(tmp_path, data):
     snap = job.snapshot()
     record = manager.store.get_run(snap.run_id)
     assert record.status == "completed" and record.epochs_done == 2 and record.name == "recorded"
-    assert record.data_source == "synthetic" and record.checkpoint == str(tmp_path / "recorded.pth")
+    assert record.data_source == "synthetic" and record.checkpoint == str(tmp_path / f"recorded-{snap.run_id}.pth")
     assert [e.epoch for e in manager.store.epochs(snap.run_id)] == [1, 2]
 
 
@@ -152,10 +155,12 @@ def test_a_stopped_run_resumes_from_its_last_finished_epoch(tmp_path):
     assert [r.id for r in manager.resumable()] == [run_id]
 
     second = manager.resume(run_id)
-    wait_for(lambda: len(second.snapshot().epochs) >= 1)
+    wait_for(lambda: len(second.snapshot().epochs) >= done + 1)  # its earlier epochs are there from the start
     manager.stop()
     snap = second.snapshot()
-    assert snap.run_id == run_id and snap.epochs[0].epoch == done + 1  # continues, not from scratch
+    assert snap.run_id == run_id and snap.epochs[done].epoch == done + 1  # continues, not from scratch
+    assert [e.epoch for e in snap.epochs] == list(range(1, len(snap.epochs) + 1))  # earlier epochs still charted
+    assert snap.saved_epoch == snap.epochs[-1].epoch == load_checkpoint(second.checkpoint_path).epoch
     assert second.checkpoint_path == first.checkpoint_path
     assert manager.store.get_run(run_id).status == "stopped"
 

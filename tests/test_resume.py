@@ -17,10 +17,10 @@ from cifar_lab import cli, models
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
+from conftest import continue_run, start_run
 from cifar_lab.events import EpochEnd
 from cifar_lab.resume import load_resume
 from cifar_lab.runs import RunStore, RunStoreError
-from cifar_lab.session import TrainSession
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,17 +51,16 @@ def stop_after_epoch(stop: threading.Event, epoch: int):
 @pytest.mark.parametrize("arch", ["cnn", "fastnet"])
 def test_stopped_then_resumed_equals_uninterrupted(tmp_path, data, arch):
     config = CONFIG.replace(arch=arch)
-    whole = TrainSession(config, data, tmp_path / "whole.pth").run()
+    whole = start_run(config, data, tmp_path).run()
     store = RunStore(tmp_path / "runs.db")
     stop = threading.Event()
-    first = TrainSession(config, data, tmp_path / "split.pth", store=store)
+    first = start_run(config, data, tmp_path, store)
     assert first.run(stop=stop, on_event=stop_after_epoch(stop, 1)).status == "stopped"
     record = store.get_run(first.run_id)
     assert (record.status, record.epochs_done) == ("stopped", 1)
     assert max(s.step for s in store.steps(record.id)) == 8  # 256 / 32 steps of epoch 1 only
 
-    second = TrainSession(config, data, record.checkpoint, store=store, run_id=record.id)
-    resumed = second.run(resume=load_resume(record))
+    resumed = continue_run(store, record.id, data).run()
     assert resumed.status == "completed" and resumed.epochs_done == 3
     assert [e.epoch for e in resumed.history] == [2, 3]
     assert_same_weights(whole.model.state_dict(), resumed.model.state_dict())
@@ -84,12 +83,11 @@ def test_a_fastnet_run_stopped_before_the_third_conv_resumes_in_its_own_layout(t
     stop = threading.Event()
     with monkeypatch.context() as old_code:
         old_code.setitem(models.MODELS, "fastnet", two_conv_fastnet)
-        whole = TrainSession(config, data, tmp_path / "whole.pth").run()
-        first = TrainSession(config, data, tmp_path / "split.pth", store=store)
+        whole = start_run(config, data, tmp_path).run()
+        first = start_run(config, data, tmp_path, store)
         assert first.run(stop=stop, on_event=stop_after_epoch(stop, 1)).status == "stopped"
     record = store.get_run(first.run_id)
-    resumed = TrainSession(config, data, record.checkpoint, store=store, run_id=record.id).run(
-        resume=load_resume(record))
+    resumed = continue_run(store, record.id, data).run()
     assert resumed.status == "completed" and resumed.model.groups[2].conv3 is None
     assert_same_weights(whole.model.state_dict(), resumed.model.state_dict())
 
@@ -97,7 +95,7 @@ def test_a_fastnet_run_stopped_before_the_third_conv_resumes_in_its_own_layout(t
 def test_a_run_cannot_be_resumed_twice_or_once_completed(tmp_path, data):
     store = RunStore(tmp_path / "runs.db")
     stop = threading.Event()
-    session = TrainSession(CONFIG, data, tmp_path / "a.pth", store=store)
+    session = start_run(CONFIG, data, tmp_path, store)
     session.run(stop=stop, on_event=stop_after_epoch(stop, 1))
     record = store.get_run(session.run_id)
     resume = load_resume(record)
@@ -113,7 +111,7 @@ def test_a_run_stopped_before_its_first_epoch_has_nothing_to_resume(tmp_path, da
     store = RunStore(tmp_path / "runs.db")
     stop = threading.Event()
     stop.set()
-    session = TrainSession(CONFIG, data, tmp_path / "never.pth", store=store)
+    session = start_run(CONFIG, data, tmp_path, store)
     assert session.run(stop=stop).status == "stopped"
     with pytest.raises(RunStoreError, match="start it again"):
         load_resume(store.get_run(session.run_id))

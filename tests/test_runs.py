@@ -16,8 +16,8 @@ import pytest
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd, Failed, Finished, Step, Stopped
+from conftest import start_run
 from cifar_lab.runs import RunStore, RunStoreError, _enable_wal, default_db_path, safe_child
-from cifar_lab.session import TrainSession
 
 TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32",
                    device="cpu", threads=1, schedule="constant", lr=0.05)
@@ -85,7 +85,7 @@ def test_an_unusable_location_gives_a_clear_error(tmp_path):
 
 
 def test_listener_records_a_completed_training_run(store, tmp_path, data):
-    session = TrainSession(TINY, data, tmp_path / "tiny.pth", store=store, name="tiny")
+    session = start_run(TINY, data, tmp_path, store, name="tiny")
     result = session.run()
     record = store.get_run(session.run_id)
     assert (record.status, record.message, record.epochs_done) == ("completed", "", 2)
@@ -121,7 +121,7 @@ def test_an_exception_in_training_marks_the_run_failed_and_ctrl_c_interrupted(st
         if isinstance(event, EpochEnd):
             raise OSError(28, "No space left on device")
 
-    session = TrainSession(TINY, data, tmp_path / "a.pth", store=store)
+    session = start_run(TINY, data, tmp_path, store)
     with pytest.raises(OSError):
         session.run(on_event=explode)
     record = store.get_run(session.run_id)
@@ -131,7 +131,7 @@ def test_an_exception_in_training_marks_the_run_failed_and_ctrl_c_interrupted(st
         if isinstance(event, EpochEnd):
             raise KeyboardInterrupt
 
-    session = TrainSession(TINY, data, tmp_path / "b.pth", store=store)
+    session = start_run(TINY, data, tmp_path, store)
     with pytest.raises(KeyboardInterrupt):
         session.run(on_event=ctrl_c)
     record = store.get_run(session.run_id)
@@ -139,13 +139,12 @@ def test_an_exception_in_training_marks_the_run_failed_and_ctrl_c_interrupted(st
 
 
 def test_a_database_error_in_the_listener_never_stops_training(store, tmp_path, data):
-    run_id = store.create_run(TINY, "doomed")
-    session = TrainSession(TINY, data, tmp_path / "a.pth", store=store, run_id=run_id)
+    session = start_run(TINY, data, tmp_path, store, name="doomed")
     store.path.unlink()  # the database vanishes under the running session,
     store.path.mkdir()  # and its path cannot even be opened as a file any more
     with pytest.warns(RuntimeWarning, match="not recorded"):
         result = session.run()
-    assert result.status == "completed" and (tmp_path / "a.pth").is_file()
+    assert result.status == "completed" and session.checkpoint_path.is_file()
 
 
 def test_four_threads_writing_at_once_lose_no_rows(store):

@@ -70,6 +70,7 @@ class JobSnapshot:
     started_at: float  # time.time() when start() was called
     finished_at: float | None
     run_id: str | None = None  # the run's id in the run store, once recorded there
+    saved_epoch: int = 0  # the epoch whose checkpoint the file holds (a resumed run's earlier epochs included)
 
     @property
     def done(self) -> bool:

@@ -2,56 +2,46 @@
 from __future__ import annotations
 
 import dataclasses
-import re
+import logging
 import threading
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..config import TrainConfig
-from ..data import CifarData, load_data, resolve_source
-from ..events import EpochEnd, Event, Failed, Finished, Step, Stopped
-from .job_view import DONE, JobSnapshot, LossSeries
-from ..resume import load_resume, resume_problem
-from ..runs import RESUMABLE, RunRecord, RunStore, RunStoreError, default_db_path, safe_child
-from ..session import TrainSession, write_failure_message
+from ..data import CifarData, DataError, load_data, resolve_source
+from ..events import EpochEnd, Event, Step
+from ..run_files import SaveError
+from ..runner import RunPlan, TrainingRun, abandon, default_name, new_run, resume_run
+from ..runs import RESUMABLE, EpochRecord, RunRecord, RunStore, RunStoreError, default_db_path
 from ..train import TrainResult
+from .job_view import DONE, JobSnapshot, LossSeries
 
+log = logging.getLogger(__name__)
 LoadFn = Callable[[str | None], CifarData]
-
-
-@dataclass(frozen=True)
-class JobPlan:
-    """What a job trains and where it records it."""
-
-    config: TrainConfig
-    name: str
-    checkpoint: Path  # rewritten after every finished epoch, and with the final model
-    source: str | None = None  # what load_data takes: recorded so that a resume reloads the same data
-    resume_run: str | None = None  # a stopped/interrupted/failed run to continue from its last epoch
 
 
 class TrainingJob:
     """One training run on a worker thread; the worker never touches the UI, it only records events."""
 
-    def __init__(self, plan: JobPlan, *, data: CifarData | None = None, store: RunStore | None = None,
+    def __init__(self, plan: RunPlan, *, data: CifarData | None = None, store: RunStore | None = None,
                  load_fn: LoadFn = load_data) -> None:
         self.plan, self.config, self.name = plan, plan.config, plan.name
         self.checkpoint_path = plan.checkpoint
         self._data, self._store, self._load_fn = data, store, load_fn
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"train-{plan.name}", daemon=True)
-        self._status, self._message, self._run_id = "queued", "waiting to start", plan.resume_run
+        self._thread = threading.Thread(target=self._run, name=f"train-{plan.run_id or plan.name}", daemon=True)
+        self._status, self._message, self._run_id = "queued", "waiting to start", plan.run_id
         self._losses = LossSeries()
         self._epochs: list[EpochEnd] = []
         self._last_step: Step | None = None
-        self._final: Finished | Stopped | Failed | None = None
-        self._saved: Path | None = None
+        self._final: Event | None = None
+        self._saved_epoch = plan.saved_epoch  # what the checkpoint file holds: a resumed run's last epoch at first
         self._started_at, self._finished_at = time.time(), None
         self.result: TrainResult | None = None
+        if plan.resume is not None and store is not None:
+            self._load_history(store)
 
     # --- control, from any thread ---
     def start(self) -> "TrainingJob":
@@ -80,57 +70,44 @@ class TrainingJob:
 
     def snapshot(self) -> JobSnapshot:
         with self._lock:
-            source = self._data.source if self._data is not None else (self.plan.source or "default")
+            source = self._data.source if self._data is not None else (self.plan.data_source or "default")
+            saved = self.checkpoint_path if self._saved_epoch else None
             return JobSnapshot(self.name, self._status, self.config, source, self._losses.snapshot(),
-                               tuple(self._epochs), self._last_step, self._final, self._message, self._saved,
-                               self._started_at, self._finished_at, self._run_id)
+                               tuple(self._epochs), self._last_step, self._final, self._message, saved,
+                               self._started_at, self._finished_at, self._run_id, self._saved_epoch)
 
     # --- the worker ---
     def _run(self) -> None:
-        training = False
         try:
             self._set(status="running", message="loading data")
             if self._data is None:
-                data = self._load_fn(self.plan.source)
+                data = self._load_fn(self.plan.data_source)
                 with self._lock:
                     self._data = data
-            resume = self._open_record()
             self._set(message="training")
-            session = TrainSession(self.config, self._data, self.checkpoint_path, store=self._store,
-                                   run_id=self._run_id)
-            training = True  # the run is this job's now; the loop reads no files, so an OSError is a failed save
-            self.result = session.run(stop=self._stop, on_event=self._record, resume=resume)
-            if self.result.status == "completed":
-                self._mark_saved()
+            run = TrainingRun(self.plan, self._data, store=self._store, listeners=(self._record,))
+            self.result = run.run(stop=self._stop)
             self._set(status=self.result.status, message=self.result.message or self.result.status)
+        except (DataError, ValueError, SaveError) as err:  # the page shows these as they are: they name the fix
+            self._fail(str(err))
         except Exception as err:  # the worker must always end in a final status the page can show
-            if training and isinstance(err, OSError):
-                self._fail_on_write(err)
-            else:
-                self._set(status="failed", message=str(err) if isinstance(err, ValueError) else
-                          f"{type(err).__name__}: {err}")
+            log.exception("run %s failed", self._run_id)
+            self._fail(f"{type(err).__name__}: {err}")
         finally:
             with self._lock:
                 self._finished_at = time.time()
                 if self._status not in DONE:
                     self._status = "failed"
 
-    def _open_record(self) -> dict | None:
-        """Create this run in the store (so the page can show its id at once), or load the state to resume."""
-        if self._store is None:
-            return None
-        if self.plan.resume_run is not None:
-            return load_resume(self._store.get_run(self.plan.resume_run))
-        source = resolve_source(self.plan.source) if self.plan.source else None
-        run_id = self._store.create_run(self.config, self.name, source, self.checkpoint_path)
-        with self._lock:
-            self._run_id = run_id
-        return None
+    def _fail(self, message: str) -> None:
+        self._set(status="failed", message=message)
+        if self.result is None and self._saved_epoch == 0:  # it never trained: no record of a half-run to keep
+            abandon(self.plan, self._store, message)
 
     def _record(self, event: Event) -> None:
-        """The train loop's listener: keeps a compact copy of each event (an epoch's weights stay in its file)."""
+        """The train loop's listener: keeps a compact copy of each event (an epoch's weights stay in its file).
+        It runs after the run's own checkpoint listener, so an EpochEnd here is an epoch saved to the file."""
         if isinstance(event, EpochEnd):
-            self._mark_saved()  # the session's own listener has just written this epoch's checkpoint
             event = dataclasses.replace(event, state_dict={}, resume_state={})
         with self._lock:
             if isinstance(event, Step):
@@ -139,23 +116,24 @@ class TrainingJob:
                 self._last_step = event
             elif isinstance(event, EpochEnd):
                 self._epochs.append(event)
+                self._saved_epoch = event.epoch
             else:
                 self._final = event
 
-    def _fail_on_write(self, err: OSError) -> None:
-        """A full disk or a read-only folder: fail with the fix, in the job and in the run store (whose row the
-        session marked failed with the bare exception). The atomic save left the last checkpoint as it was."""
-        message = write_failure_message(err, self.checkpoint_path, int(self.checkpoint_path.is_file()))
-        self._set(status="failed", message=message)
-        if self._store is not None and self._run_id is not None:
-            try:
-                self._store.finish(self._run_id, "failed", message=message)
-            except RunStoreError:
-                pass  # the database may sit on the same full disk; the page still shows the message
-
-    def _mark_saved(self) -> None:
-        with self._lock:
-            self._saved = self.checkpoint_path if self.checkpoint_path.is_file() else None
+    def _load_history(self, store: RunStore) -> None:
+        """A resumed run's charts start with the epochs and steps it trained before, up to its saved epoch."""
+        assert self.plan.run_id is not None and self.plan.resume is not None
+        last_step = int(self.plan.resume["step"])
+        try:
+            epochs = [e for e in store.epochs(self.plan.run_id) if e.epoch <= self._saved_epoch]
+            steps = [s for s in store.steps(self.plan.run_id) if s.step <= last_step]
+        except RunStoreError as err:
+            log.warning("run %s: earlier metrics not shown: %s", self.plan.run_id, err)
+            return
+        self._epochs = [_epoch_event(e, self.config.epochs) for e in epochs]
+        per_epoch = last_step / max(1, self._saved_epoch)
+        for s in steps:
+            self._losses.add(s.step, s.step / per_epoch, s.loss)
 
     def _set(self, *, status: str | None = None, message: str | None = None) -> None:
         with self._lock:
@@ -163,6 +141,11 @@ class TrainingJob:
                 self._status = status
             if message is not None:
                 self._message = message
+
+
+def _epoch_event(record: EpochRecord, epochs: int) -> EpochEnd:
+    return EpochEnd(record.epoch, epochs, record.train_loss, record.train_acc, record.test_loss, record.test_acc,
+                    record.seconds, 0.0)
 
 
 class JobBusyError(RuntimeError):
@@ -196,13 +179,14 @@ class JobManager:
 
     def start(self, config: TrainConfig, *, data: CifarData | None = None, source: str | None = None,
               name: str | None = None) -> TrainingJob:
-        """Start a job on its own thread; raises JobBusyError (holding the running job) if one is running."""
+        """Start a job on its own thread; raises JobBusyError (holding the running job) if one is running, and
+        SaveError or ValueError before training when the run could not be saved or trained here."""
         with self._lock:
             self._check_idle()
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
-            unique = self._unique_name(name or default_name(config))
-            plan = JobPlan(config, unique, self.runs_dir / f"{unique}.pth", source)
+            plan = new_run(config, folder=self.runs_dir, store=self.store, name=name or default_name(config),
+                           data_source=resolve_source(source) if source else None)
             self._job = TrainingJob(plan, data=data, store=self.store)
+            log.info("job %s started", plan.run_id or plan.name)
             return self._job.start()
 
     def resumable(self, limit: int = 20) -> list[RunRecord]:
@@ -215,16 +199,9 @@ class JobManager:
             raise RunStoreError("no run store is open, so there is nothing to resume; see the warning at start-up")
         with self._lock:
             self._check_idle()
-            record = self.store.get_run(run_id)
-            problem = resume_problem(record)  # said at once, rather than by a job that fails a moment later
-            if problem:
-                raise RunStoreError(problem)
-            try:
-                config = record.train_config
-            except ValueError as err:  # e.g. recorded by a newer version of the lab, with an architecture unknown here
-                raise RunStoreError(f"run {run_id} cannot be resumed by this version of the lab: {err}") from err
-            plan = JobPlan(config, record.name, Path(record.checkpoint), record.data_source, run_id)
+            plan = resume_run(self.store, run_id)  # a problem is said at once, not by a job failing a moment later
             self._job = TrainingJob(plan, store=self.store)
+            log.info("job %s resumed after epoch %d", run_id, plan.saved_epoch)
             return self._job.start()
 
     def stop(self, timeout: float = 5.0) -> bool:
@@ -233,19 +210,12 @@ class JobManager:
         if job is None:
             return True
         job.stop()
+        log.info("job %s asked to stop", job.plan.run_id or job.name)
         return job.join(timeout)
 
     def _check_idle(self) -> None:
         if self._job is not None and not self._job.done:
             raise JobBusyError(self._job)
-
-    def _unique_name(self, name: str) -> str:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "run"
-        candidate, n = name, 2
-        while (self.runs_dir / f"{candidate}.pth").exists():
-            candidate, n = f"{name}-{n}", n + 1
-        safe_child(self.runs_dir, f"{candidate}.pth")  # refuses names that could lead out of the folder
-        return candidate
 
 
 def open_store(runs_dir: Path) -> RunStore | None:
@@ -255,10 +225,5 @@ def open_store(runs_dir: Path) -> RunStore | None:
         store.mark_interrupted()
         return store
     except RunStoreError as err:
-        warnings.warn(f"{err}; dashboard runs will not be recorded", RuntimeWarning, stacklevel=2)
+        log.warning("%s; dashboard runs will not be recorded", err)
         return None
-
-
-def default_name(config: TrainConfig) -> str:
-    """e.g. "fastnet-20250101-120000": architecture and local start time."""
-    return f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
