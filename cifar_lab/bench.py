@@ -140,7 +140,7 @@ def _with_tutorial_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The benchmark rows as a Markdown table (what the README shows)."""
+    """The benchmark rows as a Markdown table (what docs/benchmarks.md shows)."""
     seeded = len({r.get("seed") for r in rows}) > 1  # a seed column only when the seeds differ
     head = "| preset | epochs | seconds | test accuracy | images/s | time vs tutorial | accuracy vs tutorial |"
     lines = [head.replace("| epochs", "| seed | epochs") if seeded else head,

@@ -159,7 +159,7 @@ def slow_cpu_note(device_name: str = "auto") -> str:
     if not _cpu_without_bf16(device_name):
         return ""
     flags = " ".join(f"{cli_flag(name)} {value}" for name, value in CLASSROOM_TWO_MINUTES_FP32.items())
-    # Measured with `bench` and `train` on 2-core AVX2 (AMD EPYC Zen 3) and AVX512-BF16 (Zen 4) VMs (README).
+    # Measured with `bench` and `train` on 2-core AVX2 (Zen 3) and AVX512-BF16 (Zen 4) VMs (docs/benchmarks.md).
     return ("This computer's CPU has no native bf16 (AVX512-BF16 or AMX), so training here runs in fp32, about 3x "
             "slower: on a 2-core CPU of this kind the classroom preset took 3.8-5.4 minutes instead of 1.6-1.9. "
             f"Classroom with {describe_classroom_two_minutes()} ({flags}) took under two minutes there and reached "

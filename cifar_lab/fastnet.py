@@ -94,7 +94,7 @@ class FastNet(nn.Module):
     """Frozen patch-whitening layer, three conv groups of widths (w, 4w, 4w), global max-pool, scaled linear head.
 
     The last group has a third conv with a skip (see ConvGroup): at 3x3 pixels it costs about 5 % more time per
-    training step, and over 10 epochs it scored as well as two convs over 11 (README, Benchmarks).
+    training step, and over 10 epochs it scored as well as two convs over 11 (docs/benchmarks.md).
 
     Input: (B, 3, 32, 32) float, normalised per channel; other sides >= 16 work too (the head pools globally).
     Call `init_from_data` with a few thousand training images before training; until then the first layer is
@@ -110,7 +110,7 @@ class FastNet(nn.Module):
         # Only the middle group computes just what its pool reads (15x15 -> 14x14 at 32x32 input): 2-4 % less
         # time per training step at width 48 on a 2-core CPU, about 1 % at width 32. On the 31x31 and 7x7 sides of
         # the other groups the padding copy and the backend's odd-shaped kernels cost what the skipped rows save
-        # (README, Benchmarks).
+        # (docs/benchmarks.md).
         self.groups = nn.Sequential(
             ConvGroup(whiten_width, widths[0]), ConvGroup(widths[0], widths[1], pooled_only=True),
             ConvGroup(widths[1], widths[2], skip_conv=True),
