@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import shlex
 import sys
 import threading
@@ -13,6 +14,7 @@ from .config import ARCHS, FIELD_HELP, PRESETS, TrainConfig, cli_flag, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .runs import STATUSES as RUN_STATUSES
 from .run_files import SaveError
+from .logs import configure as configure_logging
 from .runs import RunStore, default_db_path
 
 if TYPE_CHECKING:
@@ -141,6 +143,7 @@ def parse_variant(text: str) -> Variant:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging(logging.WARNING)  # the progress bar and the summary speak for a run; the log only for trouble
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import warnings
+import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from cifar_lab.datasources import (
     read_torchvision, synthetic_arrays, torchvision_fingerprint,
 )
 
+log = logging.getLogger(__name__)
 __all__ = ["CifarData", "DataError", "default_cache_dir", "load_data", "resolve_source", "synthetic_data"]
 
 DEFAULT_SOURCE = "./data"
@@ -168,8 +169,8 @@ def _write_cache(stem: Path, arrays: Arrays) -> None:
             if old.with_suffix("") != stem:
                 old.unlink(missing_ok=True)
     except OSError as e:
-        warnings.warn(f"could not write the data cache {stem}.npy ({e}); the next load decodes again. "
-                      "Set CIFAR_LAB_CACHE to a writable folder.", stacklevel=3)
+        log.warning("could not write the data cache %s.npy (%s); the next load decodes again. Set CIFAR_LAB_CACHE "
+                    "to a writable folder.", stem, e)
 
 
 def _atomic_write(file: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from cifar_lab.logs import configure as configure_logging
+
 PAGES = (("dashboard.py", "Home"), ("pages/1_Data.py", "Data"), ("pages/2_Train.py", "Train"),
          ("pages/3_Evaluate.py", "Evaluate"), ("pages/4_Classify.py", "Classify"), ("pages/5_Models.py", "Models"),
          ("pages/6_Runs.py", "Runs"), ("pages/7_Explain.py", "Explain"))
@@ -22,6 +24,7 @@ def start_page(title: str, *, controls: bool = False) -> None:
     st.set_page_config(page_title="CIFAR-10 Lab" if title == "Home" else f"{title} · CIFAR-10 Lab", page_icon="🧪",
                        layout="wide")
     st.set_option("client.showSidebarNavigation", False)
+    configure_logging()  # the server's own log: jobs started, stopped and failed, the run store's recovery
     for path, label in PAGES:
         st.sidebar.page_link(path, label=label)
     if controls:

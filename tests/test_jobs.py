@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import logging
 import threading
 import time
 
@@ -202,3 +203,17 @@ def test_time_left_counts_the_shrunk_epochs_as_cheaper():
     shrunk = TrainConfig(epochs=4, lowres_epochs=2, lowres_side=16)
     assert _snapshot_at(shrunk, 20, 40, 10.0).eta_s == pytest.approx(40.0)
     assert _snapshot_at(shrunk, 30, 40, 30.0).eta_s == pytest.approx(20.0)
+
+
+def test_the_server_logs_jobs_starting_stopping_and_failing(tmp_path, data, caplog):
+    manager = JobManager(tmp_path)
+    with caplog.at_level(logging.INFO, logger="cifar_lab"):
+        job = manager.start(TINY.replace(epochs=500), data=data, name="logged")
+        wait_for(lambda: job.snapshot().last_step is not None)
+        manager.stop()
+        failing = manager.start(TINY, source=str(tmp_path / "nowhere"))
+        assert failing.join(60)
+    run_id, lines = job.plan.run_id, caplog.text
+    assert f"job {run_id} started" in lines and f"job {run_id} asked to stop" in lines
+    assert f"run {run_id} stopped after" in lines and f"job {failing.plan.run_id} failed: " in lines
+    assert any(r.levelno == logging.INFO and "recorded" in r.getMessage() for r in caplog.records)

@@ -100,6 +100,7 @@ class TrainingJob:
                     self._status = "failed"
 
     def _fail(self, message: str) -> None:
+        log.warning("job %s failed: %s", self._run_id or self.name, message)
         self._set(status="failed", message=message)
         if self.result is None and self._saved_epoch == 0:  # it never trained: no record of a half-run to keep
             abandon(self.plan, self._store, message)
