@@ -12,6 +12,7 @@ from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.data import DataError
 from cifar_lab.evaluate import Evaluation, evaluate_checkpoint
 from cifar_lab_ui.explain_panel import explain_panel
+from cifar_lab_ui.guards import require_model
 from cifar_lab_ui.navigation import start_page
 
 ANY = "any"
@@ -50,13 +51,11 @@ normalised = st.sidebar.toggle("Row-normalised confusion matrix", help="each row
 
 st.title("Evaluate")
 
-if lab.model_path is None:
-    st.info("No model yet: train one on the Train page, or upload one on the Models page.")
-    st.stop()
+ckpt = require_model(lab)
 try:
     data = lab.load_data()
     # Starts as the model's training scored it, so the figure matches the one training reported.
-    tta = st.sidebar.checkbox("Test-time augmentation", value=lab.model().config.tta,
+    tta = st.sidebar.checkbox("Test-time augmentation", value=ckpt.config.tta,
                               help="also score the mirrored image and average; a model trained with test-time "
                                    "shifts (the best preset) also scores shifted copies of its least confident "
                                    "images. On at first when the model's training scored it so")
@@ -64,8 +63,6 @@ try:
 except (DataError, CheckpointError, ValueError) as err:
     st.error(f"Cannot evaluate {lab.model_path.name} on {lab.source}: {err}")
     st.stop()
-if lab.shipped:
-    st.info(ui_state.shipped_note(lab.model_path, lab.model()))
 
 a, b, c = st.columns(3)
 a.metric("Test accuracy", f"{result.accuracy:.1%}")

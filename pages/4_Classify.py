@@ -4,10 +4,10 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_lab.dashboard import plots, ui_state
-from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.inference import ImageError, model_view, predict
 from cifar_lab_ui.explain_panel import explain_panel
 from cifar_lab_ui.image_input import drawn_image, uploaded_image, webcam_image
+from cifar_lab_ui.guards import require_model
 from cifar_lab_ui.navigation import start_page
 
 SOURCES = ("Upload", "Draw", "Webcam")
@@ -17,16 +17,7 @@ lab = ui_state.open_lab(st.cache_resource, st.session_state)
 
 st.title("Classify")
 
-if lab.model_path is None:
-    st.info("No model yet: train one on the Train page, or upload one on the Models page.")
-    st.stop()
-try:
-    ckpt = lab.model()
-except CheckpointError as err:
-    st.error(f"The current model cannot be used: {err}. Pick another on the Models page.")
-    st.stop()
-if lab.shipped:
-    st.info(ui_state.shipped_note(lab.model_path, ckpt))
+ckpt = require_model(lab)
 st.caption(f"Model {lab.model_path.stem} ({ckpt.config.arch}). Classes: {', '.join(ckpt.classes)}.")
 
 source = st.segmented_control("Picture from", SOURCES, default=SOURCES[0], key="classify_source") or SOURCES[0]

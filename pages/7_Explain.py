@@ -5,30 +5,18 @@ import numpy as np
 import streamlit as st
 
 from cifar_lab.dashboard import ui_state
-from cifar_lab.checkpoint import Checkpoint, CheckpointError
+from cifar_lab.checkpoint import Checkpoint
 from cifar_lab.config import ARCHS
 from cifar_lab.data import DataError
 from cifar_lab.inference import ImageError, model_view
 from cifar_lab.models import DESCRIPTIONS
 from cifar_lab_ui.explain_panel import explain_panel, explained, model_id, summary_of, summary_of_arch, summary_view
 from cifar_lab_ui.image_input import drawn_image, test_set_image, uploaded_image
+from cifar_lab_ui.guards import current_model
 from cifar_lab_ui.navigation import start_page
 
 SOURCES = ("Upload", "Test image", "Draw")
 CURRENT = "current"  # the summary selectbox's entry for the current model; the others are architecture names
-
-
-def current_checkpoint() -> Checkpoint | None:
-    """The current model, or None after saying why there is none."""
-    if lab.model_path is None:
-        st.info("No model yet: train one on the Train page, or upload one on the Models page, to see its "
-                "explanations. The layer table below works for every architecture already.")
-        return None
-    try:
-        return lab.model()
-    except CheckpointError as err:
-        st.error(f"The current model cannot be used: {err}. Pick another on the Models page.")
-        return None
 
 
 def dataset_picture() -> np.ndarray | None:
@@ -74,10 +62,9 @@ st.title("Explain")
 st.write("Where in the picture does the model find its evidence, what does its first layer look for, and what "
          "does each conv block make of the picture?")
 
-ckpt = current_checkpoint()
+ckpt = current_model(lab, no_model_note=" Then its explanations show here; the layer table below works for every "
+                                          "architecture already.")
 if ckpt is not None:
-    if lab.shipped:
-        st.info(ui_state.shipped_note(lab.model_path, ckpt))
     st.caption(f"Model {lab.model_path.stem} ({ckpt.config.arch}).")
     source = st.segmented_control("Picture from", SOURCES, default=SOURCES[0], key="explain_source") or SOURCES[0]
     view = picture(source)
