@@ -1,11 +1,14 @@
 """FastNet: a small conv net built to reach good CIFAR-10 accuracy in the fewest training seconds."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:  # models.py builds FastNet, and the config imports models.py
+    from .config import TrainConfig
 
 # Side of the square patches the frozen first layer whitens (pixels). 2x2 patches of 3 channels give 12
 # directions; each is used with both signs so the GELU after it keeps the information of either sign.
@@ -13,17 +16,12 @@ WHITEN_KERNEL = 2
 WHITEN_EPS = 5e-4  # added to each eigenvalue so near-constant directions are not amplified into noise
 BN_MOMENTUM = 0.4  # PyTorch's convention (weight of the new batch); high, because runs are only a few epochs
 BN_EPS = 1e-12  # the inputs are already well scaled; a larger eps would shrink quiet channels
-BIAS_LR_SCALE = 64.0  # BatchNorm and whitening biases learn this much faster than the weights
-# The whitening bias trains during the first third of the epochs (at least one), then freezes: a trainable bias
+# The whitening bias trains during this fraction of the epochs (at least one), then freezes: a trainable bias
 # makes backpropagation compute the gradient of the first 31x31 conv's input, 11 % of a step's time at width 32.
-# Measured at w32, 3 epochs: bias trained in epoch 1 only 85.8 %, always 85.8 %, never 85.4 %.
+# Measured at w32, 3 epochs: bias trained in epoch 1 only 85.8 %, always 85.8 %, never 85.4 %. The default of
+# TrainConfig.whiten_bias_fraction.
 WHITEN_BIAS_FRACTION = 1 / 3
 HEAD_SCALE = 1 / 9  # logits = HEAD_SCALE * linear(features): keeps early logits small so the loss starts near log(10)
-# opt="muon": conv filters take orthogonalised steps of lr * MUON_LR_SCALE with their own momentum; the head and
-# biases keep plain SGD. Measured at w32, 3 epochs, batch 512, lr 0.75 (mirror-TTA test accuracy): filter lr 0.11
-# 85.5 %, 0.16 85.8 %, 0.24 85.4 %, 0.36 84.2 %; 0.22 * 0.75 = 0.165 sits at the top of that flat optimum.
-MUON_LR_SCALE = 0.22
-MUON_MOMENTUM = 0.6
 NEWTON_SCHULZ_STEPS = 3  # enough: the update only needs singular values near 1, not exactly 1
 
 
@@ -101,8 +99,10 @@ class FastNet(nn.Module):
     an untrained random projection.
     """
 
-    def __init__(self, width: int = 64, num_classes: int = 10, dropout: float = 0.0) -> None:
+    def __init__(self, width: int = 64, num_classes: int = 10, dropout: float = 0.0,
+                 whiten_bias_fraction: float = WHITEN_BIAS_FRACTION) -> None:
         super().__init__()
+        self.whiten_bias_fraction = whiten_bias_fraction
         widths = (width, 4 * width, 4 * width)
         whiten_width = 2 * 3 * WHITEN_KERNEL**2  # 24: 12 patch directions, each with both signs
         self.whiten = nn.Conv2d(3, whiten_width, WHITEN_KERNEL, padding=0, bias=True)
@@ -126,8 +126,9 @@ class FastNet(nn.Module):
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the training loop before each epoch (0-based): freezes the whitening bias after the first
-        third of training (see WHITEN_BIAS_FRACTION). Without the call the bias trains throughout."""
-        self.whiten.bias.requires_grad_(epoch < max(1, round(epochs * WHITEN_BIAS_FRACTION)))
+        `whiten_bias_fraction` of the epochs (see WHITEN_BIAS_FRACTION). Without the call the bias trains
+        throughout."""
+        self.whiten.bias.requires_grad_(epoch < max(1, round(epochs * self.whiten_bias_fraction)))
 
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> None:
@@ -150,29 +151,29 @@ class FastNet(nn.Module):
         weight.copy_(torch.cat((filters, -filters)).reshape(shape).to(weight.dtype))
         self.whiten.bias.copy_(torch.cat((bias, -bias)).to(self.whiten.bias.dtype))
 
-    def param_groups(self, config: Any) -> list[dict[str, Any]]:
-        """Optimizer groups. Units: config.lr is the peak lr of the linear head (and, with SGD, of the conv filters)
-        for the batch-mean loss; config.weight_decay is PyTorch's coupled decay, so each step shrinks those weights
-        by lr * wd. With SGD or Muon, biases learn BIAS_LR_SCALE times faster with the decay divided by the same
-        factor, so every parameter decays by the same fraction per step (Adam rescales updates itself: 1x).
-        With opt="muon" the conv filters form an `orthogonalize` group (see `Muon`). The frozen whitening
-        filters are left out. `lr_scale`: the loop's schedule sets each group's lr to peak * factor * lr_scale.
+    def param_groups(self, config: TrainConfig) -> list[dict[str, Any]]:
+        """Optimizer groups, each with its `lr_scale`: build_optimizer gives it a peak lr of config.lr * lr_scale.
+        Units: config.lr is the peak lr of the linear head (and, with SGD, of the conv filters) for the batch-mean
+        loss; config.weight_decay is PyTorch's coupled decay, so each step shrinks those weights by lr * wd. With SGD
+        or Muon, biases learn config.bias_lr_scale times faster with the decay divided by the same factor, so every
+        parameter decays by the same fraction per step (Adam rescales updates itself: 1x). With opt="muon" the conv
+        filters form an `orthogonalize` group (see `Muon`) of scale config.muon_lr_scale with momentum
+        config.muon_momentum. The frozen whitening filters are left out.
         """
-        opt = getattr(config, "opt", "sgd")
-        scale = BIAS_LR_SCALE if opt in ("sgd", "muon") else 1.0
+        scale = config.bias_lr_scale if config.opt in ("sgd", "muon") else 1.0
         # Chosen by role, not by requires_grad, so freezing the whitening bias later leaves the groups unchanged.
         frozen = {id(self.whiten.weight)} | {id(m.weight) for m in self.modules() if isinstance(m, BatchNormNoScale)}
         trainable = [p for p in self.parameters() if id(p) not in frozen]
         biases = [p for p in trainable if p.ndim == 1]
-        filters = [p for p in trainable if p.ndim == 4] if opt == "muon" else []
+        filters = [p for p in trainable if p.ndim == 4] if config.opt == "muon" else []
         weights = [p for p in trainable if p.ndim > 1 and not any(p is f for f in filters)]
         groups = [
-            dict(params=weights, lr=config.lr, lr_scale=1.0, weight_decay=config.weight_decay),
-            dict(params=biases, lr=config.lr * scale, lr_scale=scale, weight_decay=config.weight_decay / scale),
+            dict(params=weights, lr_scale=1.0, weight_decay=config.weight_decay),
+            dict(params=biases, lr_scale=scale, weight_decay=config.weight_decay / scale),
         ]
         if filters:
-            groups.append(dict(params=filters, lr=config.lr * MUON_LR_SCALE, lr_scale=MUON_LR_SCALE,
-                               momentum=MUON_MOMENTUM, weight_decay=0.0, orthogonalize=True))
+            groups.append(dict(params=filters, lr_scale=config.muon_lr_scale, momentum=config.muon_momentum,
+                               weight_decay=0.0, orthogonalize=True))
         return groups
 
 

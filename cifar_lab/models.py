@@ -1,13 +1,17 @@
 """The model zoo: a registry of CIFAR-10 networks by name, with size and cost counters."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrainConfig
+from .settings import described
+
+if TYPE_CHECKING:  # the config takes its arch choices from MODELS, so it imports this module
+    from .config import TrainConfig
 
 
 class TutorialNet(nn.Module):
@@ -98,25 +102,35 @@ class ResNet9(nn.Module):
         return self.classifier(self.net(x)) * 0.125
 
 
+def _tutorial(config: TrainConfig, num_classes: int) -> nn.Module:
+    """the PyTorch tutorial's 2-conv LeNet, 62 k parameters"""
+    return TutorialNet(num_classes)
+
+
+def _cnn(config: TrainConfig, num_classes: int) -> nn.Module:
+    """VGG-style: blocks of two 3x3 convs with BatchNorm, then max-pool"""
+    return VGGNet(config.width, config.depth, config.batchnorm, config.dropout, num_classes)
+
+
+def _resnet(config: TrainConfig, num_classes: int) -> nn.Module:
+    """ResNet-9 with residual blocks, the classic fast CIFAR-10 net"""
+    return ResNet9(config.width, config.dropout, num_classes)
+
+
 def _fastnet(config: TrainConfig, num_classes: int) -> nn.Module:
+    """whitened first layer, three conv groups; fastest to high accuracy"""
     from .fastnet import FastNet  # imported lazily: the module also holds its data-dependent init
 
-    return FastNet(width=config.width, num_classes=num_classes, dropout=config.dropout)
+    return FastNet(width=config.width, num_classes=num_classes, dropout=config.dropout,
+                   whiten_bias_fraction=config.whiten_bias_fraction)
 
 
+# The registry: name -> builder of a fresh network. The builder's docstring is the description that --help, the
+# Train form and docs/configuration.md show; the names are the config's arch choices.
 MODELS: dict[str, Callable[[TrainConfig, int], nn.Module]] = {
-    "tutorial": lambda c, n: TutorialNet(n),
-    "cnn": lambda c, n: VGGNet(c.width, c.depth, c.batchnorm, c.dropout, n),
-    "resnet": lambda c, n: ResNet9(c.width, c.dropout, n),
-    "fastnet": _fastnet,
+    "tutorial": _tutorial, "cnn": _cnn, "resnet": _resnet, "fastnet": _fastnet,
 }
-
-DESCRIPTIONS: dict[str, str] = {
-    "tutorial": "the PyTorch tutorial's 2-conv LeNet (62 k parameters)",
-    "cnn": "VGG-style: blocks of two 3x3 convs with BatchNorm, then max-pool",
-    "resnet": "ResNet-9 with residual blocks, the classic fast CIFAR-10 net",
-    "fastnet": "whitened first layer, three conv groups; fastest to high accuracy",
-}
+DESCRIPTIONS: dict[str, str] = described(MODELS)
 
 
 def build_model(config: TrainConfig, num_classes: int = 10) -> nn.Module:

@@ -19,7 +19,7 @@ from .devices import autocast, describe, freed_memory_kept, resolve_device, reso
 from .evaluate import Evaluation, evaluate, predict_logits
 from .events import EpochEnd, Failed, Finished, Listener, Step, Stopped
 from .models import build_model, count_macs
-from .optim import build_optimizer, lr_factor, set_lr
+from .optim import apply_schedule, build_optimizer, load_optimizer_state, lr_factor
 from .preprocess import normalize
 
 STEP_EVENTS_PER_EPOCH = 50  # loss is read back (a device sync) only this often
@@ -194,7 +194,7 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event, emit: Listener):
             x = shrink(x, c.lowres_side)
         x = x.contiguous(memory_format=torch.channels_last)
         y = run.train_y[idx]
-        lr = set_lr(run.optimizer, c.lr, lr_factor(c.schedule, run.step, run.total_steps, c.warmup))
+        lr = apply_schedule(run.optimizer, lr_factor(c.schedule, run.step, run.total_steps, c.warmup))
         with autocast(run.device, run.dtype):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=c.label_smoothing)
@@ -283,7 +283,7 @@ def _to_cpu(obj: Any) -> Any:
 def _restore(run: _Run, resume: dict[str, Any]) -> None:
     # The weights are in already (_setup). The optimizer's load_state_dict keeps the given CPU tensors and would
     # update the caller's copy in place.
-    run.optimizer.load_state_dict(copy.deepcopy(resume["optimizer"]))
+    load_optimizer_state(run.optimizer, copy.deepcopy(resume["optimizer"]))
     run.generator.set_state(resume["generator"])
     torch.set_rng_state(resume["torch_rng"])
     if run.device.type == "cuda" and resume.get("cuda_rng") is not None:

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from cifar_lab.config import TrainConfig
-from cifar_lab.fastnet import BIAS_LR_SCALE, ConvGroup, FastNet, Muon, _patches, orthogonalize
+from cifar_lab.fastnet import ConvGroup, FastNet, Muon, _patches, orthogonalize
+from cifar_lab.models import build_model
+from cifar_lab.optim import build_optimizer
 
 
 def correlated_images(n: int = 64, side: int = 32, seed: int = 0) -> torch.Tensor:
@@ -48,12 +50,24 @@ def test_whitening_filters_are_frozen_and_left_out_of_the_optimizer():
 
 def test_param_groups_units():
     model = FastNet(width=8)
-    sgd = model.param_groups(TrainConfig(arch="fastnet", opt="sgd", lr=0.5, weight_decay=1e-3))
+    config = TrainConfig(arch="fastnet", opt="sgd", lr=0.5, weight_decay=1e-3)
+    sgd = build_optimizer(model, config).param_groups  # each group's peak lr: lr * its lr_scale
     assert sgd[0]["lr"] == 0.5 and sgd[0]["weight_decay"] == 1e-3
-    assert sgd[1]["lr"] == 0.5 * BIAS_LR_SCALE and sgd[1]["lr_scale"] == BIAS_LR_SCALE
+    assert sgd[1]["lr"] == 0.5 * config.bias_lr_scale and sgd[1]["lr_scale"] == config.bias_lr_scale == 64.0
     assert sgd[1]["lr"] * sgd[1]["weight_decay"] == pytest.approx(0.5 * 1e-3)  # same decay per step
-    adam = model.param_groups(TrainConfig(arch="fastnet", opt="adam", lr=1e-3, weight_decay=0.0))
+    adam = build_optimizer(model, TrainConfig(arch="fastnet", opt="adam", lr=1e-3, weight_decay=0.0)).param_groups
     assert adam[1]["lr"] == 1e-3
+
+
+def test_the_group_scales_and_muons_momentum_come_from_the_config():
+    model = FastNet(width=8)
+    config = TrainConfig(arch="fastnet", opt="muon", lr=0.5, bias_lr_scale=16.0, muon_lr_scale=0.3,
+                         muon_momentum=0.7)
+    weights, biases, filters = build_optimizer(model, config).param_groups
+    assert (weights["lr"], weights["momentum"]) == (0.5, config.momentum)
+    assert (biases["lr_scale"], biases["lr"]) == (16.0, 0.5 * 16.0)
+    assert (filters["lr_scale"], filters["lr"], filters["momentum"]) == (0.3, 0.5 * 0.3, 0.7)
+    assert filters["orthogonalize"] and not weights["orthogonalize"]
 
 
 @pytest.mark.parametrize("width", [4, 8, 16])
@@ -89,8 +103,8 @@ def _train_steps(model: FastNet, steps: int, bf16: bool = False, lr: float = 0.2
     g = torch.Generator().manual_seed(1)
     x = correlated_images(32, seed=1).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (32,), generator=g)
-    config = TrainConfig(arch="fastnet", opt="sgd", lr=lr, weight_decay=5e-4)
-    opt = torch.optim.SGD(model.param_groups(config), momentum=0.9, nesterov=True)
+    config = TrainConfig(arch="fastnet", opt="sgd", lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    opt = build_optimizer(model, config)
     model.train()
     losses = []
     for _ in range(steps):
@@ -159,7 +173,8 @@ def test_muon_groups_keep_filter_norms_and_train():
     filters = [g for g in groups if g.get("orthogonalize")][0]["params"]
     assert len(filters) == 7 and all(p.ndim == 4 for p in filters)  # two convs per group, a third in the last
     assert len({id(p) for g in groups for p in g["params"]}) == sum(p.requires_grad for p in model.parameters())
-    optimizer = Muon(groups, lr=0.5, momentum=0.85)
+    optimizer = build_optimizer(model, config.replace(momentum=0.85))
+    assert isinstance(optimizer, Muon)
     x = correlated_images(32, seed=1).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(1))
     losses = []
@@ -192,6 +207,16 @@ def test_start_epoch_freezes_the_whitening_bias_after_a_third_of_training():
     bias = model.whiten.bias.detach().clone()
     _train_steps(model, steps=2)
     assert torch.equal(model.whiten.bias, bias)  # frozen: no gradient, no update
+
+
+def test_the_whitening_bias_trains_for_the_configured_part_of_the_epochs():
+    for fraction, expected in ((0.5, [True] * 3 + [False] * 3), (1.0, [True] * 6), (0.0, [True] + [False] * 5)):
+        model = build_model(TrainConfig(arch="fastnet", width=8, whiten_bias_fraction=fraction))
+        trains = []
+        for epoch in range(6):
+            model.start_epoch(epoch, 6)
+            trains.append(model.whiten.bias.requires_grad)
+        assert trains == expected, fraction
 
 
 def _two_conv_model(width: int = 8) -> FastNet:

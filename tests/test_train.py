@@ -13,7 +13,7 @@ from cifar_lab.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from cifar_lab.data import CifarData
 from cifar_lab.events import EpochEnd, Failed, Finished, Step, Stopped
 from cifar_lab.models import build_model
-from cifar_lab.optim import build_optimizer, lr_factor, set_lr
+from cifar_lab.optim import apply_schedule, build_optimizer, lr_factor
 from cifar_lab.train import train
 
 
@@ -97,7 +97,7 @@ def test_unknown_schedule_lists_valid_names():
 
 
 @pytest.mark.parametrize("opt", [o for o in OPTIMIZERS if o != "muon"])  # muon: tests/test_fastnet.py
-def test_build_optimizer_and_set_lr(opt):
+def test_build_optimizer_and_apply_schedule(opt):
     config = TrainConfig(arch="cnn", width=4, depth=1, opt=opt, lr=0.05, momentum=0.8, weight_decay=1e-3)
     model = build_model(config)
     optimizer = build_optimizer(model, config)
@@ -111,7 +111,7 @@ def test_build_optimizer_and_set_lr(opt):
         assert group["betas"] == (0.8, 0.999)
     n_params = sum(len(g["params"]) for g in optimizer.param_groups)
     assert n_params == len([p for p in model.parameters() if p.requires_grad])
-    assert set_lr(optimizer, 0.05, 0.5) == pytest.approx(0.025)
+    assert apply_schedule(optimizer, 0.5) == pytest.approx(0.025)
     assert all(g["lr"] == pytest.approx(0.025 * g["lr_scale"]) for g in optimizer.param_groups)
 
 
