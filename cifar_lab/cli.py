@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .config import ARCHS, FIELD_HELP, PRESETS, TrainConfig, cli_flag, preset
+from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .runs import STATUSES as RUN_STATUSES
 from .run_files import SaveError
@@ -35,16 +35,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; unset flags keep the preset's value."""
+    """One flag per TrainConfig field, typed and described by its setting; unset flags keep the preset's value."""
     group = parser.add_argument_group("training configuration (override the preset)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = cli_flag(f.name)
-        help_text = FIELD_HELP.get(f.name, "").replace("%", "%%")  # argparse formats help with %
-        if f.type in ("bool", bool):
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+    for name, setting in SETTINGS.items():
+        help_text = setting.help_line().replace("%", "%%")  # argparse formats help with %
+        if setting.kind is bool:
+            group.add_argument(cli_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)
         else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            group.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(), help=help_text)
+            group.add_argument(cli_flag(name), dest=name, type=setting.kind, default=None, metavar=name.upper(),
+                               choices=list(setting.choices) or None, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,8 +110,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the flags set, on top of args.preset."""
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if getattr(args, f.name, None) is not None}
+    overrides = {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
     base = PRESETS[args.preset] if args.preset in PRESETS else {}
     arch = overrides.get("arch", "fastnet")
     if arch in ARCHS and arch != "fastnet" and base.get("opt") == "muon" and "opt" not in overrides:
