@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import streamlit as st
 
 from cifar_lab.dashboard import plots, ui_state
-from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, FIELD_HELP, PRESETS, TrainConfig, preset
+from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, PRESETS, SETTINGS, TrainConfig, preset
 from cifar_lab.data import DataError
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.dashboard.job_view import JobSnapshot
@@ -15,7 +15,6 @@ from cifar_lab.run_files import SaveError
 from cifar_lab.runs import RunStoreError
 from cifar_lab_ui.navigation import start_page
 
-FIELD_TYPES = ui_state.field_types()
 DEFAULT_PRESET = "classroom"
 
 
@@ -32,39 +31,42 @@ def load_two_minute_classroom() -> None:
 
 
 def restore_form() -> None:
-    """Widget values are dropped when another page is shown; bring back the last ones used here."""
-    saved = st.session_state.get("train_form") or preset(DEFAULT_PRESET).to_dict()
+    """Widget values are dropped when another page is shown; bring back the last ones used here (a field the
+    remembered form lacks, as one added since, takes the default preset's value)."""
+    saved = {**preset(DEFAULT_PRESET).to_dict(), **(st.session_state.get("train_form") or {})}
     st.session_state.setdefault("preset", st.session_state.get("train_preset", DEFAULT_PRESET))
     for name, value in ui_state.form_values(saved).items():
         st.session_state.setdefault(f"cfg_{name}", value)
 
 
 def field_widget(name: str, current: SimpleNamespace) -> None:
-    key, label, kind = f"cfg_{name}", name.replace("_", " "), FIELD_TYPES[name]
-    applies = ui_state.FIELD_APPLIES.get(name, lambda c: True)(current)
-    help_text = FIELD_HELP[name] + ("" if applies else " (not used with the current choices)")
-    if name in ui_state.FIELD_CHOICES:
-        st.selectbox(label, ui_state.FIELD_CHOICES[name], key=key, help=help_text)
-    elif kind == "bool":
+    """The widget its setting calls for. Number inputs only refuse negatives: config_form names any other bad value,
+    where the widget's own bounds would silently clamp it."""
+    setting, key, label = SETTINGS[name], f"cfg_{name}", name.replace("_", " ")
+    help_text, applies = ui_state.field_help(name, current)
+    if setting.choices:
+        st.selectbox(label, list(setting.choices), key=key, help=help_text)
+    elif setting.kind is bool:
         st.checkbox(label, key=key, help=help_text, disabled=not applies)
-    elif kind == "int":
+    elif setting.kind is int:
         st.number_input(label, step=1, min_value=0, key=key, help=help_text, disabled=not applies)
     else:
-        st.number_input(label, step=ui_state.FIELD_STEPS.get(name, 0.01), min_value=0.0, format="%g", key=key,
-                        help=help_text, disabled=not applies)
+        st.number_input(label, step=setting.step or 0.01, min_value=0.0, format="%g", key=key, help=help_text,
+                        disabled=not applies)
 
 
 def config_form() -> TrainConfig | None:
     """The form, one column per section; returns the config, or None after showing why it is invalid."""
     st.selectbox("Preset", list(PRESETS), key="preset", on_change=load_preset,
                  help="a starting point; every field below can still be changed")
-    current = SimpleNamespace(**{name: st.session_state[f"cfg_{name}"] for name in FIELD_TYPES})
-    for column, (section, names) in zip(st.columns(len(ui_state.FORM_SECTIONS)), ui_state.FORM_SECTIONS.items()):
+    current = SimpleNamespace(**{name: st.session_state[f"cfg_{name}"] for name in SETTINGS})
+    sections = ui_state.form_sections()
+    for column, (section, names) in zip(st.columns(len(sections)), sections.items(), strict=True):
         with column:
             st.markdown(f"**{section}**")
             for name in names:
                 field_widget(name, current)
-    values = {name: st.session_state[f"cfg_{name}"] for name in FIELD_TYPES}
+    values = {name: st.session_state[f"cfg_{name}"] for name in SETTINGS}
     st.session_state["train_form"], st.session_state["train_preset"] = values, st.session_state["preset"]
     try:
         config = TrainConfig(**values)

@@ -6,7 +6,7 @@ from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
-from cifar_lab.dashboard import ui_state
+from cifar_lab.config import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def fill_train_form(at: AppTest, values: dict[str, Any]) -> AppTest:
     """Set the Train form's widgets to `values`, after switching to the cnn (which decides the fields that apply)."""
     at.selectbox(key="cfg_arch").set_value("cnn").run()
     for name, value in values.items():
-        if name in ui_state.FIELD_CHOICES:
+        if SETTINGS[name].choices:
             at.selectbox(key=f"cfg_{name}").set_value(value)
         elif isinstance(value, bool):
             at.checkbox(key=f"cfg_{name}").set_value(value)

@@ -1,7 +1,6 @@
 """What the dashboard decides before drawing: data source, runs folder, saved models, form layout."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -9,10 +8,11 @@ from pathlib import Path
 from typing import Any, Callable, MutableMapping
 
 from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from ..config import ARCHS, DEVICES, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from ..config import SETTINGS, TrainConfig
 from ..data import DEFAULT_SOURCE, SYNTHETIC, CifarData, load_data
 from ..datasources import detect_kind, missing_message
 from ..devices import trains_on_cpu
+from ..settings import SECTIONS
 from .job_view import JobSnapshot
 from .jobs import JobManager
 from ..models import build_model, count_macs, count_params
@@ -21,43 +21,23 @@ MODELS_DIR = "models"  # shipped or hand-copied checkpoints, listed next to the 
 ENV_MODELS = "CIFAR_LAB_MODELS"  # overrides MODELS_DIR
 SHIPPED_MODEL = "fastnet-cifar10.pth"  # the pretrained default preferred among the shipped models
 
-# The Train form: sections in reading order, each a list of TrainConfig fields.
-FORM_SECTIONS: dict[str, tuple[str, ...]] = {
-    "Model": ("arch", "width", "depth", "batchnorm", "dropout"),
-    "Augmentation": ("flip", "alternate_flip", "crop_pad", "rotate", "cutout"),
-    "Optimisation": ("opt", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "epochs", "lowres_epochs",
-                     "lowres_side", "schedule", "warmup", "label_smoothing"),
-    "Evaluation and runtime": ("tta", "tta_shifts", "eval_subset", "normalize", "seed", "device", "precision", "threads"),
-}
-# Fields chosen from a registry rather than typed.
-FIELD_CHOICES: dict[str, tuple[str, ...]] = {
-    "arch": ARCHS, "opt": OPTIMIZERS, "schedule": SCHEDULES, "normalize": NORMALIZATIONS, "device": DEVICES,
-    "precision": PRECISIONS,
-}
-# Fields that only matter for some architectures / optimizers: shown, but marked as unused.
-FIELD_APPLIES: dict[str, Callable[[Any], bool]] = {
-    "width": lambda c: c.arch != "tutorial",
-    "depth": lambda c: c.arch == "cnn",
-    "batchnorm": lambda c: c.arch == "cnn",
-    "nesterov": lambda c: c.opt in ("sgd", "muon"),
-    "alternate_flip": lambda c: c.flip,
-    "tta_shifts": lambda c: c.tta,
-    "warmup": lambda c: c.schedule == "onecycle",
-    "lowres_epochs": lambda c: c.arch != "tutorial",
-    "lowres_side": lambda c: c.lowres_epochs > 0,
-}
 
-
-def field_types() -> dict[str, str]:
-    """TrainConfig field -> its annotation as text ("int", "float", "bool", "str")."""
-    return {f.name: str(f.type) if not isinstance(f.type, type) else f.type.__name__
-            for f in dataclasses.fields(TrainConfig)}
+def form_sections() -> dict[str, tuple[str, ...]]:
+    """The Train form's columns: section (in SECTIONS order) -> its TrainConfig fields (in declaration order)."""
+    names = {section: tuple(n for n, s in SETTINGS.items() if s.section == section) for section in SECTIONS}
+    return {section: fields for section, fields in names.items() if fields}
 
 
 def form_values(config: dict[str, Any]) -> dict[str, Any]:
     """Config values for the form's widgets: float fields as float, since a number input refuses an int there."""
-    types = field_types()
-    return {k: float(v) if types.get(k) == "float" else v for k, v in config.items() if k in types}
+    return {k: float(v) if SETTINGS[k].kind is float else v for k, v in config.items() if k in SETTINGS}
+
+
+def field_help(name: str, form: Any) -> tuple[str, bool]:
+    """A field's tooltip and whether it applies to `form` (the form's values by name)."""
+    setting = SETTINGS[name]
+    applies = setting.applies is None or setting.applies(form)
+    return setting.help_line() + ("" if applies else " (not used with the current choices)"), applies
 
 
 def model_cost(arch: str, width: int, depth: int, batchnorm: bool) -> tuple[int, int]:
@@ -204,13 +184,6 @@ def safe_upload_name(filename: str, folder: Path) -> Path:
     while candidate.exists():
         candidate, n = folder / f"{stem}-{n}.pth", n + 1
     return candidate
-
-
-# Number-input steps for float fields (the config validates the value itself).
-FIELD_STEPS: dict[str, float] = {
-    "dropout": 0.05, "rotate": 5.0, "lr": 0.001, "momentum": 0.01, "weight_decay": 1e-4, "warmup": 0.05,
-    "label_smoothing": 0.05,
-}
 
 
 @dataclass(frozen=True)
