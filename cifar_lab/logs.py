@@ -8,13 +8,27 @@ LOGGER = "cifar_lab"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes, not when the handler was made (tests swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
 def configure(level: int = logging.INFO) -> logging.Logger:
     """Send the lab's log records to stderr at `level`; calling it again only changes the level."""
     logger = logging.getLogger(LOGGER)
-    if not any(getattr(h, "cifar_lab", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter(FORMAT, "%H:%M:%S"))
-        handler.cifar_lab = True  # type: ignore[attr-defined]  # marks ours, so a rerun adds no second one
         logger.addHandler(handler)
     logger.setLevel(level)
     return logger
