@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
+from . import paths
 from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .runs import STATUSES as RUN_STATUSES
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m cifar_lab", description="Train, evaluate and use CIFAR-10 classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     runs_help = "the run history (SQLite) recording every run"
+    runs_folder = "$CIFAR_LAB_RUNS, else runs/ in the source checkout, else ~/.local/share/cifar_lab/runs"
+    checkpoint_help = f"a .pth file, or the name of a shipped model (e.g. {paths.SHIPPED_MODEL.removesuffix('.pth')})"
     data_help = "CIFAR-10 source: a torchvision folder, an image folder with train/ and test/, or 'synthetic' " \
                 "(default: $CIFAR_LAB_DATA, else ./data)"
 
@@ -58,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="starting configuration")
     t.add_argument("--data", default=None, help=data_help)
     t.add_argument("--download", action="store_true", help="download torchvision's CIFAR-10 into --data (internet)")
-    t.add_argument("--out", default="runs", help="folder for the checkpoint (default: runs)")
+    t.add_argument("--out", default=str(paths.runs_dir()),
+                   help=f"folder for the checkpoint (default: the runs folder, {runs_folder}; here %(default)s)")
     t.add_argument("--name", default=None, help="checkpoint file name without .pth (default: preset and time)")
     t.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     t.add_argument("--runs-db", default=None,
@@ -68,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(t)
 
     e = sub.add_parser("evaluate", help="score a checkpoint on the test set")
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", type=paths.checkpoint_path, help=checkpoint_help)
     e.add_argument("--data", default=None, help=data_help)
     e.add_argument("--arch", default=None, help="architecture of a bare state_dict (e.g. tutorial)")
     e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
@@ -77,14 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     p = sub.add_parser("predict", help="classify image files with a checkpoint")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", type=paths.checkpoint_path, help=checkpoint_help)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=int, default=3, help="how many classes to show per image (default 3)")
     p.add_argument("--arch", default=None, help="architecture of a bare state_dict (e.g. tutorial)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     r = sub.add_parser("runs", help="list the recorded training runs, newest first")
-    r.add_argument("--runs-db", default=None, help=runs_help + "; default: $CIFAR_LAB_RUNS_DB, else runs/cifar_lab.db")
+    r.add_argument("--runs-db", default=None,
+                   help=f"{runs_help}; default: $CIFAR_LAB_RUNS_DB, else cifar_lab.db in the runs folder "
+                        f"({runs_folder})")
     r.add_argument("--status", default=None, choices=RUN_STATUSES, help="only runs with this status")
     r.add_argument("--json", action="store_true", help="print the runs as a JSON list")
 
