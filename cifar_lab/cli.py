@@ -8,7 +8,8 @@ import logging
 import shlex
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import paths
 from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, preset
@@ -24,15 +25,30 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 2
 DEFAULT_PRESET = "classroom"
+CONSOLE_SCRIPT = "cifar-lab"  # pyproject.toml's [project.scripts] name
+MODULE_PROG = "python -m cifar_lab"
 
 
 class UserError(Exception):
     """A mistake the user can fix; shown as one line, exit status 2."""
 
 
+def prog_name(argv0: str) -> str:
+    """The command as the user typed it, from sys.argv[0]: `cifar-lab` (the console script) or `python -m cifar_lab`."""
+    return CONSOLE_SCRIPT if Path(argv0).name.removesuffix(".exe") == CONSOLE_SCRIPT else MODULE_PROG
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one readable line instead of usage + error
-        raise UserError(f"{message} (see `python -m cifar_lab {self.prog.split()[-1]} --help`)")
+    def error(self, message: str) -> NoReturn:  # one readable line instead of usage + error
+        raise UserError(f"{message} (see `{self.prog} --help`)")  # a subcommand's prog is `<prog> <command>`
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """parse_args, but a subcommand's unknown flag points at that subcommand's help (argparse names the top one)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise UserError(f"unrecognized arguments: {' '.join(unknown)} (see `{parser.prog} {args.command} --help`)")
+    return args
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +64,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                choices=list(setting.choices) or None, help=help_text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m cifar_lab", description="Train, evaluate and use CIFAR-10 classifiers.")
+def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
+    """The CLI; `prog` is how the user started it (prog_name), used in usage lines and error hints."""
+    parser = _Parser(prog=prog, description="Train, evaluate and use CIFAR-10 classifiers.")
+    parser.set_defaults(prog=prog)  # for messages that suggest a follow-up command
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     runs_help = "the run history (SQLite) recording every run"
     runs_folder = "$CIFAR_LAB_RUNS, else runs/ in the source checkout, else ~/.local/share/cifar_lab/runs"
@@ -147,10 +165,11 @@ def parse_variant(text: str) -> Variant:
     return Variant(args.preset, shlex.join(words[1:]), overrides)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run one command; `prog` defaults to how this process was started (prog_name of sys.argv[0])."""
     configure_logging(logging.WARNING)  # the progress bar and the summary speak for a run; the log only for trouble
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(prog or prog_name(sys.argv[0])), argv)
         return COMMANDS[args.command](args)
     except (UserError, ValueError, SaveError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
