@@ -191,7 +191,7 @@ def _train(args: argparse.Namespace) -> int:
     data = load_data(args.data, download=args.download)
     store = _open_store(args.runs_db, args.out)
     plan = new_run(config, folder=args.out, store=store, name=args.name, data_source=resolve_source(args.data))
-    print(f"run {plan.run_id} (resume it, if it ends early, with: python -m cifar_lab train --resume {plan.run_id})",
+    print(f"run {plan.run_id} (resume it, if it ends early, with: {args.prog} train --resume {plan.run_id})",
           file=sys.stderr)
     if config.precision == "auto" and (note := slow_cpu_note(config.device)):
         print(f"note: {note}", file=sys.stderr)
@@ -204,7 +204,7 @@ def _resume(args: argparse.Namespace, store: RunStore) -> int:
     from .runner import TrainingRun, resume_run
 
     if not args.resume.strip():
-        raise UserError("--resume needs a run id; list them with `python -m cifar_lab runs`")
+        raise UserError(f"--resume needs a run id; list them with `{args.prog} runs`")
     changed = [cli_flag(f.name) for f in dataclasses.fields(TrainConfig)
                if getattr(args, f.name, None) is not None]
     if changed:

@@ -83,3 +83,14 @@ def test_python_dash_m_names_itself_in_a_real_process(tmp_path):
                           timeout=120, cwd=tmp_path, env=env)
     assert proc.returncode == cli.EXIT_USER_ERROR
     assert proc.stderr.strip() == "error: unrecognized arguments: --bogus (see `python -m cifar_lab train --help`)"
+
+
+def test_follow_up_commands_are_given_in_the_spelling_typed(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path))
+    monkeypatch.delenv("CIFAR_LAB_RUNS_DB", raising=False)
+    code, stderr = run_main(CONSOLE, "train", "--resume", " ")
+    assert code == cli.EXIT_USER_ERROR and "list them with `cifar-lab runs`" in stderr
+    code, stderr = run_main(CONSOLE, "train", "--data", "synthetic", "--arch", "tutorial", "--epochs", "1",
+                            "--eval-subset", "64", "--precision", "fp32", "--threads", "1", "--out", str(tmp_path))
+    assert code == 0, stderr
+    assert "(resume it, if it ends early, with: cifar-lab train --resume " in stderr
