@@ -8,8 +8,10 @@ import logging
 import shlex
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
+from . import paths
 from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .runs import STATUSES as RUN_STATUSES
@@ -23,15 +25,30 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 2
 DEFAULT_PRESET = "classroom"
+CONSOLE_SCRIPT = "cifar-lab"  # pyproject.toml's [project.scripts] name
+MODULE_PROG = "python -m cifar_lab"
 
 
 class UserError(Exception):
     """A mistake the user can fix; shown as one line, exit status 2."""
 
 
+def prog_name(argv0: str) -> str:
+    """The command as the user typed it, from sys.argv[0]: `cifar-lab` (the console script) or `python -m cifar_lab`."""
+    return CONSOLE_SCRIPT if Path(argv0).name.removesuffix(".exe") == CONSOLE_SCRIPT else MODULE_PROG
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one readable line instead of usage + error
-        raise UserError(f"{message} (see `python -m cifar_lab {self.prog.split()[-1]} --help`)")
+    def error(self, message: str) -> NoReturn:  # one readable line instead of usage + error
+        raise UserError(f"{message} (see `{self.prog} --help`)")  # a subcommand's prog is `<prog> <command>`
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """parse_args, but a subcommand's unknown flag points at that subcommand's help (argparse names the top one)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise UserError(f"unrecognized arguments: {' '.join(unknown)} (see `{parser.prog} {args.command} --help`)")
+    return args
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -47,10 +64,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                choices=list(setting.choices) or None, help=help_text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m cifar_lab", description="Train, evaluate and use CIFAR-10 classifiers.")
+def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
+    """The CLI; `prog` is how the user started it (prog_name), used in usage lines and error hints."""
+    parser = _Parser(prog=prog, description="Train, evaluate and use CIFAR-10 classifiers.")
+    parser.set_defaults(prog=prog)  # for messages that suggest a follow-up command
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     runs_help = "the run history (SQLite) recording every run"
+    runs_folder = "$CIFAR_LAB_RUNS, else runs/ in the source checkout, else ~/.local/share/cifar_lab/runs"
+    checkpoint_help = f"a .pth file, or the name of a shipped model (e.g. {paths.SHIPPED_MODEL.removesuffix('.pth')})"
     data_help = "CIFAR-10 source: a torchvision folder, an image folder with train/ and test/, or 'synthetic' " \
                 "(default: $CIFAR_LAB_DATA, else ./data)"
 
@@ -58,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="starting configuration")
     t.add_argument("--data", default=None, help=data_help)
     t.add_argument("--download", action="store_true", help="download torchvision's CIFAR-10 into --data (internet)")
-    t.add_argument("--out", default="runs", help="folder for the checkpoint (default: runs)")
+    t.add_argument("--out", default=str(paths.runs_dir()),
+                   help=f"folder for the checkpoint (default: the runs folder, {runs_folder}; here %(default)s)")
     t.add_argument("--name", default=None, help="checkpoint file name without .pth (default: preset and time)")
     t.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     t.add_argument("--runs-db", default=None,
@@ -68,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(t)
 
     e = sub.add_parser("evaluate", help="score a checkpoint on the test set")
-    e.add_argument("checkpoint")
+    e.add_argument("checkpoint", type=paths.checkpoint_path, help=checkpoint_help)
     e.add_argument("--data", default=None, help=data_help)
     e.add_argument("--arch", default=None, help="architecture of a bare state_dict (e.g. tutorial)")
     e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
@@ -77,14 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     p = sub.add_parser("predict", help="classify image files with a checkpoint")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", type=paths.checkpoint_path, help=checkpoint_help)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top", type=int, default=3, help="how many classes to show per image (default 3)")
     p.add_argument("--arch", default=None, help="architecture of a bare state_dict (e.g. tutorial)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     r = sub.add_parser("runs", help="list the recorded training runs, newest first")
-    r.add_argument("--runs-db", default=None, help=runs_help + "; default: $CIFAR_LAB_RUNS_DB, else runs/cifar_lab.db")
+    r.add_argument("--runs-db", default=None,
+                   help=f"{runs_help}; default: $CIFAR_LAB_RUNS_DB, else cifar_lab.db in the runs folder "
+                        f"({runs_folder})")
     r.add_argument("--status", default=None, choices=RUN_STATUSES, help="only runs with this status")
     r.add_argument("--json", action="store_true", help="print the runs as a JSON list")
 
@@ -141,10 +165,11 @@ def parse_variant(text: str) -> Variant:
     return Variant(args.preset, shlex.join(words[1:]), overrides)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run one command; `prog` defaults to how this process was started (prog_name of sys.argv[0])."""
     configure_logging(logging.WARNING)  # the progress bar and the summary speak for a run; the log only for trouble
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(prog or prog_name(sys.argv[0])), argv)
         return COMMANDS[args.command](args)
     except (UserError, ValueError, SaveError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -166,7 +191,7 @@ def _train(args: argparse.Namespace) -> int:
     data = load_data(args.data, download=args.download)
     store = _open_store(args.runs_db, args.out)
     plan = new_run(config, folder=args.out, store=store, name=args.name, data_source=resolve_source(args.data))
-    print(f"run {plan.run_id} (resume it, if it ends early, with: python -m cifar_lab train --resume {plan.run_id})",
+    print(f"run {plan.run_id} (resume it, if it ends early, with: {args.prog} train --resume {plan.run_id})",
           file=sys.stderr)
     if config.precision == "auto" and (note := slow_cpu_note(config.device)):
         print(f"note: {note}", file=sys.stderr)
@@ -179,7 +204,7 @@ def _resume(args: argparse.Namespace, store: RunStore) -> int:
     from .runner import TrainingRun, resume_run
 
     if not args.resume.strip():
-        raise UserError("--resume needs a run id; list them with `python -m cifar_lab runs`")
+        raise UserError(f"--resume needs a run id; list them with `{args.prog} runs`")
     changed = [cli_flag(f.name) for f in dataclasses.fields(TrainConfig)
                if getattr(args, f.name, None) is not None]
     if changed:

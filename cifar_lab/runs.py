@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from . import paths
 from .config import TrainConfig
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .processes import process_alive, this_process
@@ -105,8 +106,8 @@ _RUN_COLUMNS = ", ".join(RunRecord.__dataclass_fields__)
 
 
 def default_db_path(runs_dir: str | os.PathLike | None = None) -> Path:
-    """Env CIFAR_LAB_RUNS_DB, else <runs_dir>/cifar_lab.db (runs_dir defaults to ./runs)."""
-    return Path(os.environ.get(ENV_DB) or Path(runs_dir or "runs") / DB_NAME)
+    """Env CIFAR_LAB_RUNS_DB, else <runs_dir>/cifar_lab.db (runs_dir defaults to paths.runs_dir())."""
+    return Path(os.environ.get(ENV_DB) or Path(runs_dir or paths.runs_dir()) / DB_NAME)
 
 
 def safe_child(runs_dir: str | os.PathLike, name: str) -> Path:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (a venv, the requirements, Chromium for the browser test), then runs them.
+# Installs everything the tests need (a venv, requirements-dev.txt, Chromium for the browser test), then runs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -r requirements.txt
+.venv/bin/python -m pip install --quiet -r requirements-dev.txt
 
 # The browser test drives the system's Chromium; install it where we may (root or passwordless sudo).
 if [ ! -x /usr/bin/chromium ]; then

@@ -29,7 +29,7 @@ FAST = ["--data", "synthetic", "--epochs", "1", "--arch", "cnn", "--opt", "sgd",
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """The working folder of every CLI call: default outputs (./runs, the run history) land here."""
+    """The working folder of every CLI call; default outputs (the runs folder, the run history) land here too."""
     return tmp_path_factory.mktemp("cwd")
 
 
@@ -40,6 +40,7 @@ def call(workdir):
         out, err = io.StringIO(), io.StringIO()
         with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             mp.chdir(workdir)
+            mp.setenv("CIFAR_LAB_RUNS", str(workdir / "runs"))
             mp.delenv("CIFAR_LAB_RUNS_DB", raising=False)
             mp.delenv("CIFAR_LAB_DATA", raising=False)
             code = main([str(a) for a in argv])
@@ -218,6 +219,7 @@ def test_a_config_mistake_is_reported_before_anything_is_written(tmp_path):
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         mp.chdir(tmp_path)
+        mp.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
         mp.delenv("CIFAR_LAB_RUNS_DB", raising=False)
         code = main(["train", "--data", "synthetic", "--lr", "-1"])
     assert code == 2 and "lr" in err.getvalue()

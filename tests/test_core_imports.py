@@ -12,6 +12,7 @@ import cifar_lab
 PACKAGE_DIR = Path(cifar_lab.__file__).parent
 CORE = ["config", "events", "preprocess", "devices", "data", "augment", "models", "optim", "evaluate", "train",
         "runner", "run_files", "checkpoint", "inference", "cli", "runs", "resume", "processes", "explain", "summary",
+        "paths",
         "dashboard.jobs", "dashboard.job_view", "dashboard.plots", "dashboard.ui_state", "dashboard.run_views",
         "dashboard.explain_view"]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cifar_lab import paths
 from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import ARCHS, TrainConfig
@@ -23,7 +24,7 @@ def shipped(tmp_path, monkeypatch, trained_checkpoint) -> Path:  # noqa: F811
     """A models folder holding only a 'shipped' checkpoint (plus its card); the runs folder stays empty."""
     folder = tmp_path / "shipped-models"
     folder.mkdir()
-    monkeypatch.setenv(ui_state.ENV_MODELS, str(folder))
+    monkeypatch.setenv(paths.ENV_MODELS, str(folder))
     (folder / "tiny-shipped.md").write_text("# tiny-shipped\n")
     return Path(shutil.copy(trained_checkpoint, folder / "tiny-shipped.pth"))
 
@@ -155,9 +156,9 @@ def test_shipped_models_prefer_the_pretrained_default(tmp_path):
 
 
 def test_models_folder_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.delenv(ui_state.ENV_MODELS, raising=False)
-    assert ui_state.models_dir() == Path("models")
-    monkeypatch.setenv(ui_state.ENV_MODELS, str(tmp_path))
+    monkeypatch.delenv(paths.ENV_MODELS, raising=False)
+    assert ui_state.models_dir() == paths.PRETRAINED_DIR  # the package's own folder, whatever the working directory
+    monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path))
     assert ui_state.models_dir() == tmp_path and tmp_path in ui_state.model_dirs()
 
 

@@ -29,7 +29,7 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import button_starting, fill_train_form, open_page
 from cifar_lab import checkpoint as ckpt_module
-from cifar_lab import inference
+from cifar_lab import inference, paths
 from cifar_lab.dashboard import ui_state
 from cifar_lab import train as train_module
 from cifar_lab.checkpoint import FORMAT, load_checkpoint, save_checkpoint
@@ -51,6 +51,7 @@ def lab_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
     monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
+    monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))  # empty: no shipped model to fall back on
     monkeypatch.chdir(tmp_path)
     st.cache_resource.clear()
     st.cache_data.clear()

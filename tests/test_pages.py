@@ -18,7 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import fill_train_form
-from cifar_lab import devices
+from cifar_lab import devices, paths
 from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import load_checkpoint, save_checkpoint
 from cifar_lab.config import TrainConfig
@@ -48,7 +48,7 @@ def lab_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
     monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
-    monkeypatch.delenv(ui_state.ENV_MODELS, raising=False)  # ./models, which the empty tmp_path lacks
+    monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))  # empty: no shipped model to fall back on
     monkeypatch.chdir(tmp_path)
     st.cache_resource.clear()
     st.cache_data.clear()

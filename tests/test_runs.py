@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from cifar_lab import paths
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd, Failed, Finished, Step, Stopped
@@ -69,7 +70,10 @@ def test_round_trip(store, tmp_path):
 
 def test_default_path_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("CIFAR_LAB_RUNS_DB", raising=False)
-    assert str(default_db_path()) == os.path.join("runs", "cifar_lab.db")
+    monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
+    assert default_db_path() == tmp_path / "runs" / "cifar_lab.db"  # the runs folder the dashboard uses too
+    monkeypatch.delenv("CIFAR_LAB_RUNS")
+    assert default_db_path() == paths.runs_dir() / "cifar_lab.db"
     assert str(default_db_path("out")) == os.path.join("out", "cifar_lab.db")
     monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "x.db"))
     assert RunStore().path == tmp_path / "x.db" and (tmp_path / "x.db").is_file()

@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import button_starting, open_page
+from cifar_lab import paths
 from cifar_lab.dashboard import plots, run_views, ui_state
 from cifar_lab.checkpoint import save_checkpoint
 from cifar_lab.config import TrainConfig
@@ -31,6 +32,7 @@ def lab_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
     monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
+    monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))  # empty: no shipped model to fall back on
     monkeypatch.chdir(tmp_path)
     st.cache_resource.clear()
     yield tmp_path / "runs"

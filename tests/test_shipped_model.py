@@ -1,15 +1,16 @@
-"""The pretrained model shipped in models/ loads safely and classifies a picture."""
+"""The pretrained model shipped in cifar_lab/pretrained/ loads safely and classifies a picture."""
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from cifar_lab import paths
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.inference import predict
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "fastnet-cifar10.pth"
+SHIPPED = paths.shipped_model()
 REAL_SHIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "test" / "ship" / "0002.jpg"
 
 
@@ -43,5 +44,5 @@ def test_the_shipped_model_predicts_a_picture():
 
 @pytest.mark.parametrize("name", ["fastnet-cifar10.md"])
 def test_the_shipped_model_has_a_card_with_the_command(name):
-    card = (ROOT / "models" / name).read_text()
+    card = (paths.PRETRAINED_DIR / name).read_text()
     assert "python -m cifar_lab train --preset best" in card and "test accuracy" in card

@@ -16,10 +16,8 @@ from ..settings import SECTIONS
 from .job_view import JobSnapshot
 from .jobs import JobManager
 from ..models import build_model, count_macs, count_params
+from ..paths import SHIPPED_MODEL, models_dir, runs_dir
 
-MODELS_DIR = "models"  # shipped or hand-copied checkpoints, listed next to the runs folder
-ENV_MODELS = "CIFAR_LAB_MODELS"  # overrides MODELS_DIR
-SHIPPED_MODEL = "fastnet-cifar10.pth"  # the pretrained default preferred among the shipped models
 
 
 def form_sections() -> dict[str, tuple[str, ...]]:
@@ -66,16 +64,6 @@ CPU_LIVE_REFRESH_S = 5.0  # and where training runs on the CPU, which the browse
 def live_refresh_s(config: TrainConfig) -> float:
     """Seconds between redraws of a running job: longer where training runs on the CPU."""
     return CPU_LIVE_REFRESH_S if trains_on_cpu(config.device) else LIVE_REFRESH_S
-
-
-def runs_dir() -> Path:
-    """Env CIFAR_LAB_RUNS, else ./runs: where the dashboard's training jobs save checkpoints."""
-    return Path(os.environ.get("CIFAR_LAB_RUNS") or "runs")
-
-
-def models_dir() -> Path:
-    """Env CIFAR_LAB_MODELS, else ./models: shipped (pretrained) and hand-copied checkpoints."""
-    return Path(os.environ.get(ENV_MODELS) or MODELS_DIR)
 
 
 def model_dirs() -> tuple[Path, ...]:
