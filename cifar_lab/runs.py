@@ -17,6 +17,7 @@ from typing import Any, Iterable, Iterator
 
 from .config import TrainConfig
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+from .labels import clean_label
 from .processes import process_alive, this_process
 
 ENV_DB = "CIFAR_LAB_RUNS_DB"
@@ -25,7 +26,7 @@ STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
 RESUMABLE = frozenset({"stopped", "interrupted", "failed"})
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's lock; each transaction holds it for milliseconds
 STALE_AFTER_S = 900.0  # a run of another host (pid unverifiable) silent this long is taken as interrupted
-MAX_NAME = 100  # characters of a run's display name
+MAX_NAME = 100  # characters of a run's display name (and at most labels.MAX_BYTES bytes)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -362,11 +363,8 @@ class RunRecorder:
 
 
 def clean_name(name: str) -> str:
-    """A display name: stripped, non-empty, printable, at most MAX_NAME characters."""
-    text = str(name).strip()
-    if not text or len(text) > MAX_NAME or any(ord(c) < 32 for c in text):
-        raise ValueError(f"run name {name!r} is not valid: use 1 to {MAX_NAME} printable characters")
-    return text
+    """A display name: visible text of 1 to MAX_NAME characters (see labels.clean_label)."""
+    return clean_label(name, "run name", max_chars=MAX_NAME)
 
 
 def _now() -> str:
