@@ -19,6 +19,7 @@ from .config import TrainConfig
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .labels import clean_label
 from .processes import process_alive, this_process
+from .run_check import Quarantined, decode_run_row, decode_text, quarantine_damaged
 
 ENV_DB = "CIFAR_LAB_RUNS_DB"
 DB_NAME = "cifar_lab.db"
@@ -74,13 +75,22 @@ class RunRecord:
     metrics: dict[str, Any]  # final metrics (evaluation summary, throughput)
     pid: int | None
     host: str | None
+    damaged: str = ""  # what is wrong with the row as stored, e.g. "config is not valid JSON: ..."; "" when sound
+    unreadable: frozenset[str] = frozenset()  # fields of a damaged row holding a stand-in, not the stored value
 
     @property
     def train_config(self) -> TrainConfig:
+        if "config" in self.unreadable:  # never a default config in place of the lost one
+            raise RunStoreError(f"run {self.id} is damaged: {self.damaged}")
         return TrainConfig.from_dict(self.config)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields; a damaged row's have its id, `damaged` and the fields that could be read."""
+        values = asdict(self)
+        unreadable, damaged = values.pop("unreadable"), values.pop("damaged")
+        if not damaged:
+            return values
+        return {"id": self.id, "damaged": damaged, **{k: v for k, v in values.items() if k not in unreadable}}
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,7 @@ class StepRecord:
     images_per_s: float
 
 
-_RUN_COLUMNS = ", ".join(RunRecord.__dataclass_fields__)
+_RUN_COLUMNS = ", ".join(f for f in RunRecord.__dataclass_fields__ if f not in ("damaged", "unreadable"))
 
 
 def default_db_path(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -206,8 +216,7 @@ class RunStore:
     def mark_interrupted(self, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
         """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids. Call at start-up."""
         rows = self._read("SELECT id, pid, proc_start, host, updated FROM runs WHERE status = 'running'")
-        gone = [r for r in rows if not process_alive(r["pid"], r["proc_start"], r["host"], r["updated"],
-                                                     stale_after_s)]
+        gone = [r for r in rows if _process_gone(r, stale_after_s)]
         for r in gone:
             message = (f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; resume "
                        f"it with `python -m cifar_lab train --resume {r['id']}`")
@@ -215,6 +224,11 @@ class RunStore:
                 conn.execute("UPDATE runs SET status = 'interrupted', message = ?, ended = ? WHERE id = ? "
                              "AND status = 'running' AND updated = ?", [message, _now(), r["id"], r["updated"]])
         return [r["id"] for r in gone]
+
+    def quarantine_damaged(self) -> Quarantined:
+        """Move damaged rows out of `runs` (with their epochs and steps) into the quarantine tables; see run_check."""
+        with self._write() as conn:
+            return quarantine_damaged(conn, STATUSES, _now())
 
     def rename(self, run_id: str, name: str) -> None:
         with self._write() as conn:
@@ -263,7 +277,7 @@ class RunStore:
             pattern = "%" + search.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
             params += [pattern, pattern]
         if arch is not None:
-            where.append("json_extract(config, '$.arch') = ?")
+            where.append("CASE WHEN json_valid(config) THEN json_extract(config, '$.arch') END = ?")
             params.append(arch)
         sql = f"SELECT {_RUN_COLUMNS} FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} " \
               f"ORDER BY started DESC, rowid DESC{' LIMIT ?' if limit is not None else ''}"
@@ -272,12 +286,12 @@ class RunStore:
     def epochs(self, run_id: str) -> list[EpochRecord]:
         rows = self._read("SELECT epoch, train_loss, train_acc, test_loss, test_acc, seconds FROM epochs "
                           "WHERE run_id = ? ORDER BY epoch", [run_id])
-        return [EpochRecord(*r) for r in rows]
+        return [EpochRecord(*r) for r in rows if _all_numbers(r)]  # a damaged metric row is left off the curves
 
     def steps(self, run_id: str) -> list[StepRecord]:
         rows = self._read("SELECT step, epoch, loss, lr, images_per_s FROM steps WHERE run_id = ? ORDER BY step",
                           [run_id])
-        return [StepRecord(*r) for r in rows]
+        return [StepRecord(*r) for r in rows if _all_numbers(r)]
 
     def export_csv(self, run_ids: Iterable[str]) -> str:
         """Per-epoch metrics of the runs, one row per (run, epoch), with a header."""
@@ -298,6 +312,7 @@ class RunStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         conn.row_factory = sqlite3.Row
+        conn.text_factory = decode_text  # one badly encoded value marks its row damaged instead of failing the query
         conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe against app crashes, no fsync per commit
         return conn
 
@@ -375,6 +390,17 @@ def _unknown(run_id: str) -> RunStoreError:
     return RunStoreError(f"no run {run_id!r} in the run store; list runs with `python -m cifar_lab runs`")
 
 
+def _process_gone(row: sqlite3.Row, stale_after_s: float) -> bool:
+    try:
+        return not process_alive(row["pid"], row["proc_start"], row["host"], row["updated"], stale_after_s)
+    except (TypeError, ValueError):  # a damaged row (see run_check): left as it is for `runs --check`
+        return False
+
+
+def _all_numbers(row: sqlite3.Row) -> bool:
+    return all(isinstance(v, (int, float)) for v in row)
+
+
 def _enable_wal(conn: sqlite3.Connection) -> None:
     """WAL, so readers never block the writer (kept in the file). Two processes opening a new file at once can
     collide here, and SQLite reports that as "locked" at once instead of waiting, so wait here."""
@@ -397,11 +423,23 @@ def _wrapped(path: Path) -> Iterator[None]:
     except sqlite3.IntegrityError:
         raise
     except sqlite3.Error as err:
-        raise RunStoreError(f"run store {path}: {err}. If the file is damaged, move it away and a new one is "
-                            f"made; point ${ENV_DB} elsewhere to keep it") from err
+        raise RunStoreError(f"run store {path}: {err}. {_fix(path, err)}") from err
+
+
+def _fix(path: Path, err: sqlite3.Error) -> str:
+    """What to do about a database error, by its kind."""
+    text = str(err).lower()
+    if "locked" in text or "busy" in text:
+        return (f"Another process has held it for over {BUSY_TIMEOUT_S:.0f} s: try again in a moment, or end the "
+                "process that holds it")
+    if "not a database" in text or "malformed" in text:
+        return (f"The file is damaged: move it away and a new, empty history is made at the next start (keep it to "
+                f"recover runs with `sqlite3 {path.name} .recover`), or point ${ENV_DB} at another file")
+    if any(word in text for word in ("readonly", "unable to open", "disk i/o", "full", "permission")):
+        return (f"Check that {path.parent} is writable and its disk has free space, or point ${ENV_DB} at a file "
+                "in a writable folder")
+    return f"If the file is damaged, move it away and a new one is made; point ${ENV_DB} elsewhere to keep it"
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
-    values = dict(row)
-    values["config"], values["metrics"] = json.loads(values["config"]), json.loads(values["metrics"] or "{}")
-    return RunRecord(**values)
+    return RunRecord(**decode_run_row(dict(row), STATUSES))
