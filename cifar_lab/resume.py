@@ -19,6 +19,9 @@ def resume_problem(record: RunRecord) -> str:
     if record.damaged:
         return (f"run {record.id} cannot be resumed: its record is damaged ({record.damaged}); "
                 "`python -m cifar_lab runs --check --repair` moves it out of the history")
+    if record.out_of_memory:
+        return (f"run {record.id} {record.message}: resuming it as is would run out again, since a resume keeps "
+                "its settings")
     if record.status not in RESUMABLE:
         return f"run {record.id} is {record.status}; only stopped, interrupted or failed runs can be resumed"
     if not record.checkpoint or not Path(record.checkpoint).is_file():

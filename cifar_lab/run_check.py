@@ -81,7 +81,8 @@ def _field_readers(statuses: Collection[str]) -> dict[str, tuple[Callable[[Any],
             "message": (_text, ""), "checkpoint": (optional_text, None), "data_source": (optional_text, None),
             "device": (_text, ""), "started": (_text, ""), "ended": (optional_text, None), "updated": (_text, ""),
             "epochs_done": (_whole, 0), "test_accuracy": (_fraction, None), "metrics": (_json_object, {}),
-            "pid": (lambda v: _whole(v, optional=True), None), "host": (optional_text, None)}
+            "pid": (lambda v: _whole(v, optional=True), None), "host": (optional_text, None),
+            "out_of_memory": (lambda v: bool(_whole(v)), False)}
 
 
 def decode_run_row(values: dict[str, Any], statuses: Collection[str]) -> dict[str, Any]:

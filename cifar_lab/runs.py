@@ -6,6 +6,7 @@ import io
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import time
 import warnings
@@ -18,6 +19,7 @@ from typing import Any, Iterable, Iterator
 from .config import TrainConfig
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .labels import clean_label
+from .oom import oom_kills, out_of_memory_message, peak_rss
 from .processes import process_alive, this_process
 from .run_check import Quarantined, decode_run_row, decode_text, quarantine_damaged
 
@@ -42,6 +44,11 @@ SCHEMA = (
         run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER, loss REAL, lr REAL, images_per_s REAL,
         PRIMARY KEY (run_id, step))""",
 )
+ADDED_COLUMNS = {  # columns newer than the first stores: added to an existing file when it is opened
+    "oom_kills": "INTEGER",  # the cgroup's OOM-kill count when the run (re)started; NULL where not shown
+    "peak_rss": "INTEGER",  # bytes: the training process's memory high-water mark at its last report
+    "out_of_memory": "INTEGER NOT NULL DEFAULT 0",  # 1: the kernel's OOM killer ended it (see oom.py)
+}
 
 
 class RunStoreError(ValueError):
@@ -75,6 +82,7 @@ class RunRecord:
     metrics: dict[str, Any]  # final metrics (evaluation summary, throughput)
     pid: int | None
     host: str | None
+    out_of_memory: bool = False  # the kernel's OOM killer ended it: resuming it as is would end the same way
     damaged: str = ""  # what is wrong with the row as stored, e.g. "config is not valid JSON: ..."; "" when sound
     unreadable: frozenset[str] = frozenset()  # fields of a damaged row holding a stand-in, not the stored value
 
@@ -146,6 +154,7 @@ class RunStore:
             with self._write() as conn:
                 for statement in SCHEMA:
                     conn.execute(statement)
+                _add_missing_columns(conn)
         except OSError as err:
             raise RunStoreError(f"cannot open the run store at {self.path}: {err}. Point ${ENV_DB} (or "
                                 "--runs-db) at a file in a writable folder") from err
@@ -174,8 +183,11 @@ class RunStore:
         raise RunStoreError("no free run id after 20 tries; is the run store shared by far too many runs?")
 
     def listener(self, run_id: str) -> "RunRecorder":
-        """The training listener that records `run_id`'s steps, epochs and outcome."""
-        return RunRecorder(self, run_id)
+        """The training listener that records `run_id`'s steps, epochs and outcome. Made as the run (re)starts, it
+        notes the cgroup's OOM-kill count, so that a kill for memory is told apart at the next start."""
+        recorder = RunRecorder(self, run_id)
+        recorder.note_start()
+        return recorder
 
     def finish(self, run_id: str, status: str | None = None, *, message: str | None = None,
                metrics: dict[str, Any] | None = None, device: str | None = None,
@@ -215,14 +227,18 @@ class RunStore:
 
     def mark_interrupted(self, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
         """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids. Call at start-up."""
-        rows = self._read("SELECT id, pid, proc_start, host, updated FROM runs WHERE status = 'running'")
+        rows = self._read("SELECT id, pid, proc_start, host, updated, oom_kills, peak_rss FROM runs "
+                          "WHERE status = 'running'")
         gone = [r for r in rows if _process_gone(r, stale_after_s)]
         for r in gone:
-            message = (f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; resume "
-                       f"it with `python -m cifar_lab train --resume {r['id']}`")
+            oom = out_of_memory_message(r["oom_kills"], r["peak_rss"]) if r["host"] == socket.gethostname() else ""
+            message = oom or (f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; "
+                              f"resume it with `python -m cifar_lab train --resume {r['id']}`")
             with self._write() as conn:  # `updated` unchanged: the run has not reported since we looked
-                conn.execute("UPDATE runs SET status = 'interrupted', message = ?, ended = ? WHERE id = ? "
-                             "AND status = 'running' AND updated = ?", [message, _now(), r["id"], r["updated"]])
+                conn.execute("UPDATE runs SET status = ?, message = ?, ended = ?, out_of_memory = ? WHERE id = ? "
+                             "AND status = 'running' AND updated = ?",
+                             ["failed" if oom else "interrupted", message, _now(), int(bool(oom)), r["id"],
+                              r["updated"]])
         return [r["id"] for r in gone]
 
     def quarantine_damaged(self) -> Quarantined:
@@ -345,9 +361,19 @@ class RunRecorder:
         try:
             self._record(event)
         except (sqlite3.Error, RunStoreError) as err:
-            if self.error is None:
-                warnings.warn(f"run {self.run_id}: metrics not recorded: {err}", RuntimeWarning, stacklevel=2)
-            self.error = err
+            self._failed(err)
+
+    def note_start(self) -> None:
+        """The cgroup's OOM-kill count as the run (re)starts; mark_interrupted compares it with the count then."""
+        try:
+            self._update("oom_kills = ?", [oom_kills()])
+        except (sqlite3.Error, RunStoreError) as err:
+            self._failed(err)
+
+    def _failed(self, err: Exception) -> None:
+        if self.error is None:
+            warnings.warn(f"run {self.run_id}: metrics not recorded: {err}", RuntimeWarning, stacklevel=3)
+        self.error = err
 
     def _record(self, event: Event) -> None:
         if isinstance(event, Finished):
@@ -361,11 +387,12 @@ class RunRecorder:
         elif isinstance(event, Failed):
             self._update("status = 'failed', message = ?, ended = ?", [event.message, _now()])
         elif isinstance(event, EpochEnd):
-            self._update("epochs_done = ?", [event.epoch], "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self._update("epochs_done = ?, peak_rss = ?", [event.epoch, peak_rss()],
+                         "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
                          [self.run_id, event.epoch, event.train_loss, event.train_acc, event.test_loss,
                           event.test_acc, event.seconds])
-        elif isinstance(event, Step):
-            self._update("", [], "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
+        elif isinstance(event, Step):  # the memory high-water mark with each heartbeat: the last one before an OOM kill
+            self._update("peak_rss = ?", [peak_rss()], "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
                          [self.run_id, event.step, event.epoch, event.loss, event.lr, event.images_per_s])
 
     def _update(self, assignments: str, params: list[Any], insert: str = "", row: list[Any] | None = None) -> None:
@@ -388,6 +415,14 @@ def _now() -> str:
 
 def _unknown(run_id: str) -> RunStoreError:
     return RunStoreError(f"no run {run_id!r} in the run store; list runs with `python -m cifar_lab runs`")
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """ADDED_COLUMNS a store made by an older version lacks; inside the write lock, so two openers add each once."""
+    have = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+    for column, declaration in ADDED_COLUMNS.items():
+        if column not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
 
 
 def _process_gone(row: sqlite3.Row, stale_after_s: float) -> bool:

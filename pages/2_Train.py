@@ -94,7 +94,7 @@ def resume_section() -> None:
     if lab.jobs.running is not None:
         return
     try:
-        runs = lab.jobs.resumable()  # damaged rows are left out
+        runs = lab.jobs.resumable()  # damaged rows and runs that ran out of memory are left out
     except RunStoreError as err:  # e.g. the database file damaged or locked while the server runs
         st.error(f"Unfinished runs cannot be listed: {err}")
         return
