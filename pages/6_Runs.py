@@ -153,7 +153,8 @@ except RunStoreError as err:  # e.g. a damaged database file; the message says w
     st.error(str(err))
     st.stop()
 if gone:
-    st.info(f"{len(gone)} run(s) whose process ended without finishing are now marked interrupted: resume them below.")
+    st.info(f"{len(gone)} run(s) whose process ended without finishing are now marked interrupted (or failed, when "
+            "the kernel stopped them for memory): resume them below.")
 if not runs:
     show_result()  # e.g. the delete of the last run
     st.info("No runs yet: train one on the Train page, or with `python -m cifar_lab train`.")
