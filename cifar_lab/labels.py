@@ -4,9 +4,10 @@ from __future__ import annotations
 import unicodedata
 
 MAX_CHARS = 100
-# UTF-8 bytes: a file name made of a label, a run id, ".pth" and a temporary file's affixes stays under the 255
-# bytes most file systems allow (60 emoji are 60 characters but 240 bytes).
-MAX_BYTES = 200
+# UTF-8 bytes: a label used whole as a file or folder name (an owner's folder, say) fits the 255 bytes most file
+# systems allow, with room for a short suffix. 100 characters may take 400 bytes (an emoji is 4); checkpoint files
+# take an ASCII slug of the label instead (run_files.slug).
+MAX_BYTES = 240
 # Direction controls reorder what is shown around them ("evil\u202egnp.exe" reads as "evilexe.png"): refused.
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})  # controls, undecodable bytes, line/paragraph separators
