@@ -1,5 +1,4 @@
-"""Run rows as read back from SQLite: a damaged one is flagged (what is wrong, what could be read), never fatal;
-`runs --check` lists them and `--repair` moves them, with their epochs and steps, to quarantine tables."""
+"""Damaged run rows: flagged on reading, never fatal; `runs --check` lists them, `--repair` moves them to quarantine."""
 from __future__ import annotations
 
 import json
@@ -8,6 +7,8 @@ import sqlite3
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Collection
+
+from .processes import process_alive
 
 if TYPE_CHECKING:
     from .runs import RunStore
@@ -146,9 +147,10 @@ def report(store: RunStore, *, repair: bool = False) -> int:
     return 1 if result.kept else 0
 
 
-def quarantine_damaged(conn: sqlite3.Connection, statuses: Collection[str], now: str) -> Quarantined:
+def quarantine_damaged(conn: sqlite3.Connection, statuses: Collection[str], now: str,
+                       stale_after_s: float) -> Quarantined:
     """In the caller's write transaction: move damaged runs rows (and their epochs and steps) to the quarantine
-    tables, all columns as text; rows of runs still 'running' stay, since their process still writes to them."""
+    tables, all columns as text; rows of runs still training stay, since their process still writes to them."""
     columns = _columns(conn, "runs")
     _ensure_table(conn, QUARANTINE, [*columns, "reason", "quarantined"])
     moved, kept, counts = [], [], {"epochs": 0, "steps": 0}
@@ -159,7 +161,7 @@ def quarantine_damaged(conn: sqlite3.Connection, statuses: Collection[str], now:
         if not fields["damaged"]:
             continue
         damage = Damage(fields["id"] or f"(row {rowid}, no id)", fields["damaged"])
-        if values.get("status") == "running":
+        if _still_training(values, stale_after_s):
             kept.append(damage)
             continue
         conn.execute(f"INSERT INTO {QUARANTINE} ({_quoted(columns)}, reason, quarantined) SELECT {_quoted(columns)}, "
@@ -169,6 +171,17 @@ def quarantine_damaged(conn: sqlite3.Connection, statuses: Collection[str], now:
             counts[table] = count + _move_metrics(conn, table, values.get("id"), now)
         moved.append(damage)
     return Quarantined(moved, counts["epochs"], counts["steps"], kept)
+
+
+def _still_training(values: dict[str, Any], stale_after_s: float) -> bool:
+    """A 'running' row whose process is seen alive; one whose pid or heartbeat cannot be read never will be."""
+    if values.get("status") != "running":
+        return False
+    try:
+        return process_alive(values.get("pid"), values.get("proc_start"), values.get("host"), values.get("updated"),
+                             stale_after_s)
+    except (TypeError, ValueError):
+        return False
 
 
 def _move_metrics(conn: sqlite3.Connection, table: str, run_id: Any, now: str) -> int:

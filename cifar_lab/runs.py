@@ -244,7 +244,7 @@ class RunStore:
     def quarantine_damaged(self) -> Quarantined:
         """Move damaged rows out of `runs` (with their epochs and steps) into the quarantine tables; see run_check."""
         with self._write() as conn:
-            return quarantine_damaged(conn, STATUSES, _now())
+            return quarantine_damaged(conn, STATUSES, _now(), STALE_AFTER_S)
 
     def rename(self, run_id: str, name: str) -> None:
         with self._write() as conn:

@@ -136,11 +136,14 @@ def test_check_reports_damaged_rows_and_repair_moves_them_to_quarantine(store):
     assert store.epochs(good) and run_cli("runs", "--runs-db", store.path)[0] == 0
 
 
-def test_repair_leaves_a_run_still_training_in_place(store):
-    live = store.create_run(TINY, "live")  # this process: alive
+def test_repair_leaves_a_run_still_training_in_place_but_not_one_whose_process_cannot_be_read(store):
+    live, lost = store.create_run(TINY, "live"), store.create_run(TINY, "lost")  # this process: alive
     damage(store, live, "metrics='{'")
+    damage(store, lost, "pid='abc'")  # never marked interrupted (its process cannot be checked), so never ends
     code, out, _ = run_cli("runs", "--runs-db", store.path, "--check", "--repair")
-    assert code == 1 and "still training" in out and store.get_run(live).damaged
+    assert code == 1 and f"{live}: metrics is not valid JSON" in out and "still training" in out
+    assert store.get_run(live).damaged and [r.id for r in store.list_runs()] == [live]
+    assert f"{lost}: pid 'abc' is not a whole number" in out and "moved 1 damaged run(s)" in out
 
 
 def test_repair_needs_check(store):
