@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_lab.dashboard import ui_state
+from cifar_lab.dashboard import run_views, ui_state
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, describe_classroom_two_minutes, preset
 from cifar_lab.data import DataError
@@ -67,6 +67,8 @@ st.write("Train a small image classifier on CIFAR-10 (60,000 tiny photos in 10 c
          "see where it goes wrong, and try it on your own pictures.")
 
 data_banner(lab)
+if history_problem := run_views.store_problem(lab.jobs.store):  # damaged, locked or never opened: said, not raised
+    st.error(history_problem)
 model_summary(lab)
 running = lab.jobs.running
 if running is not None:

@@ -11,9 +11,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
-from . import paths
+from . import paths, run_check
 from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+from .labels import visible
 from .runs import STATUSES as RUN_STATUSES
 from .run_files import SaveError
 from .logs import configure as configure_logging
@@ -111,6 +112,10 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
                         f"({runs_folder})")
     r.add_argument("--status", default=None, choices=RUN_STATUSES, help="only runs with this status")
     r.add_argument("--json", action="store_true", help="print the runs as a JSON list")
+    r.add_argument("--check", action="store_true",
+                   help="list the damaged rows (id and problem), one a line; exit 1 when there are some")
+    r.add_argument("--repair", action="store_true",
+                   help="with --check: move damaged rows, with their epochs and steps, to the quarantine tables")
 
     b = sub.add_parser("bench", help="time-to-accuracy benchmark of the presets on the same data")
     b.add_argument("--data", default=None, help=data_help)
@@ -236,14 +241,24 @@ def _open_store(runs_db: str | None, runs_dir: str | None = None) -> RunStore:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    records = _open_store(args.runs_db).list_runs(status=args.status)
+    if args.repair and not args.check:
+        raise UserError("--repair goes with --check: `python -m cifar_lab runs --check --repair`")
+    store = _open_store(args.runs_db)
+    if args.check:
+        return run_check.report(store, repair=args.repair)
+    records = store.list_runs(status=args.status)
     if args.json:
         print(json.dumps([r.to_dict() for r in records]))
         return 0
     print(f"{'id':<12} {'status':<12} {'epochs':>6} {'test acc':>8}  {'started (UTC)':<19}  name")
     for r in records:
         accuracy = "" if r.test_accuracy is None else f"{r.test_accuracy:.2%}"
-        print(f"{r.id:<12} {r.status:<12} {r.epochs_done:>6} {accuracy:>8}  {r.started[:19]:<19}  {r.name}")
+        status, note = ("damaged", f"  ({r.damaged})") if r.damaged else (r.status, "")
+        print(f"{r.id:<12} {status:<12} {r.epochs_done:>6} {accuracy:>8}  {r.started[:19]:<19}  {visible(r.name)}"
+              + note)
+    if damaged := sum(bool(r.damaged) for r in records):
+        print(f"{damaged} damaged run(s): `python -m cifar_lab runs --check --repair` moves them to a quarantine "
+              "table", file=sys.stderr)
     return 0
 
 

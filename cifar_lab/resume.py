@@ -16,6 +16,12 @@ from .runs import RESUMABLE, RunRecord, RunStoreError
 
 def resume_problem(record: RunRecord) -> str:
     """Why the run cannot be resumed, checked without reading its checkpoint; "" when it may be."""
+    if record.damaged:
+        return (f"run {record.id} cannot be resumed: its record is damaged ({record.damaged}); "
+                "`python -m cifar_lab runs --check --repair` moves it out of the history")
+    if record.out_of_memory:
+        return (f"run {record.id} {record.message}: resuming it as is would run out again, since a resume keeps "
+                "its settings")
     if record.status not in RESUMABLE:
         return f"run {record.id} is {record.status}; only stopped, interrupted or failed runs can be resumed"
     if not record.checkpoint or not Path(record.checkpoint).is_file():

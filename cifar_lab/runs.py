@@ -6,6 +6,7 @@ import io
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import time
 import warnings
@@ -18,7 +19,10 @@ from typing import Any, Iterable, Iterator
 from . import paths
 from .config import TrainConfig
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+from .labels import clean_label
+from .oom import oom_kills, out_of_memory_message, peak_rss
 from .processes import process_alive, this_process
+from .run_check import Quarantined, decode_run_row, decode_text, quarantine_damaged
 
 ENV_DB = "CIFAR_LAB_RUNS_DB"
 DB_NAME = "cifar_lab.db"
@@ -26,7 +30,7 @@ STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
 RESUMABLE = frozenset({"stopped", "interrupted", "failed"})
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's lock; each transaction holds it for milliseconds
 STALE_AFTER_S = 900.0  # a run of another host (pid unverifiable) silent this long is taken as interrupted
-MAX_NAME = 100  # characters of a run's display name
+MAX_NAME = 100  # characters of a run's display name (and at most labels.MAX_BYTES bytes)
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -41,6 +45,11 @@ SCHEMA = (
         run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER, loss REAL, lr REAL, images_per_s REAL,
         PRIMARY KEY (run_id, step))""",
 )
+ADDED_COLUMNS = {  # columns newer than the first stores: added to an existing file when it is opened
+    "oom_kills": "INTEGER",  # the cgroup's OOM-kill count when the run (re)started; NULL where not shown
+    "peak_rss": "INTEGER",  # bytes: the training process's memory high-water mark at its last report
+    "out_of_memory": "INTEGER NOT NULL DEFAULT 0",  # 1: the kernel's OOM killer ended it (see oom.py)
+}
 
 
 class RunStoreError(ValueError):
@@ -74,13 +83,23 @@ class RunRecord:
     metrics: dict[str, Any]  # final metrics (evaluation summary, throughput)
     pid: int | None
     host: str | None
+    out_of_memory: bool = False  # the kernel's OOM killer ended it: resuming it as is would end the same way
+    damaged: str = ""  # what is wrong with the row as stored, e.g. "config is not valid JSON: ..."; "" when sound
+    unreadable: frozenset[str] = frozenset()  # fields of a damaged row holding a stand-in, not the stored value
 
     @property
     def train_config(self) -> TrainConfig:
+        if "config" in self.unreadable:  # never a default config in place of the lost one
+            raise RunStoreError(f"run {self.id} is damaged: {self.damaged}")
         return TrainConfig.from_dict(self.config)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields; a damaged row's have its id, `damaged` and the fields that could be read."""
+        values = asdict(self)
+        unreadable, damaged = values.pop("unreadable"), values.pop("damaged")
+        if not damaged:
+            return values
+        return {"id": self.id, "damaged": damaged, **{k: v for k, v in values.items() if k not in unreadable}}
 
 
 @dataclass(frozen=True)
@@ -102,7 +121,7 @@ class StepRecord:
     images_per_s: float
 
 
-_RUN_COLUMNS = ", ".join(RunRecord.__dataclass_fields__)
+_RUN_COLUMNS = ", ".join(f for f in RunRecord.__dataclass_fields__ if f not in ("damaged", "unreadable"))
 
 
 def default_db_path(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -136,6 +155,7 @@ class RunStore:
             with self._write() as conn:
                 for statement in SCHEMA:
                     conn.execute(statement)
+                _add_missing_columns(conn)
         except OSError as err:
             raise RunStoreError(f"cannot open the run store at {self.path}: {err}. Point ${ENV_DB} (or "
                                 "--runs-db) at a file in a writable folder") from err
@@ -164,8 +184,11 @@ class RunStore:
         raise RunStoreError("no free run id after 20 tries; is the run store shared by far too many runs?")
 
     def listener(self, run_id: str) -> "RunRecorder":
-        """The training listener that records `run_id`'s steps, epochs and outcome."""
-        return RunRecorder(self, run_id)
+        """The training listener that records `run_id`'s steps, epochs and outcome. Made as the run (re)starts, it
+        notes the cgroup's OOM-kill count, so that a kill for memory is told apart at the next start."""
+        recorder = RunRecorder(self, run_id)
+        recorder.note_start()
+        return recorder
 
     def finish(self, run_id: str, status: str | None = None, *, message: str | None = None,
                metrics: dict[str, Any] | None = None, device: str | None = None,
@@ -205,16 +228,24 @@ class RunStore:
 
     def mark_interrupted(self, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
         """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids. Call at start-up."""
-        rows = self._read("SELECT id, pid, proc_start, host, updated FROM runs WHERE status = 'running'")
-        gone = [r for r in rows if not process_alive(r["pid"], r["proc_start"], r["host"], r["updated"],
-                                                     stale_after_s)]
+        rows = self._read("SELECT id, pid, proc_start, host, updated, oom_kills, peak_rss FROM runs "
+                          "WHERE status = 'running'")
+        gone = [r for r in rows if _process_gone(r, stale_after_s)]
         for r in gone:
-            message = (f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; resume "
-                       f"it with `python -m cifar_lab train --resume {r['id']}`")
+            oom = out_of_memory_message(r["oom_kills"], r["peak_rss"]) if r["host"] == socket.gethostname() else ""
+            message = oom or (f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; "
+                              f"resume it with `python -m cifar_lab train --resume {r['id']}`")
             with self._write() as conn:  # `updated` unchanged: the run has not reported since we looked
-                conn.execute("UPDATE runs SET status = 'interrupted', message = ?, ended = ? WHERE id = ? "
-                             "AND status = 'running' AND updated = ?", [message, _now(), r["id"], r["updated"]])
+                conn.execute("UPDATE runs SET status = ?, message = ?, ended = ?, out_of_memory = ? WHERE id = ? "
+                             "AND status = 'running' AND updated = ?",
+                             ["failed" if oom else "interrupted", message, _now(), int(bool(oom)), r["id"],
+                              r["updated"]])
         return [r["id"] for r in gone]
+
+    def quarantine_damaged(self) -> Quarantined:
+        """Move damaged rows out of `runs` (with their epochs and steps) into the quarantine tables; see run_check."""
+        with self._write() as conn:
+            return quarantine_damaged(conn, STATUSES, _now(), STALE_AFTER_S)
 
     def rename(self, run_id: str, name: str) -> None:
         with self._write() as conn:
@@ -263,7 +294,7 @@ class RunStore:
             pattern = "%" + search.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
             params += [pattern, pattern]
         if arch is not None:
-            where.append("json_extract(config, '$.arch') = ?")
+            where.append("CASE WHEN json_valid(config) THEN json_extract(config, '$.arch') END = ?")
             params.append(arch)
         sql = f"SELECT {_RUN_COLUMNS} FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} " \
               f"ORDER BY started DESC, rowid DESC{' LIMIT ?' if limit is not None else ''}"
@@ -272,12 +303,12 @@ class RunStore:
     def epochs(self, run_id: str) -> list[EpochRecord]:
         rows = self._read("SELECT epoch, train_loss, train_acc, test_loss, test_acc, seconds FROM epochs "
                           "WHERE run_id = ? ORDER BY epoch", [run_id])
-        return [EpochRecord(*r) for r in rows]
+        return [EpochRecord(*r) for r in rows if _all_numbers(r)]  # a damaged metric row is left off the curves
 
     def steps(self, run_id: str) -> list[StepRecord]:
         rows = self._read("SELECT step, epoch, loss, lr, images_per_s FROM steps WHERE run_id = ? ORDER BY step",
                           [run_id])
-        return [StepRecord(*r) for r in rows]
+        return [StepRecord(*r) for r in rows if _all_numbers(r)]
 
     def export_csv(self, run_ids: Iterable[str]) -> str:
         """Per-epoch metrics of the runs, one row per (run, epoch), with a header."""
@@ -298,6 +329,7 @@ class RunStore:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         conn.row_factory = sqlite3.Row
+        conn.text_factory = decode_text  # one badly encoded value marks its row damaged instead of failing the query
         conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: safe against app crashes, no fsync per commit
         return conn
 
@@ -330,9 +362,19 @@ class RunRecorder:
         try:
             self._record(event)
         except (sqlite3.Error, RunStoreError) as err:
-            if self.error is None:
-                warnings.warn(f"run {self.run_id}: metrics not recorded: {err}", RuntimeWarning, stacklevel=2)
-            self.error = err
+            self._failed(err)
+
+    def note_start(self) -> None:
+        """The cgroup's OOM-kill count as the run (re)starts; mark_interrupted compares it with the count then."""
+        try:
+            self._update("oom_kills = ?", [oom_kills()])
+        except (sqlite3.Error, RunStoreError) as err:
+            self._failed(err)
+
+    def _failed(self, err: Exception) -> None:
+        if self.error is None:
+            warnings.warn(f"run {self.run_id}: metrics not recorded: {err}", RuntimeWarning, stacklevel=3)
+        self.error = err
 
     def _record(self, event: Event) -> None:
         if isinstance(event, Finished):
@@ -346,11 +388,12 @@ class RunRecorder:
         elif isinstance(event, Failed):
             self._update("status = 'failed', message = ?, ended = ?", [event.message, _now()])
         elif isinstance(event, EpochEnd):
-            self._update("epochs_done = ?", [event.epoch], "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self._update("epochs_done = ?, peak_rss = ?", [event.epoch, peak_rss()],
+                         "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
                          [self.run_id, event.epoch, event.train_loss, event.train_acc, event.test_loss,
                           event.test_acc, event.seconds])
-        elif isinstance(event, Step):
-            self._update("", [], "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
+        elif isinstance(event, Step):  # the memory high-water mark with each heartbeat: the last one before an OOM kill
+            self._update("peak_rss = ?", [peak_rss()], "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
                          [self.run_id, event.step, event.epoch, event.loss, event.lr, event.images_per_s])
 
     def _update(self, assignments: str, params: list[Any], insert: str = "", row: list[Any] | None = None) -> None:
@@ -363,11 +406,8 @@ class RunRecorder:
 
 
 def clean_name(name: str) -> str:
-    """A display name: stripped, non-empty, printable, at most MAX_NAME characters."""
-    text = str(name).strip()
-    if not text or len(text) > MAX_NAME or any(ord(c) < 32 for c in text):
-        raise ValueError(f"run name {name!r} is not valid: use 1 to {MAX_NAME} printable characters")
-    return text
+    """A display name: visible text of 1 to MAX_NAME characters (see labels.clean_label)."""
+    return clean_label(name, "run name", max_chars=MAX_NAME)
 
 
 def _now() -> str:
@@ -376,6 +416,25 @@ def _now() -> str:
 
 def _unknown(run_id: str) -> RunStoreError:
     return RunStoreError(f"no run {run_id!r} in the run store; list runs with `python -m cifar_lab runs`")
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """ADDED_COLUMNS a store made by an older version lacks; inside the write lock, so two openers add each once."""
+    have = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+    for column, declaration in ADDED_COLUMNS.items():
+        if column not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {declaration}")
+
+
+def _process_gone(row: sqlite3.Row, stale_after_s: float) -> bool:
+    try:
+        return not process_alive(row["pid"], row["proc_start"], row["host"], row["updated"], stale_after_s)
+    except (TypeError, ValueError):  # a damaged row (see run_check): left as it is for `runs --check`
+        return False
+
+
+def _all_numbers(row: sqlite3.Row) -> bool:
+    return all(isinstance(v, (int, float)) for v in row)
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -400,11 +459,23 @@ def _wrapped(path: Path) -> Iterator[None]:
     except sqlite3.IntegrityError:
         raise
     except sqlite3.Error as err:
-        raise RunStoreError(f"run store {path}: {err}. If the file is damaged, move it away and a new one is "
-                            f"made; point ${ENV_DB} elsewhere to keep it") from err
+        raise RunStoreError(f"run store {path}: {err}. {_fix(path, err)}") from err
+
+
+def _fix(path: Path, err: sqlite3.Error) -> str:
+    """What to do about a database error, by its kind."""
+    text = str(err).lower()
+    if "locked" in text or "busy" in text:
+        return (f"Another process has held it for over {BUSY_TIMEOUT_S:.0f} s: try again in a moment, or end the "
+                "process that holds it")
+    if "not a database" in text or "malformed" in text:
+        return (f"The file is damaged: move it away and a new, empty history is made at the next start (keep it to "
+                f"recover runs with `sqlite3 {path.name} .recover`), or point ${ENV_DB} at another file")
+    if any(word in text for word in ("readonly", "unable to open", "disk i/o", "full", "permission")):
+        return (f"Check that {path.parent} is writable and its disk has free space, or point ${ENV_DB} at a file "
+                "in a writable folder")
+    return f"If the file is damaged, move it away and a new one is made; point ${ENV_DB} elsewhere to keep it"
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
-    values = dict(row)
-    values["config"], values["metrics"] = json.loads(values["config"]), json.loads(values["metrics"] or "{}")
-    return RunRecord(**values)
+    return RunRecord(**decode_run_row(dict(row), STATUSES))

@@ -11,6 +11,7 @@ from cifar_lab.data import DataError
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.dashboard.job_view import JobSnapshot
 from cifar_lab.dashboard.jobs import JobBusyError, TrainingJob
+from cifar_lab.labels import visible
 from cifar_lab.run_files import SaveError
 from cifar_lab.runs import RunStoreError
 from cifar_lab_ui.navigation import start_page
@@ -92,12 +93,18 @@ def start(config: TrainConfig) -> None:
 
 def resume_section() -> None:
     """Stopped, interrupted or failed runs (from here or the CLI) can continue from their last finished epoch."""
-    runs = lab.jobs.resumable()
-    if not runs or lab.jobs.running is not None:
+    if lab.jobs.running is not None:
+        return
+    try:
+        runs = lab.jobs.resumable()  # damaged rows and runs that ran out of memory are left out
+    except RunStoreError as err:  # e.g. the database file damaged or locked while the server runs
+        st.error(f"Unfinished runs cannot be listed: {err}")
+        return
+    if not runs:
         return
     with st.expander(f"Unfinished runs ({len(runs)})"):
-        labels = {f"{r.name} · {r.status} after epoch {r.epochs_done}/{r.config.get('epochs', '?')} · {r.id}": r
-                  for r in runs}
+        labels = {f"{visible(r.name)} · {r.status} after epoch {r.epochs_done}/{r.config.get('epochs', '?')} · "
+                  f"{r.id}": r for r in runs}
         run = labels[st.selectbox("Run", list(labels), key="resume_run")]
         if run.message:
             st.caption(run.message)

@@ -96,7 +96,10 @@ def manage(store: RunStore, runs: dict[str, RunRecord]) -> None:
     """One run: rename, download its checkpoint, resume it, delete it."""
     forget_deleted("manage_run", runs, list(runs)[0])
     run = runs[st.selectbox("Run", list(runs), key="manage_run", format_func=lambda i: run_views.label(runs[i]))]
-    st.caption(f"{run.status}" + (f": {run.message}" if run.message else ""))
+    if run.damaged:
+        st.error(run_views.damaged_note(run))
+    else:
+        st.caption(f"{run.status}" + (f": {run.message}" if run.message else ""))
     name, act = st.columns(2)
     name.text_input("New name", value=run.name, key=f"name_{run.id}", max_chars=100)
     name.button("Rename", on_click=rename, args=(store, run.id))
@@ -130,7 +133,8 @@ def show_result() -> None:
 
 start_page("Runs", controls=True)
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
-statuses = st.sidebar.multiselect("Status", STATUSES, default=list(STATUSES), key="runs_status")
+statuses = st.sidebar.multiselect("Status", [*STATUSES, "damaged"], default=[*STATUSES, "damaged"],
+                                  key="runs_status", help="damaged: a row that cannot be read whole")
 search = st.sidebar.text_input("Search name or id", key="runs_search")
 smoothing = st.sidebar.slider("Loss smoothing", 0.0, 0.99, plots.SMOOTHING, 0.01,
                               help="weight of the past in the moving average of the loss curves; 0 = raw")
@@ -139,18 +143,18 @@ st.title("Runs")
 
 store = lab.jobs.store
 if store is None:
-    st.error("The run history could not be opened (see the warning in the server's log), so runs are not recorded. "
-             "Point CIFAR_LAB_RUNS_DB at a file in a writable folder and restart the dashboard.")
+    st.error(run_views.store_problem(store))
     st.stop()
 try:
     gone = store.mark_interrupted()  # runs whose process died (server killed, laptop closed) since the last look
     runs = {r.id: r for r in store.list_runs()}
-    shown = store.list_runs(status=statuses, search=search.strip()) if statuses else []
+    shown = [r for r in store.list_runs(search=search.strip()) if run_views.status_of(r) in statuses]
 except RunStoreError as err:  # e.g. a damaged database file; the message says what to do
     st.error(str(err))
     st.stop()
 if gone:
-    st.info(f"{len(gone)} run(s) whose process ended without finishing are now marked interrupted: resume them below.")
+    st.info(f"{len(gone)} run(s) whose process ended without finishing are now marked interrupted (or failed, when "
+            "the kernel stopped them for memory): resume them below.")
 if not runs:
     show_result()  # e.g. the delete of the last run
     st.info("No runs yet: train one on the Train page, or with `python -m cifar_lab train`.")
@@ -160,7 +164,7 @@ st.dataframe(run_views.run_rows(shown), hide_index=True, column_config=COLUMNS, 
 st.caption(f"{len(shown)} of {len(runs)} runs, newest first; click a column header to sort.")
 
 st.subheader("Compare")
-compare(store, runs, smoothing)
+compare(store, {i: r for i, r in runs.items() if not r.damaged}, smoothing)  # a damaged row's config is not known
 
 st.subheader("Manage a run")
 manage(store, runs)

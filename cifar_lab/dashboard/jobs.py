@@ -191,8 +191,10 @@ class JobManager:
             return self._job.start()
 
     def resumable(self, limit: int = 20) -> list[RunRecord]:
-        """Stopped, interrupted or failed runs, newest first (none without a store)."""
-        return self.store.list_runs(status=RESUMABLE, limit=limit) if self.store is not None else []
+        """Stopped, interrupted or failed runs that may continue as they are, newest first (none without a store):
+        damaged rows and runs that ran out of memory are left out. RunStoreError when the store cannot be read."""
+        runs = self.store.list_runs(status=RESUMABLE, limit=limit) if self.store is not None else []
+        return [r for r in runs if not (r.damaged or r.out_of_memory)]
 
     def resume(self, run_id: str) -> TrainingJob:
         """Continue a run from its last finished epoch, with its own config and data (loaded by the job)."""

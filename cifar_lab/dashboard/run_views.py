@@ -9,14 +9,39 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..config import field_names
-from ..runs import RunRecord, RunStore
+from ..labels import visible
+from ..runs import RunRecord, RunStore, RunStoreError
 
 MISSING = "—"  # a config field one run has and another has not (written by another version of the lab)
 
 
 def label(record: RunRecord) -> str:
     """e.g. "fastnet-20250101-120000 (250101-3fa9)": names may repeat, ids do not."""
-    return f"{record.name} ({record.id})"
+    return f"{visible(record.name) or '?'} ({record.id})" + (" · damaged" if record.damaged else "")
+
+
+def status_of(record: RunRecord) -> str:
+    """The status the page shows and filters by: "damaged" for a row that could not be read whole."""
+    return "damaged" if record.damaged else record.status
+
+
+def damaged_note(record: RunRecord) -> str:
+    """What the page says of a damaged run, with the fix."""
+    return (f"Run {record.id} is damaged: {record.damaged}. It cannot be compared or resumed; "
+            "`python -m cifar_lab runs --check --repair` moves it to a quarantine table (nothing is deleted), "
+            "or delete it here.")
+
+
+def store_problem(store: RunStore | None) -> str:
+    """Why the run history cannot be read now (not opened, damaged, locked), with the fix; "" when it can."""
+    if store is None:
+        return ("The run history could not be opened (see the warning in the server's log), so runs are not "
+                "recorded. Point CIFAR_LAB_RUNS_DB at a file in a writable folder and restart the dashboard.")
+    try:
+        store.list_runs(limit=1)
+    except RunStoreError as err:
+        return f"The run history cannot be read: {err}"
+    return ""
 
 
 def local_time(iso: str | None) -> str:
@@ -33,15 +58,15 @@ def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
     """One row per run for the table; numbers stay numbers so the columns sort as numbers."""
     return [{
         "id": r.id,
-        "name": r.name,
+        "name": visible(r.name),
         "arch": str(r.config.get("arch", "?")),
-        "status": r.status,
+        "status": status_of(r),
         "epochs": r.epochs_done,
         "of": r.config.get("epochs"),  # epochs planned
         "test accuracy": r.test_accuracy,  # 0..1 on the whole test set; None unless completed
         "started": local_time(r.started),
         "device": r.device,
-        "message": r.message,
+        "message": r.damaged or r.message,
     } for r in records]
 
 
