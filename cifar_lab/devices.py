@@ -5,10 +5,12 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import math
 import os
 import sys
 import threading
 import warnings
+from pathlib import Path
 from typing import Any, ContextManager, Iterator
 
 import torch
@@ -93,12 +95,77 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
 
 
 def set_threads(threads: int) -> int:
-    """Use `threads` CPU threads (0 = every core the process may use); returns the number in effect."""
-    if threads <= 0:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Use `threads` CPU threads (0 = every core the process may use; more than that are lowered to it, see
+    effective_threads); returns the number in effect."""
+    threads, _ = effective_threads(threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def effective_threads(requested: int, cores: int | None = None) -> tuple[int, str]:
+    """The thread count to use for `requested` (0 = every core) and a note for the user when it was lowered ("" when
+    not). `cores` defaults to usable_cores(). Above the cores, threads only take turns: `--threads 8` on 2 cores
+    measured 615 s against 10 s for the classroom preset on synthetic data, and 1024 threads never finished a step."""
+    cores = usable_cores() if cores is None else cores
+    if requested <= 0:
+        return cores, ""
+    if requested <= cores:
+        return requested, ""
+    whose = "this machine has" if cores >= (os.cpu_count() or cores) else "this process may use"
+    return cores, (f"{cli_flag('threads')} {requested} lowered to {cores}, the cores {whose}; "
+                   "more threads only wait for each other")
+
+
+def usable_cores(root: Path = Path("/")) -> int:
+    """The cores this process may run on: its CPU affinity, lowered by a cgroup CPU quota (containers' --cpus).
+
+    `root` is where /proc and /sys are found (tests pass a fake tree)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cpu_quota(root)
+    return max(1, min(cores, quota)) if quota is not None else max(1, cores)
+
+
+def _cpu_quota(root: Path) -> int | None:
+    """The tightest cgroup CPU quota over this process's cgroup and its ancestors, in whole cores rounded up (as the
+    JVM and Go do: a fraction of a core is still worth a thread); None when there is none."""
+    quotas = []
+    for folder in cgroup_dirs(root):
+        v2 = _read_words(folder / "cpu.max")  # "max 100000" or "<quota> <period>", microseconds
+        v1 = _read_words(folder / "cpu.cfs_quota_us") + _read_words(folder / "cpu.cfs_period_us")  # -1 = none
+        for words in (v2, v1):
+            if len(words) == 2 and words[0].isdigit() and words[1].isdigit() and int(words[1]) > 0:
+                quotas.append(math.ceil(int(words[0]) / int(words[1])))
+    return min(quotas) if quotas else None
+
+
+def cgroup_dirs(root: Path = Path("/")) -> list[Path]:
+    """This process's cgroup folders (v2, and each v1 controller's) and their ancestors, innermost first: a limit
+    set on any of them applies. Empty where there are no cgroups (not Linux)."""
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    mount = root / "sys/fs/cgroup"
+    folders: list[Path] = []
+    for line in lines:  # "0::/path" (v2) or "4:memory:/path" (v1); the path is inside the controller's mount
+        parts = line.split(":", 2)
+        if len(parts) != 3 or parts[1].startswith("name="):
+            continue
+        base = mount / parts[1] if parts[1] else mount
+        folder = base / parts[2].lstrip("/")
+        while folder != base and base in folder.parents:
+            folders.append(folder)
+            folder = folder.parent
+        folders.append(base)
+    return folders
+
+
+def _read_words(file: Path) -> list[str]:
+    try:
+        return file.read_text().split()
+    except OSError:  # absent where that controller or version is not in use
+        return []
 
 
 # glibc's mallopt parameters (malloc.h) and their defaults.

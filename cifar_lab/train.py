@@ -15,7 +15,9 @@ from torch import nn
 from .augment import augment, shrink
 from .config import TrainConfig
 from .data import CifarData
-from .devices import autocast, describe, freed_memory_kept, resolve_device, resolve_precision, set_threads
+from .devices import (
+    autocast, describe, effective_threads, freed_memory_kept, resolve_device, resolve_precision, set_threads,
+)
 from .evaluate import Evaluation, evaluate, predict_logits
 from .events import EpochEnd, Failed, Finished, Listener, Step, Stopped
 from .models import build_model, count_macs
@@ -45,6 +47,7 @@ class TrainResult:
     evaluation: Evaluation | None = None  # the final test-set scores when completed
     images_per_s: float = 0.0  # training throughput, evaluation excluded
     device: str = ""  # e.g. "cpu (bf16)"
+    notes: list[str] = field(default_factory=list)  # settings the machine changed, e.g. threads lowered to its cores
 
 
 @dataclass
@@ -64,6 +67,7 @@ class _Run:
     steps_per_epoch: int
     total_steps: int
     norm_momenta: list[tuple[nn.Module, float | None]]  # each BatchNorm and its own momentum, restored at the end
+    notes: list[str] = field(default_factory=list)
     step: int = 0
     start_epoch: int = 0
     train_seconds: float = 0.0
@@ -126,7 +130,8 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
     if len(data.train_x) < 2:
         raise ValueError("the training set needs at least 2 images")
     model = build_model(config, len(data.classes))
-    set_threads(_auto_threads(config, model))
+    threads, thread_note = effective_threads(_auto_threads(config, model))
+    set_threads(threads)
     model = model.to(device).to(memory_format=torch.channels_last)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     if resume is not None:  # before the optimizer: a checkpoint of an older layout may leave out a layer
@@ -140,7 +145,7 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
     norm_momenta = [(m, m.momentum) for m in _batch_norms(model)]
     run = _Run(config, data, device, dtype, model, optimizer, generator, train_x, train_y,
                _flip_bits(config, len(train_x), device), steps_per_epoch, steps_per_epoch * config.epochs,
-               norm_momenta)
+               norm_momenta, notes=[thread_note] if thread_note else [])
     if resume is not None:
         _restore(run, resume)
     return run
@@ -300,4 +305,4 @@ def _result(run: _Run, status: str, epochs_done: int, accuracy: float | None, me
     seconds = elapsed if elapsed is not None else time.perf_counter() - run.started
     images_per_s = run.images_seen / max(run.train_seconds, 1e-9)
     return TrainResult(status, model, run.config, epochs_done, accuracy, seconds, message, history,
-                       images_per_s=images_per_s, device=describe(run.device, run.dtype))
+                       images_per_s=images_per_s, device=describe(run.device, run.dtype), notes=list(run.notes))
