@@ -195,10 +195,14 @@ def _train(args: argparse.Namespace) -> int:
     check_run(config, args.out)  # an unusable --out or device is refused before the data is loaded
     data = load_data(args.data, download=args.download)
     store = _open_store(args.runs_db, args.out)
-    plan = new_run(config, folder=args.out, store=store, name=args.name, data_source=resolve_source(args.data))
+    plan = new_run(config, folder=args.out, store=store, name=args.name, data_source=resolve_source(args.data),
+                   data=data)
     print(f"run {plan.run_id} (resume it, if it ends early, with: {args.prog} train --resume {plan.run_id})",
           file=sys.stderr)
+    notes = check_run(config, args.out)
     if config.precision == "auto" and (note := slow_cpu_note(config.device)):
+        notes.append(note)
+    for note in notes:
         print(f"note: {note}", file=sys.stderr)
     return _run_session(TrainingRun(plan, data, store=store), args)
 

@@ -14,6 +14,7 @@ from .config import TrainConfig
 from .data import CifarData
 from .devices import resolve_device
 from .events import EpochEnd, Event, Failed, Listener, fan_out
+from .limits import check_memory, machine_notes, memory_failure_message
 from .models import build_model, count_params
 from .resume import load_resume, resume_problem
 from .run_files import (SaveError, check_folder, claim_checkpoint, release_unused, save_problem,
@@ -47,10 +48,15 @@ def default_name(config: TrainConfig) -> str:
     return f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def check_run(config: TrainConfig, folder: str | Path) -> None:
-    """Refuse, before any data is loaded or step taken, a run this machine cannot train or save."""
-    resolve_device(config.device)  # an explicit device that is not here
+def check_run(config: TrainConfig, folder: str | Path, data: CifarData | None = None) -> list[str]:
+    """Refuse, before any step is taken, a run this machine cannot train or save: a device that is not here, a
+    folder that cannot hold its checkpoints, and (once the data is known) more memory than is free. Returns what
+    the machine will change, e.g. threads lowered to its cores, for the caller to tell the user."""
+    resolve_device(config.device)
     check_folder(Path(folder), needed_bytes=checkpoint_bytes(config))
+    if data is not None:
+        check_memory(config, len(data.train_x), n_test_images=len(data.test_x))
+    return machine_notes(config)
 
 
 def checkpoint_bytes(config: TrainConfig) -> int:
@@ -61,11 +67,12 @@ def checkpoint_bytes(config: TrainConfig) -> int:
 
 
 def new_run(config: TrainConfig, *, folder: str | Path, store: RunStore | None = None, name: str | None = None,
-            data_source: str | None = None) -> RunPlan:
-    """Check, then claim a unique checkpoint file and (with a store) record the run as running."""
+            data_source: str | None = None, data: CifarData | None = None) -> RunPlan:
+    """Check (the memory too when `data` is given), then claim a unique checkpoint file and (with a store) record
+    the run as running."""
     label = clean_name(name or default_name(config))
     folder = Path(folder)
-    check_run(config, folder)
+    check_run(config, folder, data)
     for path in sweep_stale_temporaries(folder):
         log.info("removed %s, left by a save that never finished", path.name)
     for _ in range(CLAIM_TRIES):
@@ -134,6 +141,9 @@ class TrainingRun:
         return self.plan.checkpoint
 
     def run(self, *, on_event: Listener | None = None, stop: threading.Event | None = None) -> TrainResult:
+        """Train to the end, a stop or a failure. Raises ValueError, before the record is touched, when the run
+        cannot fit in the memory that is free now."""
+        check_memory(self.plan.config, len(self.data.train_x), n_test_images=len(self.data.test_x))
         recorder = self._begin()
         listeners = (self._save_epoch, *recorder, *self.listeners, *([on_event] if on_event else []))
         started = time.perf_counter()
@@ -146,6 +156,9 @@ class TrainingRun:
         except SaveError as err:
             return self._failed(str(err), time.perf_counter() - started, on_event)
         except BaseException as err:
+            memory = memory_failure_message(err, self.plan.config)
+            if memory is not None:
+                return self._failed(memory, time.perf_counter() - started, on_event, out_of_memory=True)
             self._record_abort(err)
             raise
         finally:
@@ -200,11 +213,12 @@ class TrainingRun:
         except RunStoreError as err:  # the model is saved; a missing summary row must not turn that into an error
             log.warning("run %s: final metrics not recorded: %s", self.run_id, err)
 
-    def _failed(self, message: str, seconds: float, on_event: Listener | None) -> TrainResult:
+    def _failed(self, message: str, seconds: float, on_event: Listener | None, *,
+                out_of_memory: bool = False) -> TrainResult:
         log.error("run %s failed: %s", self.run_id, message)
         if self.store is not None and self.run_id is not None:
             try:
-                self.store.finish(self.run_id, "failed", message=message)
+                self.store.finish(self.run_id, "failed", message=message, out_of_memory=out_of_memory)
             except RunStoreError as err:  # the database may sit on the same full disk
                 log.warning("run %s: could not record its failure: %s", self.run_id, err)
         if on_event is not None:

@@ -192,8 +192,9 @@ class RunStore:
 
     def finish(self, run_id: str, status: str | None = None, *, message: str | None = None,
                metrics: dict[str, Any] | None = None, device: str | None = None,
-               only_if_running: bool = False) -> bool:
-        """Set the outcome fields given (None leaves one as is); True when the run was updated."""
+               only_if_running: bool = False, out_of_memory: bool = False) -> bool:
+        """Set the outcome fields given (None leaves one as is); True when the run was updated. `out_of_memory`
+        marks a run that resuming as it is would end the same way."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status={status!r} is not valid; choose one of: {', '.join(STATUSES)}")
         changes: dict[str, Any] = {"updated": _now()}
@@ -205,6 +206,8 @@ class RunStore:
             changes["device"] = device
         if metrics is not None:
             changes.update(metrics=json.dumps(metrics), test_accuracy=metrics.get("test_accuracy"))
+        if out_of_memory:
+            changes["out_of_memory"] = 1
         sql = f"UPDATE runs SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?"
         sql += " AND status = 'running'" if only_if_running else ""
         with self._write() as conn:

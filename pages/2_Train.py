@@ -9,6 +9,7 @@ from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, PRESETS, SETTINGS, TrainConfig, preset
 from cifar_lab.data import DataError
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
+from cifar_lab.limits import machine_notes
 from cifar_lab.dashboard.job_view import JobSnapshot
 from cifar_lab.dashboard.jobs import JobBusyError, TrainingJob
 from cifar_lab.labels import visible
@@ -76,6 +77,8 @@ def config_form() -> TrainConfig | None:
         return None
     if why := bf16_slowdown(config.precision, config.device):
         st.warning(f"Precision: {why}.")
+    for note in machine_notes(config):  # e.g. more threads asked for than the machine has cores
+        st.caption(f"Note: {note}")
     return config
 
 

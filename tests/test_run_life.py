@@ -274,3 +274,36 @@ def test_eight_processes_and_the_dashboard_starting_in_the_same_instant_lose_no_
         expected = train(config, data).model.state_dict()
         saved = load_checkpoint(summary["checkpoint"]).model.state_dict()
         assert all(torch.equal(expected[k], saved[k]) for k in expected), f"seed {config.seed}: weights differ"
+
+
+# --- 3. limits from the machine ----------------------------------------------------------------------------------
+
+def test_more_memory_than_is_free_is_refused_before_any_record_or_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("cifar_lab.limits.available_memory", lambda *args, **kwargs: 50_000_000)
+    code, _, err = run_cli(capsys, "train", *FLAGS, "--batch-size", "1024", "--out", tmp_path, "--runs-db",
+                           tmp_path / "runs.db")
+    assert code == cli.EXIT_USER_ERROR and "is free: lower --batch-size" in err
+    assert RunStore(tmp_path / "runs.db").list_runs() == [] and not list(tmp_path.glob("*.pth"))
+
+
+def test_more_threads_than_cores_are_lowered_and_said(tmp_path, capsys):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    code, _, err = run_cli(capsys, "train", *FLAGS, "--threads", "1024", "--out", tmp_path, "--runs-db",
+                           tmp_path / "runs.db")
+    assert code == 0 and f"note: --threads 1024 lowered to {cores}" in err
+
+
+def test_a_run_that_ran_out_of_memory_is_failed_and_not_offered_for_resume(tmp_path, data, monkeypatch):
+    store = RunStore(tmp_path / "runs.db")
+    run = start_run(TINY.replace(epochs=3), data, tmp_path, store)
+
+    def allocator_gives_up(event):
+        if type(event).__name__ == "EpochEnd" and event.epoch == 2:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    result = run.run(on_event=allocator_gives_up)
+    record = store.get_run(run.run_id)
+    assert result.status == record.status == "failed" and record.out_of_memory
+    assert "ran out of memory" in record.message and "--batch-size" in record.message
+    with pytest.raises(RunStoreError):
+        resume_run(store, run.run_id)

@@ -185,7 +185,7 @@ class JobManager:
         with self._lock:
             self._check_idle()
             plan = new_run(config, folder=self.runs_dir, store=self.store, name=name or default_name(config),
-                           data_source=resolve_source(source) if source else None)
+                           data_source=resolve_source(source) if source else None, data=data)
             self._job = TrainingJob(plan, data=data, store=self.store)
             log.info("job %s started", plan.run_id or plan.name)
             return self._job.start()
