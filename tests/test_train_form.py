@@ -5,6 +5,7 @@ import pytest
 import streamlit as st
 from apptest_helpers import open_page
 
+from cifar_lab import paths
 from cifar_lab.config import SETTINGS, TrainConfig, preset
 from cifar_lab.dashboard import ui_state
 from cifar_lab.settings import SECTIONS
@@ -16,7 +17,7 @@ def lab_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
     monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
-    monkeypatch.delenv(ui_state.ENV_MODELS, raising=False)
+    monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))  # empty: no shipped model to fall back on
     monkeypatch.chdir(tmp_path)
     st.cache_resource.clear()
     st.cache_data.clear()
