@@ -1,15 +1,16 @@
 """CIFAR-10 Lab, home page: `streamlit run dashboard.py` (the other pages live in pages/)."""
+
 from __future__ import annotations
 
 import streamlit as st
 
-from cifar_lab.dashboard import run_views, ui_state
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, describe_classroom_two_minutes, preset
-from cifar_lab.data import DataError
-from cifar_lab.run_files import SaveError
-from cifar_lab.devices import slow_cpu_note
+from cifar_lab.dashboard import run_views, ui_state
 from cifar_lab.dashboard.jobs import JobBusyError
+from cifar_lab.data import DataError
+from cifar_lab.devices import slow_cpu_note
+from cifar_lab.run_files import SaveError
 from cifar_lab_ui.navigation import start_page
 
 TRAIN_PAGE = "pages/2_Train.py"
@@ -18,15 +19,20 @@ TRAIN_PAGE = "pages/2_Train.py"
 def choose_data(options: tuple[str, ...]) -> None:
     """The data source for every page, kept outside widget state so it survives page switches."""
     current = st.session_state.get("data_source") or options[0]
-    picked = st.sidebar.selectbox("Data", options, index=options.index(current) if current in options else 0,
-                                  help="CIFAR-10 source: CIFAR_LAB_DATA, ./data, or generated 'synthetic' images")
+    picked = st.sidebar.selectbox(
+        "Data",
+        options,
+        index=options.index(current) if current in options else 0,
+        help="CIFAR-10 source: CIFAR_LAB_DATA, ./data, or generated 'synthetic' images",
+    )
     st.session_state["data_source"] = picked
 
 
 def data_banner(lab: ui_state.Lab) -> None:
     if lab.data_problem:
-        st.warning(f"Real CIFAR-10 was not found, so the lab offers generated images ('synthetic'). "
-                   f"To fix: {lab.data_problem}")
+        st.warning(
+            f"Real CIFAR-10 was not found, so the lab offers generated images ('synthetic'). To fix: {lab.data_problem}"
+        )
     try:
         st.success(f"Data: {lab.load_data().source}")
     except DataError as err:
@@ -63,8 +69,10 @@ choose_data(ui_state.data_choice().options)
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 
 st.title("CIFAR-10 Lab")
-st.write("Train a small image classifier on CIFAR-10 (60,000 tiny photos in 10 classes), watch it learn, "
-         "see where it goes wrong, and try it on your own pictures.")
+st.write(
+    "Train a small image classifier on CIFAR-10 (60,000 tiny photos in 10 classes), watch it learn, "
+    "see where it goes wrong, and try it on your own pictures."
+)
 
 data_banner(lab)
 if history_problem := run_views.store_problem(lab.jobs.store):  # damaged, locked or never opened: said, not raised
@@ -76,13 +84,16 @@ if running is not None:
     st.page_link(TRAIN_PAGE, label="Watch it on the Train page", icon="📈")
 
 st.subheader("Quick start")
-st.write("One click trains the *classroom* preset: the best accuracy a laptop CPU reaches in about two minutes "
-         "on real CIFAR-10 (seconds on synthetic data). The Train page shows it live.")
+st.write(
+    "One click trains the *classroom* preset: the best accuracy a laptop CPU reaches in about two minutes "
+    "on real CIFAR-10 (seconds on synthetic data). The Train page shows it live."
+)
 note = slow_cpu_note()
 if note:
     st.caption(note)
 if st.button("Train a classroom model", type="primary", disabled=running is not None):
     quick_start(lab)
-if note and st.button(f"Train a two-minute classroom model ({describe_classroom_two_minutes()})",
-                      disabled=running is not None):
+if note and st.button(
+    f"Train a two-minute classroom model ({describe_classroom_two_minutes()})", disabled=running is not None
+):
     quick_start(lab, **CLASSROOM_TWO_MINUTES_FP32)

@@ -6,6 +6,7 @@ does once a second: take a snapshot, build both plotly figures and serialise the
     python benchmarks/dashboard_throughput.py                      # classroom preset on $CIFAR_LAB_DATA / ./data
     python benchmarks/dashboard_throughput.py --data synthetic --preset improved --epochs 1 --repeats 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from cifar_lab import plots  # noqa: E402
-from cifar_lab.cli import ProgressPrinter  # noqa: E402
-from cifar_lab.config import PRESETS, TrainConfig, preset  # noqa: E402
-from cifar_lab.data import CifarData, load_data, synthetic_data  # noqa: E402
-from cifar_lab.dashboard.jobs import JobManager  # noqa: E402
-from cifar_lab.runs import RunStore  # noqa: E402
-from cifar_lab.session import TrainSession  # noqa: E402
+from cifar_lab import plots
+from cifar_lab.cli import ProgressPrinter
+from cifar_lab.config import PRESETS, TrainConfig, preset
+from cifar_lab.dashboard.jobs import JobManager
+from cifar_lab.data import CifarData, load_data, synthetic_data
+from cifar_lab.runs import RunStore
+from cifar_lab.session import TrainSession
 
 REFRESH_S = 1.0  # the Train page's st.fragment(run_every=1.0)
 
@@ -67,8 +68,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", default=None, help="data source (default: $CIFAR_LAB_DATA, else ./data)")
     parser.add_argument("--preset", default="classroom", choices=list(PRESETS))
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    parser.add_argument("--train-images", type=int, default=None,
-                        help="use the first N training images (with --data synthetic: generate N)")
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        default=None,
+        help="use the first N training images (with --data synthetic: generate N)",
+    )
     parser.add_argument("--device", default=None, help="override the preset's device (auto, cpu, cuda, mps)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per path, interleaved (median reported)")
     return parser.parse_args()
@@ -83,17 +88,19 @@ def main() -> None:
     else:
         data = load_data(args.data)
         data = data.subset(n_train=args.train_images) if args.train_images else data
-    print(f"{args.preset} preset, {config.epochs} epoch(s), device {config.device}, "
-          f"{len(data.train_y):,} training images, {data.source}")
+    print(
+        f"{args.preset} preset, {config.epochs} epoch(s), device {config.device}, "
+        f"{len(data.train_y):,} training images, {data.source}"
+    )
     cli, dash, ratios, redraws = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        TrainSession(config.replace(epochs=1), data.subset(n_train=2 * config.batch_size, n_test=100),
-                     Path(tmp) / "warmup.pth").run()  # first-call costs (kernel selection, allocator) left out
+        TrainSession(
+            config.replace(epochs=1), data.subset(n_train=2 * config.batch_size, n_test=100), Path(tmp) / "warmup.pth"
+        ).run()  # first-call costs (kernel selection, allocator) left out
         for i in range(args.repeats):
             c, d, r = measure_pair(config, data, Path(tmp), dashboard_first=i % 2 == 1)
             cli.append(c), dash.append(d), ratios.append(d / c), redraws.extend(r)
-            print(f"  pair {i + 1}: cli {c:,.0f} img/s, dashboard {d:,.0f} img/s, ratio {d / c:.3f} "
-                  f"({len(r)} redraws)")
+            print(f"  pair {i + 1}: cli {c:,.0f} img/s, dashboard {d:,.0f} img/s, ratio {d / c:.3f} ({len(r)} redraws)")
     report(args.repeats, cli, dash, ratios, redraws)
 
 
@@ -101,8 +108,10 @@ def report(repeats: int, cli: list[float], dash: list[float], ratios: list[float
     print(f"\n| path | images/s (median of {repeats}) |\n|---|---:|")
     print(f"| CLI path (as `cifar_lab train`) | {statistics.median(cli):,.0f} |")
     print(f"| dashboard (TrainingJob + 1 Hz live view) | {statistics.median(dash):,.0f} |")
-    print(f"| ratio dashboard / CLI, median of pairs (min..max) | {statistics.median(ratios):.3f} "
-          f"({min(ratios):.3f}..{max(ratios):.3f}) |")
+    print(
+        f"| ratio dashboard / CLI, median of pairs (min..max) | {statistics.median(ratios):.3f} "
+        f"({min(ratios):.3f}..{max(ratios):.3f}) |"
+    )
     if redraws:
         ms = 1000 * statistics.median(redraws)
         print(f"| live view work per redraw (median) | {ms:.1f} ms = {ms / 10 / REFRESH_S:.1f} % of one core |")

@@ -8,26 +8,27 @@ training step's images/s.
 
 Each side is the best of `--rounds` alternating rounds, so both see the same machine load.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from cifar_lab import fastnet  # noqa: E402
-from cifar_lab.bench import bare_images_per_s  # noqa: E402
-from cifar_lab.config import TrainConfig, preset  # noqa: E402
-from cifar_lab.data import synthetic_data  # noqa: E402
-from cifar_lab.devices import set_threads  # noqa: E402
-from cifar_lab.models import build_model  # noqa: E402
-from cifar_lab.optim import build_optimizer  # noqa: E402
+from cifar_lab import fastnet
+from cifar_lab.bench import bare_images_per_s
+from cifar_lab.config import TrainConfig, preset
+from cifar_lab.data import synthetic_data
+from cifar_lab.devices import set_threads
+from cifar_lab.models import build_model
+from cifar_lab.optim import build_optimizer
 
 Orthogonalize = Callable[[torch.Tensor], torch.Tensor]
 

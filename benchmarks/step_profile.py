@@ -8,6 +8,7 @@ by operator. Prints two tables.
 Synthetic images cost what real ones do. `--frozen-whitening` profiles the later epochs of fastnet, where the
 whitening bias no longer trains and the first conv's input gradient is skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,11 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from cifar_lab.bench import bare_step  # noqa: E402
-from cifar_lab.config import TrainConfig, preset  # noqa: E402
-from cifar_lab.devices import freed_memory_kept, resolve_device, resolve_precision, set_threads  # noqa: E402
-from cifar_lab.models import build_model  # noqa: E402
-from cifar_lab.optim import build_optimizer  # noqa: E402
+from cifar_lab.bench import bare_step
+from cifar_lab.config import TrainConfig, preset
+from cifar_lab.devices import freed_memory_kept, resolve_device, resolve_precision, set_threads
+from cifar_lab.models import build_model
+from cifar_lab.optim import build_optimizer
 
 # Timed with their children, so whichever kernel the backend picks counts; the children stay out of the other ops.
 FORWARD, BACKWARD = "aten::convolution", "aten::convolution_backward"
@@ -43,6 +44,7 @@ def conv_layers(model: nn.Module, x: torch.Tensor) -> dict[tuple, list[Layer]]:
             macs = module.weight[0].numel() * output.shape[1:].numel()
             gradients = int(inputs[0].requires_grad) + int(module.weight.requires_grad)
             layers[(tuple(inputs[0].shape), tuple(module.weight.shape))].append((name, macs, gradients * macs))
+
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
@@ -103,13 +105,16 @@ def print_tables(layers: dict, averages, steps: int, batch: int) -> None:
     print(f"one training step, batch {batch}: {total:.0f} ms\n")
     print("| conv layer(s) | input | MMACs/image | forward ms | backward ms | forward GMAC/s | backward GMAC/s |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for key, (names, macs, backward_macs) in sorted(((k, _merged(v)) for k, v in layers.items()),
-                                                     key=lambda kv: -kv[1][1]):
+    for key, (names, macs, backward_macs) in sorted(
+        ((k, _merged(v)) for k, v in layers.items()), key=lambda kv: -kv[1][1]
+    ):
         fwd, bwd = per_layer[key][FORWARD], per_layer[key][BACKWARD]
         rate_f = f"{macs * batch / 1e6 / fwd:,.0f}" if fwd else "-"  # MMAC per ms = GMAC per s
         rate_b = f"{backward_macs * batch / 1e6 / bwd:,.0f}" if bwd and backward_macs else "-"
-        print(f"| {names} | {'x'.join(map(str, key[0][1:]))} | {macs / 1e6:.1f} | {fwd:.1f} | {bwd:.1f} | "
-              f"{rate_f} | {rate_b} |")
+        print(
+            f"| {names} | {'x'.join(map(str, key[0][1:]))} | {macs / 1e6:.1f} | {fwd:.1f} | {bwd:.1f} | "
+            f"{rate_f} | {rate_b} |"
+        )
     conv_ms = sum(v[FORWARD] + v[BACKWARD] for v in per_layer.values())
     print(f"\nconvolutions: {conv_ms:.0f} ms ({conv_ms / total:.0%}); everything else by operator:\n")
     print("| operator | ms per step | share |")

@@ -1,4 +1,5 @@
 """Entry point for `python -m cifar_lab`."""
+
 import sys
 
 from .cli import main

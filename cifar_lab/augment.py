@@ -1,5 +1,6 @@
 """Random flip, shift (reflect-padded crop), rotation and cutout on whole (B, 3, H, W) batches, on any device; and
 the shrinking of the lowres epochs."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 
-def augment(x: torch.Tensor, *, flip: bool, crop_pad: int, rotate: float, cutout: int,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, *, flip: bool, crop_pad: int, rotate: float, cutout: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A randomly augmented copy of x (B, C, H, W), uint8 or float, same shape/dtype/device; x itself when all off.
 
     flip: mirror left-right with probability 1/2. crop_pad: shift by up to this many pixels, the uncovered border
@@ -87,8 +89,9 @@ def shrink(x: torch.Tensor, side: int) -> torch.Tensor:
     turning into stripes."""
     if x.shape[-1] == side and x.shape[-2] == side:
         return x
-    out = F.interpolate(x.to(_working_dtype(x)), size=(side, side), mode="bilinear", antialias=True,
-                        align_corners=False)
+    out = F.interpolate(
+        x.to(_working_dtype(x)), size=(side, side), mode="bilinear", antialias=True, align_corners=False
+    )
     return _as_dtype(out, x.dtype)
 
 

@@ -1,4 +1,5 @@
 """Time-to-accuracy benchmark of the presets on one data set, and the loop's throughput against a bare step."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,23 +11,37 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from .bench_stats import (
+    format_paired_differences,
+    format_seed_summary,
+    paired_differences,
+    parse_seeds,
+    row_label,
+    seed_summary,
+)
 from .config import PRESETS, TrainConfig, preset
 from .data import CifarData, load_data
-from .devices import (autocast, cpu_has_fast_bf16, describe, freed_memory_kept, resolve_device, resolve_precision,
-                      set_threads)
+from .devices import (
+    autocast,
+    cpu_has_fast_bf16,
+    describe,
+    freed_memory_kept,
+    resolve_device,
+    resolve_precision,
+    set_threads,
+)
 from .events import EpochEnd, Event, Finished
 from .models import build_model
 from .optim import build_optimizer
 from .preprocess import normalize
-from .bench_stats import (format_paired_differences, format_seed_summary, paired_differences, parse_seeds, row_label,
-                    seed_summary)
 from .train import train
 
 DEFAULT_PRESETS = ("tutorial", "improved", "classroom")
@@ -41,9 +56,14 @@ def machine_info() -> dict[str, Any]:
     """What the numbers were measured on: CPU model, cores, accelerator, library versions."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     # The model name alone ("AMD EPYC" in a VM) hides what decides the CPU's speed here: its vector unit and bf16.
-    info = {"cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "native_bf16": cpu_has_fast_bf16(), "cores": cores, "torch": torch.__version__,
-            "python": platform.python_version()}
+    info = {
+        "cpu": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_has_fast_bf16(),
+        "cores": cores,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -66,15 +86,23 @@ def _cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 @dataclass(frozen=True)
 class Variant:
     """A preset trained with some fields changed, as `bench --variant 'best --epochs 13'` asks: a row of its own."""
+
     preset: str
     flags: str  # the training flags as given, e.g. "--epochs 13 --lowres-epochs 4"; the table shows them
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None, full: bool = False, *,
-                  data: CifarData | None = None, progress: Progress | None = None,
-                  overrides: dict[str, Any] | None = None, seeds: Sequence[int] = (),
-                  variants: Sequence[Variant] = ()) -> list[dict[str, Any]]:
+def run_benchmark(
+    data_source: str | None,
+    presets: Sequence[str] | None = None,
+    full: bool = False,
+    *,
+    data: CifarData | None = None,
+    progress: Progress | None = None,
+    overrides: dict[str, Any] | None = None,
+    seeds: Sequence[int] = (),
+    variants: Sequence[Variant] = (),
+) -> list[dict[str, Any]]:
     """Train each preset, then each variant, in turn on the same data; one row per run (see `print_table` for the
     columns).
 
@@ -95,18 +123,29 @@ def run_benchmark(data_source: str | None, presets: Sequence[str] | None = None,
     rows = []
     for seed in seeds or (None,):
         for entry in entries:
-            config = preset(entry.preset, **{**(overrides or {}), **entry.overrides,
-                                             **({} if seed is None else {"seed": seed})})
+            config = preset(
+                entry.preset, **{**(overrides or {}), **entry.overrides, **({} if seed is None else {"seed": seed})}
+            )
             label = row_label({"preset": entry.preset, "flags": entry.flags})
-            say(f"{label}: {config.arch} width {config.width}, {config.epochs} epoch(s), batch {config.batch_size}, "
-                f"seed {config.seed}")
+            say(
+                f"{label}: {config.arch} width {config.width}, {config.epochs} epoch(s), batch {config.batch_size}, "
+                f"seed {config.seed}"
+            )
             result = train(config, data, on_event=_progress_listener(label, say))
-            rows.append({
-                "preset": entry.preset, "flags": entry.flags, "seed": config.seed, "arch": config.arch,
-                "epochs": result.epochs_done, "status": result.status,
-                "train_seconds": round(result.train_seconds, 3), "test_accuracy": result.test_accuracy,
-                "images_per_s": round(result.images_per_s, 1), "device": result.device,
-            })
+            rows.append(
+                {
+                    "preset": entry.preset,
+                    "flags": entry.flags,
+                    "seed": config.seed,
+                    "arch": config.arch,
+                    "epochs": result.epochs_done,
+                    "status": result.status,
+                    "train_seconds": round(result.train_seconds, 3),
+                    "test_accuracy": result.test_accuracy,
+                    "images_per_s": round(result.images_per_s, 1),
+                    "device": result.device,
+                }
+            )
     return _with_tutorial_ratios(rows)
 
 
@@ -123,6 +162,7 @@ def _progress_listener(name: str, say: Progress) -> Callable[[Event], None]:
             say(f"  {name} epoch {event.epoch}/{event.epochs}: test {event.test_acc:.1%} at {event.elapsed_s:.0f}s")
         elif isinstance(event, Finished):
             say(f"  {name} done: {event.test_accuracy:.2%} in {event.train_seconds:.1f}s")
+
     return listen
 
 
@@ -143,15 +183,19 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """The benchmark rows as a Markdown table (what docs/benchmarks.md shows)."""
     seeded = len({r.get("seed") for r in rows}) > 1  # a seed column only when the seeds differ
     head = "| preset | epochs | seconds | test accuracy | images/s | time vs tutorial | accuracy vs tutorial |"
-    lines = [head.replace("| epochs", "| seed | epochs") if seeded else head,
-             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if seeded else "")]
+    lines = [
+        head.replace("| epochs", "| seed | epochs") if seeded else head,
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if seeded else ""),
+    ]
     for r in rows:
         acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else r["status"]
         ratio = f"{r['seconds_vs_tutorial']:.2f}x" if r.get("seconds_vs_tutorial") is not None else "-"
         gain = f"{r['points_vs_tutorial']:+.1f} pts" if r.get("points_vs_tutorial") is not None else "-"
         seed = f" {r['seed']} |" if seeded else ""
-        lines.append(f"| {row_label(r)} |{seed} {r['epochs']} | {r['train_seconds']:.1f} | {acc} | "
-                     f"{r['images_per_s']:,.0f} | {ratio} | {gain} |")
+        lines.append(
+            f"| {row_label(r)} |{seed} {r['epochs']} | {r['train_seconds']:.1f} | {acc} | "
+            f"{r['images_per_s']:,.0f} | {ratio} | {gain} |"
+        )
     return "\n".join(lines)
 
 
@@ -161,6 +205,7 @@ def print_table(rows: list[dict[str, Any]], file: Any = None) -> None:
 
 # --- throughput: the real loop against a bare forward + backward + step on tensors already in memory --------------
 
+
 def bare_images_per_s(config: TrainConfig, data: CifarData, steps: int) -> float:
     """images/s of `steps` plain training steps of the config's model, optimizer and precision on one fixed batch
     (normalised, channels_last, on the device): what the loop would reach with free data and bookkeeping."""
@@ -168,9 +213,9 @@ def bare_images_per_s(config: TrainConfig, data: CifarData, steps: int) -> float
     dtype = resolve_precision(config.precision, device)
     torch.manual_seed(config.seed)
     model = build_model(config, len(data.classes)).to(device).to(memory_format=torch.channels_last)
-    x = normalize(data.train_x[:config.batch_size].to(device), config.normalize)
+    x = normalize(data.train_x[: config.batch_size].to(device), config.normalize)
     x = x.contiguous(memory_format=torch.channels_last)
-    y = data.train_y[:config.batch_size].to(device)
+    y = data.train_y[: config.batch_size].to(device)
     if hasattr(model, "init_from_data"):
         model.init_from_data(x)
     optimizer = build_optimizer(model, config)
@@ -186,8 +231,15 @@ def bare_images_per_s(config: TrainConfig, data: CifarData, steps: int) -> float
     return steps * len(x) / seconds
 
 
-def bare_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-              config: TrainConfig, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
+def bare_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> torch.Tensor:
     """One training step on a batch already normalised and on the device, as the loop takes it; returns the loss
     without waiting for it."""
     with autocast(device, dtype):
@@ -204,9 +256,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_throughput(data: CifarData, preset_name: str = "classroom", *, images: int = THROUGHPUT_IMAGES,
-                       repeats: int = THROUGHPUT_ROUNDS, progress: Progress | None = None,
-                       **overrides: Any) -> dict[str, Any]:
+def measure_throughput(
+    data: CifarData,
+    preset_name: str = "classroom",
+    *,
+    images: int = THROUGHPUT_IMAGES,
+    repeats: int = THROUGHPUT_ROUNDS,
+    progress: Progress | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Loop vs bare images/s for one preset (plus config `overrides`), measured alternately `repeats` times. Two
     ratios: the best loop round over the best bare one (discounts other programs on a shared machine), and the
     median of each round's loop/bare (a round's pair ran back to back, so a slow spell moves both). The loop trains
@@ -223,9 +281,13 @@ def measure_throughput(data: CifarData, preset_name: str = "classroom", *, image
         say(f"  round {i + 1}: bare {bare[-1]:,.0f} img/s, loop {loop[-1]:,.0f} img/s")
     device = resolve_device(config.device)
     return {
-        "preset": preset_name, "device": describe(device, resolve_precision(config.precision, device)),
-        "batch_size": config.batch_size, "steps": steps, "bare_images_per_s": [round(v, 1) for v in bare],
-        "loop_images_per_s": [round(v, 1) for v in loop], "loop_vs_bare": round(max(loop) / max(bare), 3),
+        "preset": preset_name,
+        "device": describe(device, resolve_precision(config.precision, device)),
+        "batch_size": config.batch_size,
+        "steps": steps,
+        "bare_images_per_s": [round(v, 1) for v in bare],
+        "loop_images_per_s": [round(v, 1) for v in loop],
+        "loop_vs_bare": round(max(loop) / max(bare), 3),
         "loop_vs_bare_median": round(statistics.median(lo / ba for lo, ba in zip(loop, bare)), 3),
     }
 
@@ -241,13 +303,20 @@ def measure_data_load(data_source: str | None) -> dict[str, Any]:
         load_data(data_source, cache_dir=cache)
         cached = time.perf_counter() - start
         fresh = _fresh_process_load(data_source, cache)
-    return {"source": data.source, "images": len(data.train_x) + len(data.test_x), "decode_seconds": round(decode, 2),
-            "cached_seconds": round(cached, 2), "fresh_process_seconds": round(fresh, 2)}
+    return {
+        "source": data.source,
+        "images": len(data.train_x) + len(data.test_x),
+        "decode_seconds": round(decode, 2),
+        "cached_seconds": round(cached, 2),
+        "fresh_process_seconds": round(fresh, 2),
+    }
 
 
 def _fresh_process_load(data_source: str | None, cache: str) -> float:
-    code = ("import time; t = time.perf_counter(); from cifar_lab.data import load_data; "
-            f"load_data({data_source!r}, cache_dir={cache!r}); print(time.perf_counter() - t)")
+    code = (
+        "import time; t = time.perf_counter(); from cifar_lab.data import load_data; "
+        f"load_data({data_source!r}, cache_dir={cache!r}); print(time.perf_counter() - t)"
+    )
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
@@ -256,13 +325,15 @@ def _fresh_process_load(data_source: str | None, cache: str) -> float:
 
 def format_throughput(report: dict[str, Any]) -> str:
     t, d = report["throughput"], report["data_load"]
-    return "\n".join([
-        f"training loop vs bare step ({t['preset']}, batch {t['batch_size']}, {t['device']}): "
-        f"{max(t['loop_images_per_s']):,.0f} vs {max(t['bare_images_per_s']):,.0f} img/s = {t['loop_vs_bare']:.1%} "
-        f"(best rounds); median of {len(t['loop_images_per_s'])} paired rounds {t['loop_vs_bare_median']:.1%}",
-        f"data load ({d['images']:,} images): decode {d['decode_seconds']:.1f}s, from cache {d['cached_seconds']:.2f}s "
-        f"in-process, {d['fresh_process_seconds']:.2f}s in a fresh process",
-    ])
+    return "\n".join(
+        [
+            f"training loop vs bare step ({t['preset']}, batch {t['batch_size']}, {t['device']}): "
+            f"{max(t['loop_images_per_s']):,.0f} vs {max(t['bare_images_per_s']):,.0f} img/s = {t['loop_vs_bare']:.1%} "
+            f"(best rounds); median of {len(t['loop_images_per_s'])} paired rounds {t['loop_vs_bare_median']:.1%}",
+            f"data load ({d['images']:,} images): decode {d['decode_seconds']:.1f}s, "
+            f"from cache {d['cached_seconds']:.2f}s in-process, {d['fresh_process_seconds']:.2f}s in a fresh process",
+        ]
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -284,8 +355,9 @@ def main(args: argparse.Namespace) -> int:
         data = load_data(args.data)
         presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
         report["data"] = data.source
-        report["rows"] = run_benchmark(args.data, presets, full=args.full, data=data, progress=say, seeds=seeds,
-                                       variants=variants)
+        report["rows"] = run_benchmark(
+            args.data, presets, full=args.full, data=data, progress=say, seeds=seeds, variants=variants
+        )
         print_table(report["rows"])
         if len(seeds) > 1:
             report["seed_summary"] = seed_summary(report["rows"])

@@ -1,4 +1,5 @@
 """Self-describing `.pth` checkpoints: weights plus the config that rebuilds the model; safe loading."""
+
 from __future__ import annotations
 
 import io
@@ -37,9 +38,16 @@ class Checkpoint:
     resume: dict[str, Any] = field(default_factory=dict, repr=False)  # optimizer/RNG state, if saved
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module | dict[str, torch.Tensor], config: TrainConfig, *,
-                    classes: tuple[str, ...], epoch: int, metrics: dict[str, Any] | None = None,
-                    resume: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module | dict[str, torch.Tensor],
+    config: TrainConfig,
+    *,
+    classes: tuple[str, ...],
+    epoch: int,
+    metrics: dict[str, Any] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> Path:
     """Write atomically: a temporary file in the same folder, then a rename; an error leaves the old file intact."""
     state = model.state_dict() if isinstance(model, nn.Module) else model
     payload = {
@@ -83,8 +91,10 @@ def load_checkpoint(source: str | os.PathLike | bytes, *, arch: str | None = Non
         return _from_payload(raw, source, label)
     if isinstance(raw, dict) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
         return _from_bare_state(raw, arch, source, label)
-    raise CheckpointError(f"{label} is a PyTorch file but not a model checkpoint: expected a cifar_lab "
-                          "checkpoint or a state_dict of tensors")
+    raise CheckpointError(
+        f"{label} is a PyTorch file but not a model checkpoint: expected a cifar_lab "
+        "checkpoint or a state_dict of tensors"
+    )
 
 
 def _read(source: str | os.PathLike | bytes, label: str) -> Any:
@@ -99,9 +109,11 @@ def _read(source: str | os.PathLike | bytes, label: str) -> Any:
         return torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "global" in str(err).lower():  # torch names the class or function it would have had to import
-            raise CheckpointError(f"{label} was refused: it holds objects other than weights and plain values, "
-                                  "and loading it could run code. Only load checkpoints you trust, saved as "
-                                  "state_dicts") from err
+            raise CheckpointError(
+                f"{label} was refused: it holds objects other than weights and plain values, "
+                "and loading it could run code. Only load checkpoints you trust, saved as "
+                "state_dicts"
+            ) from err
         raise _corrupt(label, err) from err
     except Exception as err:  # the legacy pickle reader fails on junk with anything: IndexError, struct.error...
         raise _corrupt(label, err) from err
@@ -109,8 +121,9 @@ def _read(source: str | os.PathLike | bytes, label: str) -> Any:
 
 def _corrupt(label: str, err: Exception) -> CheckpointError:
     first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return CheckpointError(f"{label} is not a readable PyTorch checkpoint (corrupt, truncated or another kind "
-                           f"of file): {first_line[:200]}")
+    return CheckpointError(
+        f"{label} is not a readable PyTorch checkpoint (corrupt, truncated or another kind of file): {first_line[:200]}"
+    )
 
 
 def _from_payload(raw: dict[str, Any], source: Any, label: str) -> Checkpoint:
@@ -120,8 +133,16 @@ def _from_payload(raw: dict[str, Any], source: Any, label: str) -> Checkpoint:
         raise CheckpointError(f"{label} has an invalid config: {err}") from err
     classes = tuple(raw.get("classes") or CLASSES)
     model = _build_and_load(config, len(classes), raw.get("state_dict", {}), label)
-    return Checkpoint(model, config, classes, int(raw.get("epoch", 0)), dict(raw.get("metrics", {})),
-                      _path_of(source), str(raw.get("created", "")), dict(raw.get("resume") or {}))
+    return Checkpoint(
+        model,
+        config,
+        classes,
+        int(raw.get("epoch", 0)),
+        dict(raw.get("metrics", {})),
+        _path_of(source),
+        str(raw.get("created", "")),
+        dict(raw.get("resume") or {}),
+    )
 
 
 def _from_bare_state(state: dict[str, torch.Tensor], arch: str | None, source: Any, label: str) -> Checkpoint:
@@ -129,8 +150,10 @@ def _from_bare_state(state: dict[str, torch.Tensor], arch: str | None, source: A
         if set(state) == set(build_model(TrainConfig(arch="tutorial")).state_dict()):
             arch = "tutorial"  # the tutorial's own torch.save(net.state_dict(), ...) output
         else:
-            raise CheckpointError(f"{label} is a bare state_dict without a config; name its architecture "
-                                  f"(--arch, one of: {', '.join(MODELS)})")
+            raise CheckpointError(
+                f"{label} is a bare state_dict without a config; name its architecture "
+                f"(--arch, one of: {', '.join(MODELS)})"
+            )
     if arch not in MODELS:
         raise CheckpointError(f"unknown architecture {arch!r}; choose one of: {', '.join(MODELS)}")
     # The tutorial normalises with 0.5/0.5, the other architectures with CIFAR's mean/std.
@@ -145,8 +168,10 @@ def _build_and_load(config: TrainConfig, num_classes: int, state: dict[str, torc
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         detail = " ".join(str(err).split())[:300]
-        raise CheckpointError(f"{label} does not fit the {config.arch!r} architecture (width {config.width}, "
-                              f"{num_classes} classes): {detail}. Was it saved from another architecture?") from err
+        raise CheckpointError(
+            f"{label} does not fit the {config.arch!r} architecture (width {config.width}, "
+            f"{num_classes} classes): {detail}. Was it saved from another architecture?"
+        ) from err
     return model.eval()
 
 

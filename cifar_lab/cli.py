@@ -1,4 +1,5 @@
 """`python -m cifar_lab train|evaluate|predict|bench|runs`: the command-line contract."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,16 +9,17 @@ import logging
 import shlex
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import paths, run_check
 from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, preset
 from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .labels import visible
-from .runs import STATUSES as RUN_STATUSES
-from .run_files import SaveError
 from .logs import configure as configure_logging
+from .run_files import SaveError
+from .runs import STATUSES as RUN_STATUSES
 from .runs import RunStore, default_db_path
 
 if TYPE_CHECKING:
@@ -58,11 +60,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name, setting in SETTINGS.items():
         help_text = setting.help_line().replace("%", "%%")  # argparse formats help with %
         if setting.kind is bool:
-            group.add_argument(cli_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
-                               help=help_text)
+            group.add_argument(
+                cli_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
-            group.add_argument(cli_flag(name), dest=name, type=setting.kind, default=None, metavar=name.upper(),
-                               choices=list(setting.choices) or None, help=help_text)
+            group.add_argument(
+                cli_flag(name),
+                dest=name,
+                type=setting.kind,
+                default=None,
+                metavar=name.upper(),
+                choices=list(setting.choices) or None,
+                help=help_text,
+            )
 
 
 def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
@@ -73,30 +83,44 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     runs_help = "the run history (SQLite) recording every run"
     runs_folder = "$CIFAR_LAB_RUNS, else runs/ in the source checkout, else ~/.local/share/cifar_lab/runs"
     checkpoint_help = f"a .pth file, or the name of a shipped model (e.g. {paths.SHIPPED_MODEL.removesuffix('.pth')})"
-    data_help = "CIFAR-10 source: a torchvision folder, an image folder with train/ and test/, or 'synthetic' " \
-                "(default: $CIFAR_LAB_DATA, else ./data)"
+    data_help = (
+        "CIFAR-10 source: a torchvision folder, an image folder with train/ and test/, or 'synthetic' "
+        "(default: $CIFAR_LAB_DATA, else ./data)"
+    )
 
     t = sub.add_parser("train", help="train a model and save a checkpoint")
     t.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="starting configuration")
     t.add_argument("--data", default=None, help=data_help)
     t.add_argument("--download", action="store_true", help="download torchvision's CIFAR-10 into --data (internet)")
-    t.add_argument("--out", default=str(paths.runs_dir()),
-                   help=f"folder for the checkpoint (default: the runs folder, {runs_folder}; here %(default)s)")
+    t.add_argument(
+        "--out",
+        default=str(paths.runs_dir()),
+        help=f"folder for the checkpoint (default: the runs folder, {runs_folder}; here %(default)s)",
+    )
     t.add_argument("--name", default=None, help="checkpoint file name without .pth (default: preset and time)")
     t.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
-    t.add_argument("--runs-db", default=None,
-                   help=runs_help + "; default: $CIFAR_LAB_RUNS_DB, else <--out>/cifar_lab.db")
-    t.add_argument("--resume", default=None, metavar="RUN_ID",
-                   help="continue a stopped, interrupted or failed run from its last epoch, with its own config")
+    t.add_argument(
+        "--runs-db", default=None, help=runs_help + "; default: $CIFAR_LAB_RUNS_DB, else <--out>/cifar_lab.db"
+    )
+    t.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_ID",
+        help="continue a stopped, interrupted or failed run from its last epoch, with its own config",
+    )
     _add_config_flags(t)
 
     e = sub.add_parser("evaluate", help="score a checkpoint on the test set")
     e.add_argument("checkpoint", type=paths.checkpoint_path, help=checkpoint_help)
     e.add_argument("--data", default=None, help=data_help)
     e.add_argument("--arch", default=None, help="architecture of a bare state_dict (e.g. tutorial)")
-    e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                   help="test-time augmentation: the mirror image, plus the shifted copies the model's config asks "
-                        "for (default: as the model was trained)")
+    e.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time augmentation: the mirror image, plus the shifted copies the model's config asks "
+        "for (default: as the model was trained)",
+    )
     e.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     p = sub.add_parser("predict", help="classify image files with a checkpoint")
@@ -107,27 +131,47 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     r = sub.add_parser("runs", help="list the recorded training runs, newest first")
-    r.add_argument("--runs-db", default=None,
-                   help=f"{runs_help}; default: $CIFAR_LAB_RUNS_DB, else cifar_lab.db in the runs folder "
-                        f"({runs_folder})")
+    r.add_argument(
+        "--runs-db",
+        default=None,
+        help=f"{runs_help}; default: $CIFAR_LAB_RUNS_DB, else cifar_lab.db in the runs folder ({runs_folder})",
+    )
     r.add_argument("--status", default=None, choices=RUN_STATUSES, help="only runs with this status")
     r.add_argument("--json", action="store_true", help="print the runs as a JSON list")
-    r.add_argument("--check", action="store_true",
-                   help="list the damaged rows (id and problem), one a line; exit 1 when there are some")
-    r.add_argument("--repair", action="store_true",
-                   help="with --check: move damaged rows, with their epochs and steps, to the quarantine tables")
+    r.add_argument(
+        "--check",
+        action="store_true",
+        help="list the damaged rows (id and problem), one a line; exit 1 when there are some",
+    )
+    r.add_argument(
+        "--repair",
+        action="store_true",
+        help="with --check: move damaged rows, with their epochs and steps, to the quarantine tables",
+    )
 
     b = sub.add_parser("bench", help="time-to-accuracy benchmark of the presets on the same data")
     b.add_argument("--data", default=None, help=data_help)
     b.add_argument("--full", action="store_true", help="also train the 'best' preset")
-    b.add_argument("--presets", default=None, help="comma-separated presets to run (default: tutorial,improved,classroom)")
-    b.add_argument("--seeds", default=None,
-                   help="train each preset once per seed, e.g. 0-4,7, and add each preset's mean accuracy, its spread "
-                        "between seeds and its standard error; default: once, with the preset's own seed")
-    b.add_argument("--variant", action="append", default=None, metavar="'PRESET --FLAG VALUE ...'",
-                   help="also train a preset with training flags changed (those of `train`), as a row of its own, "
-                        "e.g. --variant 'best --epochs 13 --lowres-epochs 4'; repeat for more. With --seeds, each "
-                        "seed trains every preset and variant before the next seed, so they run side by side")
+    b.add_argument(
+        "--presets",
+        default=None,
+        help="comma-separated presets to run (default: tutorial,improved,classroom)",
+    )
+    b.add_argument(
+        "--seeds",
+        default=None,
+        help="train each preset once per seed, e.g. 0-4,7, and add each preset's mean accuracy, its spread "
+        "between seeds and its standard error; default: once, with the preset's own seed",
+    )
+    b.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        metavar="'PRESET --FLAG VALUE ...'",
+        help="also train a preset with training flags changed (those of `train`), as a row of its own, "
+        "e.g. --variant 'best --epochs 13 --lowres-epochs 4'; repeat for more. With --seeds, each "
+        "seed trains every preset and variant before the next seed, so they run side by side",
+    )
     b.add_argument("--throughput", action="store_true", help="measure loop vs bare throughput and data-load times")
     b.add_argument("--json", dest="json_path", default="bench.json", help="where to write the table as JSON")
     return parser
@@ -140,13 +184,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the flags set, on top of args.preset."""
     overrides = {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
-    base = PRESETS[args.preset] if args.preset in PRESETS else {}
+    base = PRESETS.get(args.preset, {})
     arch = overrides.get("arch", "fastnet")
     if arch in ARCHS and arch != "fastnet" and base.get("opt") == "muon" and "opt" not in overrides:
         # Muon needs fastnet's filter groups; another --arch on a fastnet preset gets that preset's SGD sibling.
         overrides["opt"] = "sgd"
-        print(f"note: --arch {overrides['arch']} with the {args.preset} preset trains with --opt sgd "
-              "(muon is for fastnet)", file=sys.stderr)
+        print(
+            f"note: --arch {overrides['arch']} with the {args.preset} preset trains with --opt sgd "
+            "(muon is for fastnet)",
+            file=sys.stderr,
+        )
     return overrides
 
 
@@ -165,8 +212,10 @@ def parse_variant(text: str) -> Variant:
             raise UserError(f"it changes nothing in {args.preset}; to train the preset itself, name it in --presets")
         preset(args.preset, **overrides)  # an invalid value fails now, not after the runs before it
     except (UserError, ValueError) as err:
-        raise UserError(f"--variant {text!r}: {err}; write a preset, then training flags, e.g. "
-                        f"--variant 'best --epochs 13 --lowres-epochs 4'") from None
+        raise UserError(
+            f"--variant {text!r}: {err}; write a preset, then training flags, e.g. "
+            f"--variant 'best --epochs 13 --lowres-epochs 4'"
+        ) from None
     return Variant(args.preset, shlex.join(words[1:]), overrides)
 
 
@@ -195,10 +244,13 @@ def _train(args: argparse.Namespace) -> int:
     check_run(config, args.out)  # an unusable --out or device is refused before the data is loaded
     data = load_data(args.data, download=args.download)
     store = _open_store(args.runs_db, args.out)
-    plan = new_run(config, folder=args.out, store=store, name=args.name, data_source=resolve_source(args.data),
-                   data=data)
-    print(f"run {plan.run_id} (resume it, if it ends early, with: {args.prog} train --resume {plan.run_id})",
-          file=sys.stderr)
+    plan = new_run(
+        config, folder=args.out, store=store, name=args.name, data_source=resolve_source(args.data), data=data
+    )
+    print(
+        f"run {plan.run_id} (resume it, if it ends early, with: {args.prog} train --resume {plan.run_id})",
+        file=sys.stderr,
+    )
     notes = check_run(config, args.out)
     if config.precision == "auto" and (note := slow_cpu_note(config.device)):
         notes.append(note)
@@ -214,8 +266,7 @@ def _resume(args: argparse.Namespace, store: RunStore) -> int:
 
     if not args.resume.strip():
         raise UserError(f"--resume needs a run id; list them with `{args.prog} runs`")
-    changed = [cli_flag(f.name) for f in dataclasses.fields(TrainConfig)
-               if getattr(args, f.name, None) is not None]
+    changed = [cli_flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None]
     if changed:
         raise UserError(f"--resume continues with the run's own config; drop {', '.join(changed)}")
     plan = resume_run(store, args.resume)
@@ -258,11 +309,14 @@ def _runs(args: argparse.Namespace) -> int:
     for r in records:
         accuracy = "" if r.test_accuracy is None else f"{r.test_accuracy:.2%}"
         status, note = ("damaged", f"  ({r.damaged})") if r.damaged else (r.status, "")
-        print(f"{r.id:<12} {status:<12} {r.epochs_done:>6} {accuracy:>8}  {r.started[:19]:<19}  {visible(r.name)}"
-              + note)
+        print(
+            f"{r.id:<12} {status:<12} {r.epochs_done:>6} {accuracy:>8}  {r.started[:19]:<19}  {visible(r.name)}" + note
+        )
     if damaged := sum(bool(r.damaged) for r in records):
-        print(f"{damaged} damaged run(s): `python -m cifar_lab runs --check --repair` moves them to a quarantine "
-              "table", file=sys.stderr)
+        print(
+            f"{damaged} damaged run(s): `python -m cifar_lab runs --check --repair` moves them to a quarantine table",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -292,8 +346,9 @@ def _predict(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint, arch=args.arch)
     results = []
     for path in args.images:
-        preds = predict(ckpt.model, open_image(path), classes=ckpt.classes, normalize=ckpt.config.normalize,
-                        top=args.top)
+        preds = predict(
+            ckpt.model, open_image(path), classes=ckpt.classes, normalize=ckpt.config.normalize, top=args.top
+        )
         results.append({"image": path, "top": [{"class": p.label, "probability": p.probability} for p in preds]})
     if args.json:
         print(json.dumps(results))
@@ -326,12 +381,16 @@ class ProgressPrinter:
             done = int(self.width * event.step / event.total_steps)
             bar = "#" * done + "-" * (self.width - done)
             left = event.elapsed_s / event.step * (event.total_steps - event.step)
-            self._write(f"\repoch {event.epoch} [{bar}] {event.step}/{event.total_steps} loss {event.loss:.3f} "
-                        f"{event.images_per_s:,.0f} img/s ~{left:.0f}s left ")
+            self._write(
+                f"\repoch {event.epoch} [{bar}] {event.step}/{event.total_steps} loss {event.loss:.3f} "
+                f"{event.images_per_s:,.0f} img/s ~{left:.0f}s left "
+            )
         elif isinstance(event, EpochEnd):
-            self._write(f"{chr(13) if self.live else ''}epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f} "
-                        f"acc {event.train_acc:.1%} | test loss {event.test_loss:.3f} acc {event.test_acc:.1%} "
-                        f"| {event.seconds:.1f}s{' ' * 20}\n")
+            self._write(
+                f"{chr(13) if self.live else ''}epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f} "
+                f"acc {event.train_acc:.1%} | test loss {event.test_loss:.3f} acc {event.test_acc:.1%} "
+                f"| {event.seconds:.1f}s{' ' * 20}\n"
+            )
         elif isinstance(event, Finished):
             self._write(f"test accuracy {event.test_accuracy:.2%} after {event.train_seconds:.1f}s\n")
         elif isinstance(event, Stopped):

@@ -1,4 +1,5 @@
 """Every training hyperparameter in one frozen, validated object, each described once where it is declared."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,95 +27,241 @@ class TrainConfig:
 
     # --- model ---
     arch: str = setting("resnet", section=MODEL, help="network architecture", choices=described(MODELS))
-    width: int = setting(64, section=MODEL, low=4, high=512, unit="channels", applies=NOT_TUTORIAL,
-                         help="channels in the first conv block; later blocks use multiples; more = slower but more "
-                              "accurate")
-    depth: int = setting(3, section=MODEL, low=1, high=5, unit="blocks", applies=when("arch", "cnn"),
-                         help="conv blocks, each halving the image side")
-    batchnorm: bool = setting(True, section=MODEL, applies=when("arch", "cnn"),
-                              help="normalise activations after each conv (resnet and fastnet always do, the "
-                                   "tutorial never); makes training faster and more stable")
-    dropout: float = setting(0.0, section=MODEL, low=0, high=0.9, step=0.05, applies=NOT_TUTORIAL,
-                             help="fraction of features zeroed at random before the classifier while training; "
-                                  "fights overfitting")
+    width: int = setting(
+        64,
+        section=MODEL,
+        low=4,
+        high=512,
+        unit="channels",
+        applies=NOT_TUTORIAL,
+        help="channels in the first conv block; later blocks use multiples; more = slower but more accurate",
+    )
+    depth: int = setting(
+        3,
+        section=MODEL,
+        low=1,
+        high=5,
+        unit="blocks",
+        applies=when("arch", "cnn"),
+        help="conv blocks, each halving the image side",
+    )
+    batchnorm: bool = setting(
+        True,
+        section=MODEL,
+        applies=when("arch", "cnn"),
+        help="normalise activations after each conv (resnet and fastnet always do, the "
+        "tutorial never); makes training faster and more stable",
+    )
+    dropout: float = setting(
+        0.0,
+        section=MODEL,
+        low=0,
+        high=0.9,
+        step=0.05,
+        applies=NOT_TUTORIAL,
+        help="fraction of features zeroed at random before the classifier while training; fights overfitting",
+    )
     # --- augmentation (applied to whole batches on the training device) ---
     flip: bool = setting(True, section=AUGMENT, help="mirror training images left-right at random")
-    alternate_flip: bool = setting(False, section=AUGMENT, applies=when_on("flip"),
-                                   help="mirror each image on every other epoch instead of at random, so it is seen "
-                                        "both ways every two epochs")
-    crop_pad: int = setting(4, section=AUGMENT, low=0, high=8, unit="pixels",
-                            help="shift training images by up to this many pixels (reflect-pad, then crop at "
-                                 "random); 0 = off")
-    rotate: float = setting(0.0, section=AUGMENT, low=0, high=180, step=5.0, unit="degrees",
-                            help="rotate training images at random by up to this many degrees either way; 0 = off")
-    cutout: int = setting(0, section=AUGMENT, low=0, high=32, unit="pixels",
-                          help="blank a random square of this side in each training image; 0 = off")
+    alternate_flip: bool = setting(
+        False,
+        section=AUGMENT,
+        applies=when_on("flip"),
+        help="mirror each image on every other epoch instead of at random, so it is seen both ways every two epochs",
+    )
+    crop_pad: int = setting(
+        4,
+        section=AUGMENT,
+        low=0,
+        high=8,
+        unit="pixels",
+        help="shift training images by up to this many pixels (reflect-pad, then crop at random); 0 = off",
+    )
+    rotate: float = setting(
+        0.0,
+        section=AUGMENT,
+        low=0,
+        high=180,
+        step=5.0,
+        unit="degrees",
+        help="rotate training images at random by up to this many degrees either way; 0 = off",
+    )
+    cutout: int = setting(
+        0,
+        section=AUGMENT,
+        low=0,
+        high=32,
+        unit="pixels",
+        help="blank a random square of this side in each training image; 0 = off",
+    )
     # --- optimisation ---
     opt: str = setting("sgd", section=OPTIMISE, help="optimizer", choices=described(_OPTIMIZERS))
-    lr: float = setting(0.1, section=OPTIMISE, low=0, high=100, low_open=True, step=0.001,
-                        help="peak learning rate (for the batch-mean loss): the size of each update step")
-    momentum: float = setting(0.9, section=OPTIMISE, low=0, high=0.999, step=0.01,
-                              help="how much of the previous update carries over (SGD and Muon momentum, Adam's "
-                                   "beta1)")
-    nesterov: bool = setting(True, section=OPTIMISE, applies=when("opt", "sgd", "muon"),
-                             help="use Nesterov's look-ahead momentum (SGD, Muon)")
-    weight_decay: float = setting(5e-4, section=OPTIMISE, low=0, high=1, step=1e-4,
-                                  help="pull the weights towards zero each step (PyTorch's weight_decay); a "
-                                       "regulariser")
-    batch_size: int = setting(256, section=OPTIMISE, low=1, high=8192, unit="images",
-                              help="images per update step")
+    lr: float = setting(
+        0.1,
+        section=OPTIMISE,
+        low=0,
+        high=100,
+        low_open=True,
+        step=0.001,
+        help="peak learning rate (for the batch-mean loss): the size of each update step",
+    )
+    momentum: float = setting(
+        0.9,
+        section=OPTIMISE,
+        low=0,
+        high=0.999,
+        step=0.01,
+        help="how much of the previous update carries over (SGD and Muon momentum, Adam's beta1)",
+    )
+    nesterov: bool = setting(
+        True,
+        section=OPTIMISE,
+        applies=when("opt", "sgd", "muon"),
+        help="use Nesterov's look-ahead momentum (SGD, Muon)",
+    )
+    weight_decay: float = setting(
+        5e-4,
+        section=OPTIMISE,
+        low=0,
+        high=1,
+        step=1e-4,
+        help="pull the weights towards zero each step (PyTorch's weight_decay); a regulariser",
+    )
+    batch_size: int = setting(256, section=OPTIMISE, low=1, high=8192, unit="images", help="images per update step")
     epochs: int = setting(10, section=OPTIMISE, low=1, high=1000, help="passes over the whole training set")
-    lowres_epochs: int = setting(0, section=OPTIMISE, low=0, high=1000, unit="epochs", applies=NOT_TUTORIAL,
-                                 help="train the first N epochs on images shrunk to lowres_side pixels: each takes "
-                                      "about half the time, and the full-size epochs after them recover most of the "
-                                      "accuracy; 0 = off")
-    lowres_side: int = setting(24, section=OPTIMISE, low=LOWRES_MIN_SIDE, high=32, unit="pixels",
-                               applies=when_positive("lowres_epochs"),
-                               help="side of the shrunk training images in the lowres_epochs")
-    schedule: str = setting("onecycle", section=OPTIMISE, choices=described(_SCHEDULES),
-                            help="how the learning rate changes over training")
-    warmup: float = setting(0.2, section=OPTIMISE, low=0, high=0.9, step=0.05, unit="of all steps",
-                            applies=when("schedule", "onecycle"),
-                            help="fraction of training spent raising the learning rate to its peak")
-    label_smoothing: float = setting(0.0, section=OPTIMISE, low=0, high=0.9, step=0.05,
-                                     help="train towards slightly soft targets (0.1: 0.91 for the true class); "
-                                          "reduces over-confidence")
+    lowres_epochs: int = setting(
+        0,
+        section=OPTIMISE,
+        low=0,
+        high=1000,
+        unit="epochs",
+        applies=NOT_TUTORIAL,
+        help="train the first N epochs on images shrunk to lowres_side pixels: each takes "
+        "about half the time, and the full-size epochs after them recover most of the "
+        "accuracy; 0 = off",
+    )
+    lowres_side: int = setting(
+        24,
+        section=OPTIMISE,
+        low=LOWRES_MIN_SIDE,
+        high=32,
+        unit="pixels",
+        applies=when_positive("lowres_epochs"),
+        help="side of the shrunk training images in the lowres_epochs",
+    )
+    schedule: str = setting(
+        "onecycle", section=OPTIMISE, choices=described(_SCHEDULES), help="how the learning rate changes over training"
+    )
+    warmup: float = setting(
+        0.2,
+        section=OPTIMISE,
+        low=0,
+        high=0.9,
+        step=0.05,
+        unit="of all steps",
+        applies=when("schedule", "onecycle"),
+        help="fraction of training spent raising the learning rate to its peak",
+    )
+    label_smoothing: float = setting(
+        0.0,
+        section=OPTIMISE,
+        low=0,
+        high=0.9,
+        step=0.05,
+        help="train towards slightly soft targets (0.1: 0.91 for the true class); reduces over-confidence",
+    )
     # fastnet's parameter groups (FastNet.param_groups). The scales multiply lr into each group's peak lr.
-    bias_lr_scale: float = setting(64.0, section=OPTIMISE, low=0, high=1000, low_open=True, step=1.0, unit="times lr",
-                                   applies=FASTNET & when("opt", "sgd", "muon"),
-                                   help="BatchNorm and whitening biases learn this many times faster than the "
-                                        "weights, with their weight decay divided by it (the same decay per step)")
+    bias_lr_scale: float = setting(
+        64.0,
+        section=OPTIMISE,
+        low=0,
+        high=1000,
+        low_open=True,
+        step=1.0,
+        unit="times lr",
+        applies=FASTNET & when("opt", "sgd", "muon"),
+        help="BatchNorm and whitening biases learn this many times faster than the "
+        "weights, with their weight decay divided by it (the same decay per step)",
+    )
     # Measured at w32, 3 epochs, batch 512, lr 0.75 (mirror-TTA test accuracy): filter lr 0.11 85.5 %, 0.16 85.8 %,
     # 0.24 85.4 %, 0.36 84.2 %; 0.22 * 0.75 = 0.165 sits at the top of that flat optimum.
-    muon_lr_scale: float = setting(0.22, section=OPTIMISE, low=0, high=10, low_open=True, step=0.01, unit="times lr",
-                                   applies=MUON,
-                                   help="the conv filters' orthogonalised steps are lr times this, relative to their "
-                                        "norm; the head and biases keep SGD")
-    muon_momentum: float = setting(0.6, section=OPTIMISE, low=0, high=0.999, step=0.05, applies=MUON,
-                                   help="momentum of the conv filters' steps (the head and biases use momentum)")
-    whiten_bias_fraction: float = setting(WHITEN_BIAS_FRACTION, section=OPTIMISE, low=0, high=1, step=0.05,
-                                          unit="of the epochs", applies=FASTNET,
-                                          help="the whitening layer's bias trains in this first part of the epochs (at "
-                                               "least one), then freezes: later steps skip a costly gradient")
+    muon_lr_scale: float = setting(
+        0.22,
+        section=OPTIMISE,
+        low=0,
+        high=10,
+        low_open=True,
+        step=0.01,
+        unit="times lr",
+        applies=MUON,
+        help="the conv filters' orthogonalised steps are lr times this, relative to their "
+        "norm; the head and biases keep SGD",
+    )
+    muon_momentum: float = setting(
+        0.6,
+        section=OPTIMISE,
+        low=0,
+        high=0.999,
+        step=0.05,
+        applies=MUON,
+        help="momentum of the conv filters' steps (the head and biases use momentum)",
+    )
+    whiten_bias_fraction: float = setting(
+        WHITEN_BIAS_FRACTION,
+        section=OPTIMISE,
+        low=0,
+        high=1,
+        step=0.05,
+        unit="of the epochs",
+        applies=FASTNET,
+        help="the whitening layer's bias trains in this first part of the epochs (at "
+        "least one), then freezes: later steps skip a costly gradient",
+    )
     # --- evaluation ---
-    tta: bool = setting(False, section=RUNTIME,
-                        help="test-time augmentation: also score the mirrored test image and average")
-    tta_shifts: bool = setting(False, section=RUNTIME, applies=when_on("tta"),
-                               help="for the least confident quarter of the images, also score copies shifted "
-                                    "diagonally by one and two pixels (twice the evaluation time)")
-    eval_subset: int = setting(0, section=RUNTIME, low=0, high=10_000_000, unit="images",
-                               help="test images scored after each epoch (0 = all); the final score always uses all")
+    tta: bool = setting(
+        False, section=RUNTIME, help="test-time augmentation: also score the mirrored test image and average"
+    )
+    tta_shifts: bool = setting(
+        False,
+        section=RUNTIME,
+        applies=when_on("tta"),
+        help="for the least confident quarter of the images, also score copies shifted "
+        "diagonally by one and two pixels (twice the evaluation time)",
+    )
+    eval_subset: int = setting(
+        0,
+        section=RUNTIME,
+        low=0,
+        high=10_000_000,
+        unit="images",
+        help="test images scored after each epoch (0 = all); the final score always uses all",
+    )
     # --- data and runtime ---
-    normalize: str = setting("cifar", section=RUNTIME, help="input normalisation",
-                             choices={"cifar": "per-channel mean/std of CIFAR-10", "half": "the tutorial's 0.5/0.5"})
-    seed: int = setting(0, section=RUNTIME, low=0, high=2**31 - 1,
-                        help="random seed; the same seed and config give the same fp32 run")
-    device: str = setting("auto", section=RUNTIME, help="where to train",
-                          choices={"auto": "CUDA, then MPS, then CPU", "cpu": "", "cuda": "an NVIDIA GPU",
-                                   "mps": "an Apple GPU"})
-    precision: str = setting("auto", section=RUNTIME, help="number format of training",
-                             choices={"auto": "bf16 where the device computes it fast, else fp32", "fp32": "",
-                                      "bf16": "autocast; the weights stay fp32"})
+    normalize: str = setting(
+        "cifar",
+        section=RUNTIME,
+        help="input normalisation",
+        choices={"cifar": "per-channel mean/std of CIFAR-10", "half": "the tutorial's 0.5/0.5"},
+    )
+    seed: int = setting(
+        0, section=RUNTIME, low=0, high=2**31 - 1, help="random seed; the same seed and config give the same fp32 run"
+    )
+    device: str = setting(
+        "auto",
+        section=RUNTIME,
+        help="where to train",
+        choices={"auto": "CUDA, then MPS, then CPU", "cpu": "", "cuda": "an NVIDIA GPU", "mps": "an Apple GPU"},
+    )
+    precision: str = setting(
+        "auto",
+        section=RUNTIME,
+        help="number format of training",
+        choices={
+            "auto": "bf16 where the device computes it fast, else fp32",
+            "fp32": "",
+            "bf16": "autocast; the weights stay fp32",
+        },
+    )
     threads: int = setting(0, section=RUNTIME, low=0, high=1024, help="CPU threads to use (0 = every core)")
 
     def __post_init__(self) -> None:
@@ -142,7 +289,8 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(settings_of(TrainConfig))
 FIELD_HELP: dict[str, str] = {name: s.help_line() for name, s in SETTINGS.items()}  # one line each, for --help
 # The names each choice setting allows (the registries in models.py and optim.py decide the first three).
 ARCHS, OPTIMIZERS, SCHEDULES, DEVICES, PRECISIONS, NORMALIZATIONS = (
-    tuple(SETTINGS[name].choices) for name in ("arch", "opt", "schedule", "device", "precision", "normalize"))
+    tuple(SETTINGS[name].choices) for name in ("arch", "opt", "schedule", "device", "precision", "normalize")
+)
 
 
 def field_names() -> tuple[str, ...]:
@@ -162,24 +310,33 @@ def _known(changes: Mapping[str, Any]) -> None:
 
 # --- rules between fields (each field's own range and choices are checked from its setting) -------------------
 
+
 def _muon_needs_fastnet(c: TrainConfig) -> None:
     if c.opt == "muon" and c.arch != "fastnet":
-        raise ValueError(f"opt='muon' works with arch='fastnet' only (it needs the net to mark its conv filters); "
-                         f"use opt='sgd' with arch={c.arch!r}, or arch='fastnet'")
+        raise ValueError(
+            f"opt='muon' works with arch='fastnet' only (it needs the net to mark its conv filters); "
+            f"use opt='sgd' with arch={c.arch!r}, or arch='fastnet'"
+        )
 
 
 def _lowres_fits(c: TrainConfig) -> None:
     if not c.lowres_epochs:
         return
     if c.lowres_epochs >= c.epochs:
-        raise ValueError(f"lowres_epochs={c.lowres_epochs} must be below epochs={c.epochs}: the last epoch trains at "
-                         f"full size, which the test images have")
+        raise ValueError(
+            f"lowres_epochs={c.lowres_epochs} must be below epochs={c.epochs}: the last epoch trains at "
+            f"full size, which the test images have"
+        )
     if c.arch == "tutorial":
-        raise ValueError("lowres_epochs works with arch cnn, resnet or fastnet only: the tutorial net's classifier "
-                         "wants exactly 32x32 images; set lowres_epochs=0")
+        raise ValueError(
+            "lowres_epochs works with arch cnn, resnet or fastnet only: the tutorial net's classifier "
+            "wants exactly 32x32 images; set lowres_epochs=0"
+        )
     if c.arch == "cnn" and c.lowres_side < 2**c.depth:
-        raise ValueError(f"lowres_side={c.lowres_side} is too small for arch='cnn' with depth={c.depth} (each block "
-                         f"halves the side); use lowres_side >= {2**c.depth} or a smaller depth")
+        raise ValueError(
+            f"lowres_side={c.lowres_side} is too small for arch='cnn' with depth={c.depth} (each block "
+            f"halves the side); use lowres_side >= {2**c.depth} or a smaller depth"
+        )
 
 
 def _nesterov_needs_momentum(c: TrainConfig) -> None:
@@ -191,6 +348,7 @@ RULES: tuple[Callable[[TrainConfig], None], ...] = (_muon_needs_fastnet, _lowres
 
 
 # --- presets (presets.py) ---------------------------------------------------------------------------------------
+
 
 def preset(name: str, **overrides: Any) -> TrainConfig:
     """The named preset, with any fields overridden."""

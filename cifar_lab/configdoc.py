@@ -1,4 +1,5 @@
 """docs/configuration.md, rendered from the settings TrainConfig declares (scripts/configuration_doc.py writes it)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,18 +29,23 @@ def render() -> str:
     for section in SECTIONS:
         names = [name for name, s in SETTINGS.items() if s.section == section]
         parts.append(f"## {section}\n\n{_table(COLUMNS, [_row(name, SETTINGS[name]) for name in names])}")
-    rows = [(f"`{name}`", ", ".join(f"{key}={_value(value)}" for key, value in changes.items()))
-            for name, changes in PRESETS.items()]
-    parts.append("## Presets\n\nEach preset is the settings it changes from the defaults above.\n\n"
-                 + _table(("preset", "changes"), rows))
+    rows = [
+        (f"`{name}`", ", ".join(f"{key}={_value(value)}" for key, value in changes.items()))
+        for name, changes in PRESETS.items()
+    ]
+    parts.append(
+        "## Presets\n\nEach preset is the settings it changes from the defaults above.\n\n"
+        + _table(("preset", "changes"), rows)
+    )
     return "\n\n".join(parts) + "\n"
 
 
 def _row(name: str, s: Setting) -> tuple[str, ...]:
     flag = f"`{cli_flag(name)}` / `--no-{cli_flag(name)[2:]}`" if s.kind is bool else f"`{cli_flag(name)}`"
     if s.choices:
-        allowed = "<br>".join(f"`{choice}`: {meaning}" if meaning else f"`{choice}`"
-                              for choice, meaning in s.choices.items())
+        allowed = "<br>".join(
+            f"`{choice}`: {meaning}" if meaning else f"`{choice}`" for choice, meaning in s.choices.items()
+        )
     else:
         allowed = s.range_text() or "on, off"
     return (f"`{name}`", flag, _value(s.default), allowed, s.unit, s.help, s.applies.text if s.applies else "always")

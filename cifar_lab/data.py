@@ -1,21 +1,32 @@
 """CIFAR-10 as uint8 tensors from torchvision batches, image folders or a generator, with an on-disk cache."""
+
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
-import logging
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
 from cifar_lab.datasources import (
-    SOURCE_OPTIONS, Arrays, DataError, detect_kind, folder_classes, folder_fingerprint, missing_message, read_folder,
-    read_torchvision, synthetic_arrays, torchvision_fingerprint,
+    SOURCE_OPTIONS,
+    Arrays,
+    DataError,
+    detect_kind,
+    folder_classes,
+    folder_fingerprint,
+    missing_message,
+    read_folder,
+    read_torchvision,
+    synthetic_arrays,
+    torchvision_fingerprint,
 )
 
 log = logging.getLogger(__name__)
@@ -40,8 +51,10 @@ class CifarData:
     def __post_init__(self) -> None:
         for x, y in ((self.train_x, self.train_y), (self.test_x, self.test_y)):
             if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3 or y.dtype != torch.int64:
-                raise ValueError(f"CifarData wants x (N, 3, H, W) uint8 and y (N,) int64, got {x.dtype} "
-                                 f"{tuple(x.shape)} and {y.dtype} {tuple(y.shape)}")
+                raise ValueError(
+                    f"CifarData wants x (N, 3, H, W) uint8 and y (N,) int64, got {x.dtype} "
+                    f"{tuple(x.shape)} and {y.dtype} {tuple(y.shape)}"
+                )
             if y.shape != x.shape[:1]:
                 raise ValueError(f"CifarData: {x.shape[0]} images but {y.shape[0]} labels")
 
@@ -75,8 +88,9 @@ def synthetic_data(n_train: int = 2000, n_test: int = 500, seed: int = 0) -> Cif
     return _to_tensors(arrays, f"synthetic ({n_train} train / {n_test} test generated images, seed {seed})")
 
 
-def load_data(source: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None,
-              download: bool = False) -> CifarData:
+def load_data(
+    source: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None, download: bool = False
+) -> CifarData:
     """Load CIFAR-10 from `source` (see resolve_source): 'synthetic', torchvision batches or image folders."""
     given = resolve_source(source)
     if given.lower() == SYNTHETIC:
@@ -117,19 +131,25 @@ _DESCRIPTIONS = {"folder": "image folders", "torchvision": "torchvision CIFAR-10
 
 def _to_tensors(arrays: Arrays, source: str) -> CifarData:
     return CifarData(
-        torch.from_numpy(np.ascontiguousarray(arrays.train_x)), torch.from_numpy(np.asarray(arrays.train_y, np.int64)),
-        torch.from_numpy(np.ascontiguousarray(arrays.test_x)), torch.from_numpy(np.asarray(arrays.test_y, np.int64)),
-        tuple(str(c) for c in arrays.classes), source,
+        torch.from_numpy(np.ascontiguousarray(arrays.train_x)),
+        torch.from_numpy(np.asarray(arrays.train_y, np.int64)),
+        torch.from_numpy(np.ascontiguousarray(arrays.test_x)),
+        torch.from_numpy(np.asarray(arrays.test_y, np.int64)),
+        tuple(str(c) for c in arrays.classes),
+        source,
     )
 
 
 # --- cache: per source, images in one raw .npy (fast to read) and labels + classes in a small .npz ------------
 
+
 def _checked_cache_dir(cache_dir: str | os.PathLike | None, source: Path) -> Path:
     root = Path(cache_dir).expanduser().resolve() if cache_dir is not None else default_cache_dir().resolve()
     if root == source or source in root.parents:
-        raise DataError(f"cache folder {root} is inside the data source {source}; "
-                        "pass cache_dir (or set CIFAR_LAB_CACHE) to a folder outside it.")
+        raise DataError(
+            f"cache folder {root} is inside the data source {source}; "
+            "pass cache_dir (or set CIFAR_LAB_CACHE) to a folder outside it."
+        )
     return root
 
 
@@ -163,14 +183,22 @@ def _write_cache(stem: Path, arrays: Arrays) -> None:
     try:
         stem.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(stem.with_suffix(".npy"), lambda f: np.save(f, images))
-        _atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(
-            f, train_y=arrays.train_y, test_y=arrays.test_y, classes=np.array(arrays.classes, dtype=str)))
+        _atomic_write(
+            stem.with_suffix(".npz"),
+            lambda f: np.savez(
+                f, train_y=arrays.train_y, test_y=arrays.test_y, classes=np.array(arrays.classes, dtype=str)
+            ),
+        )
         for old in stem.parent.glob(stem.name.rsplit("-", 1)[0] + "-*.np[yz]"):  # same source, other contents
             if old.with_suffix("") != stem:
                 old.unlink(missing_ok=True)
     except OSError as e:
-        log.warning("could not write the data cache %s.npy (%s); the next load decodes again. Set CIFAR_LAB_CACHE "
-                    "to a writable folder.", stem, e)
+        log.warning(
+            "could not write the data cache %s.npy (%s); the next load decodes again. Set CIFAR_LAB_CACHE "
+            "to a writable folder.",
+            stem,
+            e,
+        )
 
 
 def _atomic_write(file: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -1,4 +1,5 @@
 """Readers behind load_data: torchvision's CIFAR-10 batches, train/test image folders, generated images."""
+
 from __future__ import annotations
 
 import colorsys
@@ -59,10 +60,12 @@ def _torchvision():
     everything else a fresh process needs to load the decoded cache, which needs none of it."""
     import torchvision
     import torchvision.io
+
     return torchvision
 
 
 # --- torchvision's CIFAR-10 batches ---------------------------------------------------------------------------
+
 
 def _torchvision_root(path: Path) -> Path:
     return path.parent if path.name == BATCH_DIR else path
@@ -74,7 +77,7 @@ def torchvision_fingerprint(path: Path) -> str:
     cifar10 = _torchvision().datasets.CIFAR10
     names = [name for name, _ in cifar10.train_list + cifar10.test_list]
     parts = []
-    for name in names + ["batches.meta"]:
+    for name in [*names, "batches.meta"]:
         try:
             st = os.stat(folder / name)
         except OSError:
@@ -98,16 +101,20 @@ def read_torchvision(path: Path, *, download: bool = False) -> Arrays:
         ) from e
     # .data is (N, 32, 32, 3) HWC; the project keeps CHW.
     return Arrays(
-        np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)), np.asarray(train.targets, dtype=np.int64),
-        np.ascontiguousarray(test.data.transpose(0, 3, 1, 2)), np.asarray(test.targets, dtype=np.int64),
+        np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)),
+        np.asarray(train.targets, dtype=np.int64),
+        np.ascontiguousarray(test.data.transpose(0, 3, 1, 2)),
+        np.asarray(test.targets, dtype=np.int64),
         tuple(train.classes),
     )
 
 
 # --- train/<class>/ and test/<class>/ image folders --------------------------------------------------------------
 
+
 def folder_classes(path: Path) -> tuple[str, ...]:
     """Sorted class folder names of train/, which test/ must repeat."""
+
     def names(split: str) -> list[str]:
         return sorted(e.name for e in os.scandir(path / split) if e.is_dir() and not e.name.startswith("."))
 

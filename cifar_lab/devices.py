@@ -1,4 +1,5 @@
 """Resolve the device and number format once, from "auto" or an explicit choice."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +11,10 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, ContextManager, Iterator
+from typing import Any
 
 import torch
 
@@ -19,7 +22,7 @@ from .config import CLASSROOM_TWO_MINUTES_FP32, cli_flag, describe_classroom_two
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" picks CUDA, then Apple's MPS, then the CPU; an explicit choice must be available."""
+    """ "auto" picks CUDA, then Apple's MPS, then the CPU; an explicit choice must be available."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -68,8 +71,10 @@ def bf16_slowdown(precision: str, device: torch.device | str) -> str:
     if precision != "bf16" or not _cpu_without_bf16(device):
         return ""
     # Measured on an AVX2-only CPU: 41 against about 450-510 images/s for classroom's training step.
-    return ("this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 runs about 10x slower than fp32 here; "
-            "use precision 'auto' or 'fp32'")
+    return (
+        "this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 runs about 10x slower than fp32 here; "
+        "use precision 'auto' or 'fp32'"
+    )
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
@@ -87,7 +92,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return None
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> ContextManager:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
     """Mixed-precision context for `device`, or a no-op for fp32."""
     if dtype is None:
         return contextlib.nullcontext()
@@ -113,8 +118,10 @@ def effective_threads(requested: int, cores: int | None = None) -> tuple[int, st
     if requested <= cores:
         return requested, ""
     whose = "this machine has" if cores >= (os.cpu_count() or cores) else "this process may use"
-    return cores, (f"{cli_flag('threads')} {requested} lowered to {cores}, the cores {whose}; "
-                   "more threads only wait for each other")
+    return cores, (
+        f"{cli_flag('threads')} {requested} lowered to {cores}, the cores {whose}; "
+        "more threads only wait for each other"
+    )
 
 
 def usable_cores(root: Path = Path("/")) -> int:
@@ -227,10 +234,12 @@ def slow_cpu_note(device_name: str = "auto") -> str:
         return ""
     flags = " ".join(f"{cli_flag(name)} {value}" for name, value in CLASSROOM_TWO_MINUTES_FP32.items())
     # Measured with `bench` and `train` on 2-core AVX2 (Zen 3) and AVX512-BF16 (Zen 4) VMs (docs/benchmarks.md).
-    return ("This computer's CPU has no native bf16 (AVX512-BF16 or AMX), so training here runs in fp32, about 3x "
-            "slower: on a 2-core CPU of this kind the classroom preset took 3.8-5.4 minutes instead of 1.6-1.9. "
-            f"Classroom with {describe_classroom_two_minutes()} ({flags}) took under two minutes there and reached "
-            "about 83.5 % instead of 86 %.")
+    return (
+        "This computer's CPU has no native bf16 (AVX512-BF16 or AMX), so training here runs in fp32, about 3x "
+        "slower: on a 2-core CPU of this kind the classroom preset took 3.8-5.4 minutes instead of 1.6-1.9. "
+        f"Classroom with {describe_classroom_two_minutes()} ({flags}) took under two minutes there and reached "
+        "about 83.5 % instead of 86 %."
+    )
 
 
 def describe(device: torch.device, dtype: torch.dtype | None) -> str:

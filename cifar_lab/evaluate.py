@@ -1,9 +1,11 @@
 """Pure evaluation: accuracy, per-class accuracy, confusion matrix and per-sample predictions."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -51,9 +53,17 @@ class Evaluation:
         }
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, *, normalize: str = "cifar", tta: bool = False,
-                   shifts: bool = False, device: torch.device | None = None, dtype: torch.dtype | None = None,
-                   batch_size: int = 500) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    normalize: str = "cifar",
+    tta: bool = False,
+    shifts: bool = False,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 500,
+) -> torch.Tensor:
     """Logits (N, C) in fp32 on the CPU for uint8 images x (N, 3, H, W); leaves the model's mode as found.
 
     With `tta` the logits of each image and its mirror image are averaged. With `shifts` as well, the least
@@ -78,12 +88,13 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, normalize: str = "cifar
     return logits
 
 
-def _in_batches(model: nn.Module, x: torch.Tensor, views: Views, normalize: str, device: torch.device,
-                batch_size: int) -> torch.Tensor:
+def _in_batches(
+    model: nn.Module, x: torch.Tensor, views: Views, normalize: str, device: torch.device, batch_size: int
+) -> torch.Tensor:
     """`views(model, batch)` for each normalised channels_last batch of x, concatenated on the CPU."""
     chunks = []
     for start in range(0, len(x), batch_size):
-        batch = normalize_pixels(x[start:start + batch_size].to(device), normalize)
+        batch = normalize_pixels(x[start : start + batch_size].to(device), normalize)
         chunks.append(views(model, batch.contiguous(memory_format=torch.channels_last)).cpu())
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
 
@@ -95,7 +106,7 @@ def _mirror_average(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 def _least_confident(logits: torch.Tensor, fraction: float) -> torch.Tensor:
     """Indices of the ceil(fraction * N) rows with the lowest top softmax probability."""
     confidence = F.softmax(logits, 1).amax(1)
-    return torch.argsort(confidence, stable=True)[:math.ceil(fraction * len(logits))]
+    return torch.argsort(confidence, stable=True)[: math.ceil(fraction * len(logits))]
 
 
 def _shifted_sum(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
@@ -103,22 +114,35 @@ def _shifted_sum(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     pad = max(abs(d) for d in TTA_SHIFTS)
     padded = F.pad(batch, (pad, pad, pad, pad), mode="reflect")
     side_h, side_w = batch.shape[2:]
-    return sum(_mirror_average(model, padded[:, :, pad + d:pad + d + side_h, pad + d:pad + d + side_w])
-               for d in TTA_SHIFTS)
+    return sum(
+        _mirror_average(model, padded[:, :, pad + d : pad + d + side_h, pad + d : pad + d + side_w]) for d in TTA_SHIFTS
+    )
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: tuple[str, ...],
-             normalize: str = "cifar", tta: bool = False, shifts: bool = False,
-             device: torch.device | None = None, dtype: torch.dtype | None = None,
-             batch_size: int = 500) -> Evaluation:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    classes: tuple[str, ...],
+    normalize: str = "cifar",
+    tta: bool = False,
+    shifts: bool = False,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    batch_size: int = 500,
+) -> Evaluation:
     """Score `model` on uint8 images x (N, 3, H, W) with labels y (N,)."""
     if len(x) == 0:
         raise ValueError("nothing to evaluate: the test set is empty")
-    logits = predict_logits(model, x, normalize=normalize, tta=tta, shifts=shifts, device=device, dtype=dtype,
-                            batch_size=batch_size)
+    logits = predict_logits(
+        model, x, normalize=normalize, tta=tta, shifts=shifts, device=device, dtype=dtype, batch_size=batch_size
+    )
     if logits.shape[1] != len(classes):
-        raise ValueError(f"the model predicts {logits.shape[1]} classes but the data has {len(classes)} "
-                         f"({', '.join(classes)}); evaluate it on data with its own classes")
+        raise ValueError(
+            f"the model predicts {logits.shape[1]} classes but the data has {len(classes)} "
+            f"({', '.join(classes)}); evaluate it on data with its own classes"
+        )
     labels = y.cpu().long()
     loss = F.cross_entropy(logits, labels).item()
     preds = logits.argmax(1)
@@ -136,8 +160,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classes: tup
     )
 
 
-def evaluate_checkpoint(ckpt: Checkpoint, x: torch.Tensor, y: torch.Tensor, *, classes: tuple[str, ...],
-                        tta: bool) -> Evaluation:
+def evaluate_checkpoint(
+    ckpt: Checkpoint, x: torch.Tensor, y: torch.Tensor, *, classes: tuple[str, ...], tta: bool
+) -> Evaluation:
     """Score a saved model as its training scored it: with its normalisation, in its number format on the
     model's device and, when `tta` is on, with the shifted test-time views as well if its config asked for them.
 
@@ -145,8 +170,16 @@ def evaluate_checkpoint(ckpt: Checkpoint, x: torch.Tensor, y: torch.Tensor, *, c
     their training's figure in bf16, and -0.11 to +0.08 points from it in fp32 (+0.00 on average) in 1.8x the time.
     """
     device = next(ckpt.model.parameters()).device
-    return evaluate(ckpt.model, x, y, classes=classes, normalize=ckpt.config.normalize, tta=tta,
-                    shifts=tta and ckpt.config.tta_shifts, dtype=resolve_precision(ckpt.config.precision, device))
+    return evaluate(
+        ckpt.model,
+        x,
+        y,
+        classes=classes,
+        normalize=ckpt.config.normalize,
+        tta=tta,
+        shifts=tta and ckpt.config.tta_shifts,
+        dtype=resolve_precision(ckpt.config.precision, device),
+    )
 
 
 def per_class_accuracy(confusion: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:

@@ -1,8 +1,10 @@
 """Small immutable events the training loop emits; printing, plotting and saving are listeners."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 
@@ -54,7 +56,7 @@ class Failed:
     step: int
 
 
-Event = Union[Step, EpochEnd, Finished, Stopped, Failed]
+Event = Step | EpochEnd | Finished | Stopped | Failed
 Listener = Callable[[Event], None]
 
 

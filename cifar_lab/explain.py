@@ -3,6 +3,7 @@
 Every function takes a model and the (1, 3, H, W) normalised tensor `inference.preprocess_image` returns,
 leaves the model's modes and gradients as it found them, and gives back numpy arrays ready to display.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,9 @@ def default_cam_layer(model: nn.Module) -> str:
 # --- Grad-CAM --------------------------------------------------------------------------------------------------
 
 
-def grad_cam(model: nn.Module, image: torch.Tensor, target_class: int | None = None,
-             layer: nn.Module | None = None) -> np.ndarray:
+def grad_cam(
+    model: nn.Module, image: torch.Tensor, target_class: int | None = None, layer: nn.Module | None = None
+) -> np.ndarray:
     """(H, W) float32 map in [0, 1] of where `layer`'s evidence for `target_class` (default: the predicted
     class) lies, upsampled bilinearly to the image's size. Selvaraju et al. 2017: channel weights are the
     spatially averaged gradients of the class score; the map is ReLU(sum of weighted activations)."""
@@ -80,8 +82,10 @@ def grad_cam(model: nn.Module, image: torch.Tensor, target_class: int | None = N
         name = "layer" if layer is not None else _last_spatial(outputs)
         activation = outputs.get(name)
         if activation is None or activation.dim() != 4:
-            raise ValueError("the Grad-CAM layer must be a module the forward pass applies, with a (1, C, H, W) "
-                             "output; pass a Conv2d or conv block of this model, or layer=None")
+            raise ValueError(
+                "the Grad-CAM layer must be a module the forward pass applies, with a (1, C, H, W) "
+                "output; pass a Conv2d or conv block of this model, or layer=None"
+            )
         target = _target_class(logits, target_class)
         # autograd.grad leaves every parameter's .grad untouched, unlike backward().
         (gradient,) = torch.autograd.grad(logits[0, target], activation)
@@ -103,8 +107,10 @@ def overlay(image: np.ndarray, cam: np.ndarray, *, alpha: float = 0.5, side: int
     """The heatmap blended over the picture: (H', W', 3) uint8 with the longer side `side` pixels (None: the
     image's own size). The picture is scaled with hard pixel edges, the heatmap smoothly."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"overlay wants an (H, W, 3) uint8 picture such as inference.model_view(img); got "
-                         f"{image.dtype} {image.shape}")
+        raise ValueError(
+            f"overlay wants an (H, W, 3) uint8 picture such as inference.model_view(img); got "
+            f"{image.dtype} {image.shape}"
+        )
     if cam.ndim != 2:
         raise ValueError(f"overlay wants a 2-D heatmap from grad_cam; got shape {cam.shape}")
     if not 0 <= alpha <= 1:
@@ -172,11 +178,17 @@ def feature_grid(maps: FeatureMaps | np.ndarray, max_channels: int = 16, cols: i
 def _check_image(image: torch.Tensor) -> torch.Tensor:
     if isinstance(image, torch.Tensor) and image.dim() == 3:
         image = image.unsqueeze(0)
-    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[:2] != (1, 3) \
-            or not image.is_floating_point():
+    if (
+        not isinstance(image, torch.Tensor)
+        or image.dim() != 4
+        or image.shape[:2] != (1, 3)
+        or not image.is_floating_point()
+    ):
         got = f"{image.dtype} {tuple(image.shape)}" if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"expected one normalised image, a (1, 3, H, W) float tensor such as "
-                         f"inference.preprocess_image(img) returns; got {got}")
+        raise ValueError(
+            f"expected one normalised image, a (1, 3, H, W) float tensor such as "
+            f"inference.preprocess_image(img) returns; got {got}"
+        )
     return image
 
 
@@ -189,8 +201,9 @@ def _blank(model: nn.Module) -> torch.Tensor:
     return torch.zeros(1, 3, 32, 32).to(**_placement(model))
 
 
-def _run(model: nn.Module, modules: dict[str, nn.Module], x: torch.Tensor) -> tuple[dict[str, torch.Tensor],
-                                                                                     torch.Tensor]:
+def _run(
+    model: nn.Module, modules: dict[str, nn.Module], x: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One forward pass recording each watched module's first output, in the order the modules finish."""
     outputs: dict[str, torch.Tensor] = {}
 
@@ -198,6 +211,7 @@ def _run(model: nn.Module, modules: dict[str, nn.Module], x: torch.Tensor) -> tu
         def hook(_module: nn.Module, _inputs, output) -> None:
             if name not in outputs and isinstance(output, torch.Tensor):
                 outputs[name] = output
+
         return hook
 
     handles = [module.register_forward_hook(hook_for(name)) for name, module in modules.items()]
@@ -212,8 +226,10 @@ def _run(model: nn.Module, modules: dict[str, nn.Module], x: torch.Tensor) -> tu
 def _last_spatial(outputs: dict[str, torch.Tensor]) -> str:
     spatial = [name for name, out in outputs.items() if out.dim() == 4 and min(out.shape[-2:]) >= 2]
     if not spatial:
-        raise ValueError("no conv layer of this model keeps a 2x2 or larger map at this input size; "
-                         "pass layer= to grad_cam explicitly")
+        raise ValueError(
+            "no conv layer of this model keeps a 2x2 or larger map at this input size; "
+            "pass layer= to grad_cam explicitly"
+        )
     return spatial[-1]
 
 
@@ -222,8 +238,10 @@ def _target_class(logits: torch.Tensor, target_class: int | None) -> int:
     if target_class is None:
         return int(logits[0].argmax())
     if not 0 <= int(target_class) < classes:
-        raise ValueError(f"target_class={target_class} is out of range: the model has {classes} classes "
-                         f"(0..{classes - 1}); pass None for the predicted class")
+        raise ValueError(
+            f"target_class={target_class} is out of range: the model has {classes} classes "
+            f"(0..{classes - 1}); pass None for the predicted class"
+        )
     return int(target_class)
 
 
@@ -246,5 +264,5 @@ def _tile(tiles: np.ndarray, cols: int, scale: int) -> np.ndarray:
     big = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
     for i in range(n):
         r, c = divmod(i, cols)
-        grid[1 + r * (th + 1):1 + r * (th + 1) + th, 1 + c * (tw + 1):1 + c * (tw + 1) + tw] = big[i]
+        grid[1 + r * (th + 1) : 1 + r * (th + 1) + th, 1 + c * (tw + 1) : 1 + c * (tw + 1) + tw] = big[i]
     return grid

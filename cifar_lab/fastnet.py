@@ -1,4 +1,5 @@
 """FastNet: a small conv net built to reach good CIFAR-10 accuracy in the fewest training seconds."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -42,8 +43,7 @@ class ConvGroup(nn.Module):
     `_pooled_padding`): the same outputs, for less work on odd sides.
     """
 
-    def __init__(self, channels_in: int, channels_out: int, skip_conv: bool = False,
-                 pooled_only: bool = False) -> None:
+    def __init__(self, channels_in: int, channels_out: int, skip_conv: bool = False, pooled_only: bool = False) -> None:
         super().__init__()
         self.pooled_only = pooled_only
         # Padding is not part of the state_dict, so checkpoints load the same either way.
@@ -99,8 +99,13 @@ class FastNet(nn.Module):
     an untrained random projection.
     """
 
-    def __init__(self, width: int = 64, num_classes: int = 10, dropout: float = 0.0,
-                 whiten_bias_fraction: float = WHITEN_BIAS_FRACTION) -> None:
+    def __init__(
+        self,
+        width: int = 64,
+        num_classes: int = 10,
+        dropout: float = 0.0,
+        whiten_bias_fraction: float = WHITEN_BIAS_FRACTION,
+    ) -> None:
         super().__init__()
         self.whiten_bias_fraction = whiten_bias_fraction
         widths = (width, 4 * width, 4 * width)
@@ -112,7 +117,8 @@ class FastNet(nn.Module):
         # the other groups the padding copy and the backend's odd-shaped kernels cost what the skipped rows save
         # (docs/benchmarks.md).
         self.groups = nn.Sequential(
-            ConvGroup(whiten_width, widths[0]), ConvGroup(widths[0], widths[1], pooled_only=True),
+            ConvGroup(whiten_width, widths[0]),
+            ConvGroup(widths[0], widths[1], pooled_only=True),
             ConvGroup(widths[1], widths[2], skip_conv=True),
         )
         self.dropout = nn.Dropout(dropout)
@@ -172,8 +178,15 @@ class FastNet(nn.Module):
             dict(params=biases, lr_scale=scale, weight_decay=config.weight_decay / scale),
         ]
         if filters:
-            groups.append(dict(params=filters, lr_scale=config.muon_lr_scale, momentum=config.muon_momentum,
-                               weight_decay=0.0, orthogonalize=True))
+            groups.append(
+                dict(
+                    params=filters,
+                    lr_scale=config.muon_lr_scale,
+                    momentum=config.muon_momentum,
+                    weight_decay=0.0,
+                    orthogonalize=True,
+                )
+            )
         return groups
 
 
@@ -186,10 +199,12 @@ class Muon(torch.optim.Optimizer):
     Other groups follow torch.optim.SGD exactly (coupled weight decay, dampening 0).
     """
 
-    def __init__(self, params: Any, lr: float, momentum: float = 0.85, nesterov: bool = True,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                                      orthogonalize=False))
+    def __init__(
+        self, params: Any, lr: float, momentum: float = 0.85, nesterov: bool = True, weight_decay: float = 0.0
+    ) -> None:
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, orthogonalize=False)
+        )
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:

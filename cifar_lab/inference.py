@@ -1,4 +1,5 @@
 """Any picture in, top-k classes out, through the same preprocessing the test set gets."""
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,10 @@ def open_image(source: bytes | str | os.PathLike | Image.Image, name: str = "") 
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(stream)
             if image.width * image.height > MAX_PIXELS:
-                raise ImageError(f"{label}: {image.width}x{image.height} pixels is too large; "
-                                 f"use an image under {MAX_PIXELS // 1_000_000} megapixels")
+                raise ImageError(
+                    f"{label}: {image.width}x{image.height} pixels is too large; "
+                    f"use an image under {MAX_PIXELS // 1_000_000} megapixels"
+                )
             image.seek(0)
             image.load()
             return ImageOps.exif_transpose(image)
@@ -52,8 +55,10 @@ def open_image(source: bytes | str | os.PathLike | Image.Image, name: str = "") 
     except UnidentifiedImageError as err:
         raise ImageError(f"{label} is not an image this lab can read (PNG, JPEG, WebP, GIF or BMP)") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"{label} was refused: its pixel count is so large it could exhaust memory "
-                         f"(a 'decompression bomb'); use an image under {MAX_PIXELS // 1_000_000} megapixels") from err
+        raise ImageError(
+            f"{label} was refused: its pixel count is so large it could exhaust memory "
+            f"(a 'decompression bomb'); use an image under {MAX_PIXELS // 1_000_000} megapixels"
+        ) from err
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageError(f"{label} looks damaged or truncated and could not be decoded: {err}") from err
 
@@ -90,8 +95,9 @@ def preprocess_image(image: Image.Image, normalize: str = "cifar") -> torch.Tens
     return normalize_pixels(pixels, normalize)
 
 
-def predict(model: nn.Module, image: Image.Image, *, classes: tuple[str, ...], normalize: str = "cifar",
-            top: int = 3) -> list[Prediction]:
+def predict(
+    model: nn.Module, image: Image.Image, *, classes: tuple[str, ...], normalize: str = "cifar", top: int = 3
+) -> list[Prediction]:
     """The `top` most likely classes with their probabilities, most likely first."""
     probs = class_probabilities(model, image, normalize=normalize)
     k = max(1, min(top, len(classes)))

@@ -1,4 +1,5 @@
 """Names people type (a run's name, an owner): visible text only, short enough to become part of a file name."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -11,8 +12,14 @@ MAX_BYTES = 240
 # Direction controls reorder what is shown around them ("evil\u202egnp.exe" reads as "evilexe.png"): refused.
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})  # controls, undecodable bytes, line/paragraph separators
-CONTROL_NAMES = {0x00: "NULL", 0x09: "CHARACTER TABULATION", 0x0A: "LINE FEED", 0x0D: "CARRIAGE RETURN",
-                 0x1B: "ESCAPE", 0x7F: "DELETE"}  # unicodedata.name() has none for controls
+CONTROL_NAMES = {
+    0x00: "NULL",
+    0x09: "CHARACTER TABULATION",
+    0x0A: "LINE FEED",
+    0x0D: "CARRIAGE RETURN",
+    0x1B: "ESCAPE",
+    0x7F: "DELETE",
+}  # unicodedata.name() has none for controls
 
 
 def clean_label(text: str, what: str = "run name", *, max_chars: int = MAX_CHARS) -> str:
@@ -21,20 +28,27 @@ def clean_label(text: str, what: str = "run name", *, max_chars: int = MAX_CHARS
     text = str(text)
     for position, char in enumerate(text, 1):
         if _refused(char):
-            raise ValueError(f"{what} {text!r} is not valid: it contains {character_name(char)} at position "
-                             f"{position}, which would hide or disguise the text around it; type it again without "
-                             "that character")
+            raise ValueError(
+                f"{what} {text!r} is not valid: it contains {character_name(char)} at position "
+                f"{position}, which would hide or disguise the text around it; type it again without "
+                "that character"
+            )
     label = "".join(c for c in text if unicodedata.category(c) != "Cf").strip()
     if not label:
-        raise ValueError(f"{what} {text!r} is not valid: it is empty once spaces and invisible characters are "
-                         "removed; type a visible name")
+        raise ValueError(
+            f"{what} {text!r} is not valid: it is empty once spaces and invisible characters are "
+            "removed; type a visible name"
+        )
     if len(label) > max_chars:
-        raise ValueError(f"{what} {label[:20]!r}... is not valid: it is {len(label)} characters; at most {max_chars} "
-                         "are allowed")
+        raise ValueError(
+            f"{what} {label[:20]!r}... is not valid: it is {len(label)} characters; at most {max_chars} are allowed"
+        )
     size = len(label.encode("utf-8"))
     if size > MAX_BYTES:
-        raise ValueError(f"{what} {label[:20]!r}... is not valid: it is {size} bytes in UTF-8; at most {MAX_BYTES} "
-                         "fit in a file name (a letter takes 1 byte, an accented letter 2, an emoji 4): shorten it")
+        raise ValueError(
+            f"{what} {label[:20]!r}... is not valid: it is {size} bytes in UTF-8; at most {MAX_BYTES} "
+            "fit in a file name (a letter takes 1 byte, an accented letter 2, an emoji 4): shorten it"
+        )
     return label
 
 

@@ -1,4 +1,5 @@
 """What a run needs from the machine: its peak memory, estimated before training and checked against what is free."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -161,9 +162,10 @@ def _cgroup_free(root: Path) -> list[int]:
     """Limit less use, for each cgroup (v2 memory.max / v1 memory.limit_in_bytes) over this process with a limit."""
     free = []
     for folder in cgroup_dirs(root):
-        for limit_file, usage_file, cache_key in (("memory.max", "memory.current", "inactive_file"),
-                                                  ("memory.limit_in_bytes", "memory.usage_in_bytes",
-                                                   "total_inactive_file")):
+        for limit_file, usage_file, cache_key in (
+            ("memory.max", "memory.current", "inactive_file"),
+            ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+        ):
             limit, usage = _read_int(folder / limit_file), _read_int(folder / usage_file)
             if limit is None or usage is None or limit >= 2**60:  # "max", or v1's "unlimited" (2^63 - a page)
                 continue
@@ -190,23 +192,30 @@ def _stat_value(file: Path, key: str) -> int:
     return 0
 
 
-def check_memory(config: TrainConfig, n_train_images: int, available: int | None = None, *,
-                 n_test_images: int = 10_000) -> MemoryEstimate:
+def check_memory(
+    config: TrainConfig, n_train_images: int, available: int | None = None, *, n_test_images: int = 10_000
+) -> MemoryEstimate:
     """The run's estimate; raises ValueError, before anything is trained, when it does not fit in `available` bytes
     (default: available_memory() on the run's device, and on a GPU the CPU's as well) with SAFETY_MARGIN to spare.
 
     The message names what is needed, what is free and the settings to lower, each with a value that fits.
     """
     estimate = estimate_memory(config, n_train_images, n_test_images)
-    pools = [(estimate.device_bytes, available_memory(estimate.device) if available is None else available,
-              "GPU memory" if estimate.device == "cuda" else "memory")]
+    pools = [
+        (
+            estimate.device_bytes,
+            available_memory(estimate.device) if available is None else available,
+            "GPU memory" if estimate.device == "cuda" else "memory",
+        )
+    ]
     if estimate.device == "cuda":
         pools.append((estimate.host_bytes, available_memory("cpu"), "memory"))
     for needed, free, what in pools:
         if free is not None and needed * SAFETY_MARGIN > free:
             fix = _fixes(config, n_train_images, n_test_images, _fits_in(free, on_host=what == "memory"))
-            raise ValueError(f"this run needs up to about {_gb(needed * SAFETY_MARGIN)} of {what} but "
-                             f"{_gb(free)} is free: {fix}")
+            raise ValueError(
+                f"this run needs up to about {_gb(needed * SAFETY_MARGIN)} of {what} but {_gb(free)} is free: {fix}"
+            )
     return estimate
 
 
@@ -228,8 +237,9 @@ def _fixes(config: TrainConfig, n_train: int, n_test: int, fits: Callable[[Memor
                 found.append(f"{cli_flag(name)} (e.g. to {value})")
                 break
     if not found:
-        return (f"lower {cli_flag('batch_size')} and {cli_flag('width')} together, or close other programs to free "
-                "memory")
+        return (
+            f"lower {cli_flag('batch_size')} and {cli_flag('width')} together, or close other programs to free memory"
+        )
     return "lower " + " or ".join(found)
 
 
@@ -245,24 +255,32 @@ def _gb(n: float) -> str:
 
 # RuntimeError texts of allocators that could not allocate: PyTorch's CPU allocator on Linux and macOS ("can't
 # allocate memory") and on Windows ("not enough memory"), and Apple's MPS backend.
-_OUT_OF_MEMORY_TEXTS = ("DefaultCPUAllocator: can't allocate memory", "DefaultCPUAllocator: not enough memory",
-                        "out of memory")
+_OUT_OF_MEMORY_TEXTS = (
+    "DefaultCPUAllocator: can't allocate memory",
+    "DefaultCPUAllocator: not enough memory",
+    "out of memory",
+)
 
 
 def memory_failure_message(err: BaseException, config: TrainConfig) -> str | None:
     """The failed run's message when `err` says memory ran out (torch.OutOfMemoryError on a GPU, the CPU
     allocator's RuntimeError, MemoryError), naming the settings to lower; None for any other error."""
     gpu = isinstance(err, torch.OutOfMemoryError)
-    if not (gpu or isinstance(err, MemoryError)
-            or isinstance(err, RuntimeError) and any(text in str(err) for text in _OUT_OF_MEMORY_TEXTS)):
+    if not (
+        gpu
+        or isinstance(err, MemoryError)
+        or (isinstance(err, RuntimeError) and any(text in str(err) for text in _OUT_OF_MEMORY_TEXTS))
+    ):
         return None
     batch, width = cli_flag("batch_size"), cli_flag("width")
     settings, lower = f"{batch} {config.batch_size}", f"{batch} (e.g. to {max(1, config.batch_size // 2)})"
     if config.arch != "tutorial":  # the tutorial's net has a fixed size
         settings += f" and {width} {config.width}"
         lower += f" or {width} (e.g. to {max(4, config.width // 2)})"
-    return (f"ran out of {'GPU memory' if gpu else 'memory'} with {settings}: start a new run with a lower {lower}; "
-            "resuming this one as it is would run out again")
+    return (
+        f"ran out of {'GPU memory' if gpu else 'memory'} with {settings}: start a new run with a lower {lower}; "
+        "resuming this one as it is would run out again"
+    )
 
 
 def machine_notes(config: TrainConfig) -> list[str]:

@@ -1,4 +1,5 @@
 """Where the lab's background messages go: jobs starting, stopping and failing, the run store's recovery."""
+
 from __future__ import annotations
 
 import logging
@@ -15,11 +16,11 @@ class StderrHandler(logging.StreamHandler):
         super().__init__(sys.stderr)
 
     @property  # type: ignore[override]
-    def stream(self):  # noqa: ANN201
+    def stream(self):
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:  # noqa: ANN001
+    def stream(self, value) -> None:
         pass
 
 

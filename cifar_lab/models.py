@@ -1,4 +1,5 @@
 """The model zoo: a registry of CIFAR-10 networks by name, with size and cost counters."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -53,8 +54,9 @@ class VGGNet(nn.Module):
     Block i has width * 2**i channels (capped at 512); the head averages the map and applies dropout.
     """
 
-    def __init__(self, width: int = 32, depth: int = 3, batchnorm: bool = True, dropout: float = 0.0,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self, width: int = 32, depth: int = 3, batchnorm: bool = True, dropout: float = 0.0, num_classes: int = 10
+    ) -> None:
         super().__init__()
         blocks, c_in = [], 3
         for i in range(depth):
@@ -90,10 +92,17 @@ class ResNet9(nn.Module):
         w = width
         self.net = nn.Sequential(
             conv_bn(3, w),
-            conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),  # 16x16
-            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),  # 8x8
-            conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),  # 4x4
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+            conv_bn(w, 2 * w),
+            nn.MaxPool2d(2),
+            Residual(2 * w),  # 16x16
+            conv_bn(2 * w, 4 * w),
+            nn.MaxPool2d(2),  # 8x8
+            conv_bn(4 * w, 8 * w),
+            nn.MaxPool2d(2),
+            Residual(8 * w),  # 4x4
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
         )
         self.classifier = nn.Linear(8 * w, num_classes, bias=False)
 
@@ -121,14 +130,21 @@ def _fastnet(config: TrainConfig, num_classes: int) -> nn.Module:
     """whitened first layer, three conv groups; fastest to high accuracy"""
     from .fastnet import FastNet  # imported lazily: the module also holds its data-dependent init
 
-    return FastNet(width=config.width, num_classes=num_classes, dropout=config.dropout,
-                   whiten_bias_fraction=config.whiten_bias_fraction)
+    return FastNet(
+        width=config.width,
+        num_classes=num_classes,
+        dropout=config.dropout,
+        whiten_bias_fraction=config.whiten_bias_fraction,
+    )
 
 
 # The registry: name -> builder of a fresh network. The builder's docstring is the description that --help, the
 # Train form and docs/configuration.md show; the names are the config's arch choices.
 MODELS: dict[str, Callable[[TrainConfig, int], nn.Module]] = {
-    "tutorial": _tutorial, "cnn": _cnn, "resnet": _resnet, "fastnet": _fastnet,
+    "tutorial": _tutorial,
+    "cnn": _cnn,
+    "resnet": _resnet,
+    "fastnet": _fastnet,
 }
 DESCRIPTIONS: dict[str, str] = described(MODELS)
 

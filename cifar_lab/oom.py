@@ -1,4 +1,5 @@
 """Telling a run the kernel's OOM killer ended from any other death: cgroup OOM-kill counts and peak memory."""
+
 from __future__ import annotations
 
 import re
@@ -59,8 +60,10 @@ def out_of_memory_message(kills_at_start: int | None, last_peak: int | None) -> 
     at = limit if limit is not None else last_peak
     if not (grew or near) or at is None:
         return ""
-    return (f"ran out of memory (the kernel stopped it at about {at / 1e9:.1f} GB); lower --batch-size or --width "
-            "and start a new run")
+    return (
+        f"ran out of memory (the kernel stopped it at about {at / 1e9:.1f} GB); lower --batch-size or --width "
+        "and start a new run"
+    )
 
 
 def _field(path: Path, key: str) -> int | None:

@@ -1,4 +1,5 @@
 """Optimizers and learning-rate schedules by name; the one path of the learning rate into the optimizer."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,9 @@ if TYPE_CHECKING:  # the config takes its opt and schedule choices from here, so
 
 def _sgd(groups: list[dict], c: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum, Nesterov's look-ahead with nesterov"""
-    return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0,
-                           weight_decay=c.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0, weight_decay=c.weight_decay
+    )
 
 
 def _adam(groups: list[dict], c: TrainConfig) -> torch.optim.Optimizer:
@@ -41,7 +43,10 @@ def _muon(groups: list[dict], c: TrainConfig) -> torch.optim.Optimizer:
 # name -> builder from parameter groups and the config; the docstrings are the descriptions --help, the Train form
 # and docs/configuration.md show, and the names are the config's opt choices.
 OPTIMIZERS: dict[str, Callable[[list[dict], TrainConfig], torch.optim.Optimizer]] = {
-    "sgd": _sgd, "adam": _adam, "adamw": _adamw, "muon": _muon,
+    "sgd": _sgd,
+    "adam": _adam,
+    "adamw": _adamw,
+    "muon": _muon,
 }
 
 
@@ -80,6 +85,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
 
 # --- schedules: the fraction of the peak lr as a pure function of t, the fraction of training done (0..1) -------
 
+
 def _constant(t: float, warmup: float) -> float:
     """the peak throughout"""
     return 1.0
@@ -104,7 +110,10 @@ def _onecycle(t: float, warmup: float) -> float:
 
 # name -> factor(t, warmup); the docstrings are the descriptions, the names the config's schedule choices.
 SCHEDULES: dict[str, Callable[[float, float], float]] = {
-    "constant": _constant, "step": _step, "cosine": _cosine, "onecycle": _onecycle,
+    "constant": _constant,
+    "step": _step,
+    "cosine": _cosine,
+    "onecycle": _onecycle,
 }
 
 

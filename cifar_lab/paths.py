@@ -1,4 +1,5 @@
 """Where the lab finds its shipped models and keeps its runs, whatever the working directory."""
+
 from __future__ import annotations
 
 import os

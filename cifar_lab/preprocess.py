@@ -1,4 +1,5 @@
 """The one place that turns uint8 pixels into what a model takes: CIFAR-10 classes and normalisation."""
+
 from __future__ import annotations
 
 import functools
@@ -6,7 +7,16 @@ import functools
 import torch
 
 CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 
 # Per-channel statistics of the CIFAR-10 training set, pixel values scaled to [0, 1].
@@ -32,12 +42,14 @@ def normalize(x: torch.Tensor, how: str = "cifar") -> torch.Tensor:
     return x.to(torch.float32, copy=True).sub_(mean).div_(std)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pixel_stats(how: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, std), each (1, 3, 1, 1), in 0..255 pixel units; built once per device."""
     mean, std = stats(how)
-    return (torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255,
-            torch.tensor(std, device=device).view(1, 3, 1, 1) * 255)
+    return (
+        torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255,
+        torch.tensor(std, device=device).view(1, 3, 1, 1) * 255,
+    )
 
 
 def denormalize(x: torch.Tensor, how: str = "cifar") -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Whether the process that wrote a record is still running: pid, start time and host, checked through /proc."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def process_alive(pid: int | None, proc_start: int | None, host: str | None, updated: str,
-                   stale_after_s: float) -> bool:
+def process_alive(
+    pid: int | None, proc_start: int | None, host: str | None, updated: str, stale_after_s: float
+) -> bool:
     """Whether a 'running' run's process may still be training it."""
     if host != socket.gethostname() or pid is None or os.name == "nt":  # os.kill(pid, 0) would kill on Windows
         age = (datetime.now(timezone.utc) - datetime.fromisoformat(updated)).total_seconds()

@@ -1,4 +1,5 @@
 """Continuing a stopped, interrupted or failed run from the checkpoint of its last finished epoch."""
+
 from __future__ import annotations
 
 import copy
@@ -17,16 +18,22 @@ from .runs import RESUMABLE, RunRecord, RunStoreError
 def resume_problem(record: RunRecord) -> str:
     """Why the run cannot be resumed, checked without reading its checkpoint; "" when it may be."""
     if record.damaged:
-        return (f"run {record.id} cannot be resumed: its record is damaged ({record.damaged}); "
-                "`python -m cifar_lab runs --check --repair` moves it out of the history")
+        return (
+            f"run {record.id} cannot be resumed: its record is damaged ({record.damaged}); "
+            "`python -m cifar_lab runs --check --repair` moves it out of the history"
+        )
     if record.out_of_memory:
-        return (f"run {record.id} {record.message}: resuming it as is would run out again, since a resume keeps "
-                "its settings")
+        return (
+            f"run {record.id} {record.message}: resuming it as is would run out again, since a resume keeps "
+            "its settings"
+        )
     if record.status not in RESUMABLE:
         return f"run {record.id} is {record.status}; only stopped, interrupted or failed runs can be resumed"
     if not record.checkpoint or not Path(record.checkpoint).is_file():
-        return (f"run {record.id} has no checkpoint ({record.checkpoint}): it ended before its first epoch "
-                "finished; start it again instead")
+        return (
+            f"run {record.id} has no checkpoint ({record.checkpoint}): it ended before its first epoch "
+            "finished; start it again instead"
+        )
     return ""
 
 
@@ -38,15 +45,20 @@ def load_resume(record: RunRecord) -> dict[str, Any]:
         raise RunStoreError(problem)
     ckpt = load_checkpoint(str(record.checkpoint))
     if not ckpt.resume:
-        raise RunStoreError(f"{record.checkpoint} holds no optimizer/RNG state to resume from; start run "
-                            f"{record.id} again instead")
+        raise RunStoreError(
+            f"{record.checkpoint} holds no optimizer/RNG state to resume from; start run {record.id} again instead"
+        )
     if ckpt.config != record.train_config:
-        raise RunStoreError(f"{record.checkpoint} was written by another config than run {record.id}'s "
-                            "(overwritten by a run of the same name?); start the run again instead")
+        raise RunStoreError(
+            f"{record.checkpoint} was written by another config than run {record.id}'s "
+            "(overwritten by a run of the same name?); start the run again instead"
+        )
     damage = state_problem(ckpt.resume, ckpt.model, ckpt.config)
     if damage:
-        raise RunStoreError(f"{record.checkpoint} cannot be resumed: its saved training state is damaged ({damage}); "
-                            f"start run {record.id} again instead")
+        raise RunStoreError(
+            f"{record.checkpoint} cannot be resumed: its saved training state is damaged ({damage}); "
+            f"start run {record.id} again instead"
+        )
     return {**ckpt.resume, "model": ckpt.model.state_dict()}
 
 

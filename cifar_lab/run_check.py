@@ -1,12 +1,14 @@
 """Damaged run rows: flagged on reading, never fatal; `runs --check` lists them, `--repair` moves them to quarantine."""
+
 from __future__ import annotations
 
 import json
 import math
 import sqlite3
 import sys
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 from .processes import process_alive
 
@@ -70,6 +72,7 @@ def _fraction(value: Any) -> float | None:
 
 def _field_readers(statuses: Collection[str]) -> dict[str, tuple[Callable[[Any], Any], Any]]:
     """Column -> (reader raising ValueError with what is wrong, stand-in when it cannot be read)."""
+
     def status(value: Any) -> str:
         if _text(value) not in statuses:
             raise ValueError(f"{value!r} is unknown (known: {', '.join(statuses)})")
@@ -78,12 +81,25 @@ def _field_readers(statuses: Collection[str]) -> dict[str, tuple[Callable[[Any],
     def optional_text(value: Any) -> str | None:
         return _text(value, optional=True)
 
-    return {"id": (_text, ""), "name": (_text, ""), "config": (_json_object, {}), "status": (status, "?"),
-            "message": (_text, ""), "checkpoint": (optional_text, None), "data_source": (optional_text, None),
-            "device": (_text, ""), "started": (_text, ""), "ended": (optional_text, None), "updated": (_text, ""),
-            "epochs_done": (_whole, 0), "test_accuracy": (_fraction, None), "metrics": (_json_object, {}),
-            "pid": (lambda v: _whole(v, optional=True), None), "host": (optional_text, None),
-            "out_of_memory": (lambda v: bool(_whole(v)), False)}
+    return {
+        "id": (_text, ""),
+        "name": (_text, ""),
+        "config": (_json_object, {}),
+        "status": (status, "?"),
+        "message": (_text, ""),
+        "checkpoint": (optional_text, None),
+        "data_source": (optional_text, None),
+        "device": (_text, ""),
+        "started": (_text, ""),
+        "ended": (optional_text, None),
+        "updated": (_text, ""),
+        "epochs_done": (_whole, 0),
+        "test_accuracy": (_fraction, None),
+        "metrics": (_json_object, {}),
+        "pid": (lambda v: _whole(v, optional=True), None),
+        "host": (optional_text, None),
+        "out_of_memory": (lambda v: bool(_whole(v)), False),
+    }
 
 
 def decode_run_row(values: dict[str, Any], statuses: Collection[str]) -> dict[str, Any]:
@@ -130,8 +146,11 @@ def report(store: RunStore, *, repair: bool = False) -> int:
         if not damaged:
             print(f"no damaged runs in {store.path}")
             return 0
-        print(f"{len(damaged)} damaged run(s) in {store.path}; `python -m cifar_lab runs --check --repair` moves "
-              "them to a quarantine table (nothing is deleted)", file=sys.stderr)
+        print(
+            f"{len(damaged)} damaged run(s) in {store.path}; `python -m cifar_lab runs --check --repair` moves "
+            "them to a quarantine table (nothing is deleted)",
+            file=sys.stderr,
+        )
         return 1
     result = store.quarantine_damaged()
     for damage in result.moved:
@@ -139,16 +158,19 @@ def report(store: RunStore, *, repair: bool = False) -> int:
     for damage in result.kept:
         print(f"{damage.id}: {damage.problem}; still training, so left in place: repair again once it ends")
     if result.moved:
-        print(f"moved {len(result.moved)} damaged run(s), with {result.epochs} epoch and {result.steps} step rows, to "
-              f"the tables {QUARANTINE}, {', '.join(QUARANTINE_OF.values())} of {store.path}; nothing was deleted "
-              f"(see them with: sqlite3 {store.path} 'SELECT * FROM {QUARANTINE}')")
+        print(
+            f"moved {len(result.moved)} damaged run(s), with {result.epochs} epoch and {result.steps} step rows, to "
+            f"the tables {QUARANTINE}, {', '.join(QUARANTINE_OF.values())} of {store.path}; nothing was deleted "
+            f"(see them with: sqlite3 {store.path} 'SELECT * FROM {QUARANTINE}')"
+        )
     elif not result.kept:
         print(f"no damaged runs in {store.path}")
     return 1 if result.kept else 0
 
 
-def quarantine_damaged(conn: sqlite3.Connection, statuses: Collection[str], now: str,
-                       stale_after_s: float) -> Quarantined:
+def quarantine_damaged(
+    conn: sqlite3.Connection, statuses: Collection[str], now: str, stale_after_s: float
+) -> Quarantined:
     """In the caller's write transaction: move damaged runs rows (and their epochs and steps) to the quarantine
     tables, all columns as text; rows of runs still training stay, since their process still writes to them."""
     columns = _columns(conn, "runs")
@@ -164,8 +186,11 @@ def quarantine_damaged(conn: sqlite3.Connection, statuses: Collection[str], now:
         if _still_training(values, stale_after_s):
             kept.append(damage)
             continue
-        conn.execute(f"INSERT INTO {QUARANTINE} ({_quoted(columns)}, reason, quarantined) SELECT {_quoted(columns)}, "
-                     "?, ? FROM runs WHERE rowid = ?", [damage.problem, now, rowid])
+        conn.execute(
+            f"INSERT INTO {QUARANTINE} ({_quoted(columns)}, reason, quarantined) SELECT {_quoted(columns)}, "
+            "?, ? FROM runs WHERE rowid = ?",
+            [damage.problem, now, rowid],
+        )
         conn.execute("DELETE FROM runs WHERE rowid = ?", [rowid])
         for table, count in counts.items():
             counts[table] = count + _move_metrics(conn, table, values.get("id"), now)
@@ -178,8 +203,9 @@ def _still_training(values: dict[str, Any], stale_after_s: float) -> bool:
     if values.get("status") != "running":
         return False
     try:
-        return process_alive(values.get("pid"), values.get("proc_start"), values.get("host"), values.get("updated"),
-                             stale_after_s)
+        return process_alive(
+            values.get("pid"), values.get("proc_start"), values.get("host"), values.get("updated"), stale_after_s
+        )
     except (TypeError, ValueError):
         return False
 
@@ -187,8 +213,11 @@ def _still_training(values: dict[str, Any], stale_after_s: float) -> bool:
 def _move_metrics(conn: sqlite3.Connection, table: str, run_id: Any, now: str) -> int:
     columns = _columns(conn, table)
     _ensure_table(conn, QUARANTINE_OF[table], [*columns, "quarantined"])
-    conn.execute(f"INSERT INTO {QUARANTINE_OF[table]} ({_quoted(columns)}, quarantined) SELECT {_quoted(columns)}, ? "
-                 f"FROM {table} WHERE run_id = ?", [now, run_id])
+    conn.execute(
+        f"INSERT INTO {QUARANTINE_OF[table]} ({_quoted(columns)}, quarantined) SELECT {_quoted(columns)}, ? "
+        f"FROM {table} WHERE run_id = ?",
+        [now, run_id],
+    )
     return conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id]).rowcount
 
 

@@ -1,4 +1,5 @@
 """A run's checkpoint file: a unique name claimed before training, save errors in words, stale temporaries swept."""
+
 from __future__ import annotations
 
 import errno
@@ -58,9 +59,12 @@ def check_folder(folder: Path, *, needed_bytes: int = 0) -> None:
     if needed_bytes:
         free = shutil.disk_usage(folder).free
         if free < needed_bytes:
-            raise SaveError(errno.ENOSPC, f"only {free / 1e6:,.1f} MB free in {folder}, and this run's checkpoints "
-                                          f"need about {needed_bytes / 1e6:,.1f} MB: free some disk space or "
-                                          "choose another --out folder")
+            raise SaveError(
+                errno.ENOSPC,
+                f"only {free / 1e6:,.1f} MB free in {folder}, and this run's checkpoints "
+                f"need about {needed_bytes / 1e6:,.1f} MB: free some disk space or "
+                "choose another --out folder",
+            )
 
 
 def save_problem(err: OSError, folder: Path) -> str:

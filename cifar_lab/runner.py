@@ -1,7 +1,9 @@
 """A run's life in one place: check it can be saved, claim its file, record it, train it with a checkpoint after
 every epoch, resume it, and fail it with the fix. The CLI and the dashboard's jobs call this and add only their I/O."""
+
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -17,8 +19,7 @@ from .events import EpochEnd, Event, Failed, Listener, fan_out
 from .limits import check_memory, machine_notes, memory_failure_message
 from .models import build_model, count_params
 from .resume import load_resume, resume_problem
-from .run_files import (SaveError, check_folder, claim_checkpoint, release_unused, save_problem,
-                        sweep_stale_temporaries)
+from .run_files import SaveError, check_folder, claim_checkpoint, release_unused, save_problem, sweep_stale_temporaries
 from .runs import RunIdTaken, RunStore, RunStoreError, clean_name, new_run_id
 from .train import TrainResult, train
 
@@ -66,8 +67,15 @@ def checkpoint_bytes(config: TrainConfig) -> int:
     return 2 * params * 4 * 3 + 1_000_000
 
 
-def new_run(config: TrainConfig, *, folder: str | Path, store: RunStore | None = None, name: str | None = None,
-            data_source: str | None = None, data: CifarData | None = None) -> RunPlan:
+def new_run(
+    config: TrainConfig,
+    *,
+    folder: str | Path,
+    store: RunStore | None = None,
+    name: str | None = None,
+    data_source: str | None = None,
+    data: CifarData | None = None,
+) -> RunPlan:
     """Check (the memory too when `data` is given), then claim a unique checkpoint file and (with a store) record
     the run as running."""
     label = clean_name(name or default_name(config))
@@ -127,8 +135,9 @@ class TrainingRun:
     """Trains a plan on `data`: a checkpoint after every finished epoch, the record kept current, and a failed
     save turned into a failed run whose message names the cause and the fix (the last good checkpoint stays)."""
 
-    def __init__(self, plan: RunPlan, data: CifarData, *, store: RunStore | None = None,
-                 listeners: tuple[Listener, ...] = ()) -> None:
+    def __init__(
+        self, plan: RunPlan, data: CifarData, *, store: RunStore | None = None, listeners: tuple[Listener, ...] = ()
+    ) -> None:
         self.plan, self.data, self.store, self.listeners = plan, data, store, listeners
         self.saved_epoch = plan.saved_epoch
 
@@ -148,8 +157,9 @@ class TrainingRun:
         listeners = (self._save_epoch, *recorder, *self.listeners, *([on_event] if on_event else []))
         started = time.perf_counter()
         try:
-            result = train(self.plan.config, self.data, stop=stop, on_event=fan_out(*listeners),
-                           resume=self.plan.resume)
+            result = train(
+                self.plan.config, self.data, stop=stop, on_event=fan_out(*listeners), resume=self.plan.resume
+            )
             metrics = self._final_metrics(result)
             if metrics is not None:
                 self._save(result.model, result.epochs_done, metrics)
@@ -170,27 +180,41 @@ class TrainingRun:
     # --- saving ---
     def _save_epoch(self, event: Event) -> None:
         if isinstance(event, EpochEnd):
-            self._save(event.state_dict, event.epoch, {"test_accuracy_subset": event.test_acc,
-                                                       "train_accuracy": event.train_acc}, event.resume_state)
+            self._save(
+                event.state_dict,
+                event.epoch,
+                {"test_accuracy_subset": event.test_acc, "train_accuracy": event.train_acc},
+                event.resume_state,
+            )
 
     def _save(self, model: Any, epoch: int, metrics: dict[str, Any], resume: dict[str, Any] | None = None) -> None:
         path = self.plan.checkpoint
         try:
-            save_checkpoint(path, model, self.plan.config, classes=self.data.classes, epoch=epoch, metrics=metrics,
-                            resume=resume)
+            save_checkpoint(
+                path, model, self.plan.config, classes=self.data.classes, epoch=epoch, metrics=metrics, resume=resume
+            )
         except OSError as err:
-            kept = (f"the checkpoint of epoch {self.saved_epoch} ({path.name}) is intact" if self.saved_epoch
-                    else "no epoch had been saved yet")
+            kept = (
+                f"the checkpoint of epoch {self.saved_epoch} ({path.name}) is intact"
+                if self.saved_epoch
+                else "no epoch had been saved yet"
+            )
             resume_hint = f", then resume it (run {self.run_id})" if self.saved_epoch and self.run_id else ""
-            raise SaveError(err.errno, f"could not save epoch {epoch}: {save_problem(err, path.parent)}"
-                                       f"{resume_hint}; {kept}") from err
+            raise SaveError(
+                err.errno, f"could not save epoch {epoch}: {save_problem(err, path.parent)}{resume_hint}; {kept}"
+            ) from err
         self.saved_epoch = epoch
 
     def _final_metrics(self, result: TrainResult) -> dict[str, Any] | None:
         if result.status != "completed" or result.evaluation is None:
             return None
-        metrics = {**result.evaluation.summary(), "train_seconds": result.train_seconds,
-                   "images_per_s": result.images_per_s, "device": result.device, "data": self.data.source}
+        metrics = {
+            **result.evaluation.summary(),
+            "train_seconds": result.train_seconds,
+            "images_per_s": result.images_per_s,
+            "device": result.device,
+            "data": self.data.source,
+        }
         metrics.pop("confusion_matrix")
         return metrics
 
@@ -213,8 +237,9 @@ class TrainingRun:
         except RunStoreError as err:  # the model is saved; a missing summary row must not turn that into an error
             log.warning("run %s: final metrics not recorded: %s", self.run_id, err)
 
-    def _failed(self, message: str, seconds: float, on_event: Listener | None, *,
-                out_of_memory: bool = False) -> TrainResult:
+    def _failed(
+        self, message: str, seconds: float, on_event: Listener | None, *, out_of_memory: bool = False
+    ) -> TrainResult:
         log.error("run %s failed: %s", self.run_id, message)
         if self.store is not None and self.run_id is not None:
             try:
@@ -230,14 +255,16 @@ class TrainingRun:
         if self.store is None or self.run_id is None:
             return
         interrupted = isinstance(err, KeyboardInterrupt)
-        message = (f"interrupted; resume with `python -m cifar_lab train --resume {self.run_id}`" if interrupted
-                   else f"{type(err).__name__}: {err}")
+        message = (
+            f"interrupted; resume with `python -m cifar_lab train --resume {self.run_id}`"
+            if interrupted
+            else f"{type(err).__name__}: {err}"
+        )
         log.log(logging.INFO if interrupted else logging.ERROR, "run %s: %s", self.run_id, message)
-        try:
-            self.store.finish(self.run_id, "interrupted" if interrupted else "failed", message=message,
-                              only_if_running=True)
-        except RunStoreError:
-            pass  # the error being raised says more than this one
+        with contextlib.suppress(RunStoreError):  # the error being raised says more than this one
+            self.store.finish(
+                self.run_id, "interrupted" if interrupted else "failed", message=message, only_if_running=True
+            )
 
     def summary(self, result: TrainResult) -> dict[str, Any]:
         """The JSON-friendly outcome: the CLI's `--json` contract."""

@@ -1,4 +1,5 @@
 """The run history: every run's config, status, per-epoch and per-step metrics and outcome, in one SQLite file."""
+
 from __future__ import annotations
 
 import csv
@@ -10,11 +11,12 @@ import socket
 import sqlite3
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from . import paths
 from .config import TrainConfig
@@ -132,10 +134,18 @@ def default_db_path(runs_dir: str | os.PathLike | None = None) -> Path:
 def safe_child(runs_dir: str | os.PathLike, name: str) -> Path:
     """runs_dir / name for a plain file name (from a form or URL); anything that could lead elsewhere raises."""
     text = str(name)
-    if (not text or text.startswith(".") or len(text) > 200 or any(c in text for c in "/\\:")
-            or any(ord(c) < 32 for c in text) or Path(text).is_absolute()):
-        raise ValueError(f"{name!r} is not a valid file name: use letters, digits, '-', '_' and '.', not starting "
-                         "with '.', without '/', '\\' or ':', at most 200 characters")
+    if (
+        not text
+        or text.startswith(".")
+        or len(text) > 200
+        or any(c in text for c in "/\\:")
+        or any(ord(c) < 32 for c in text)
+        or Path(text).is_absolute()
+    ):
+        raise ValueError(
+            f"{name!r} is not a valid file name: use letters, digits, '-', '_' and '.', not starting "
+            "with '.', without '/', '\\' or ':', at most 200 characters"
+        )
     base = Path(runs_dir).resolve()
     if (base / text).resolve().parent != base:  # e.g. a symbolic link pointing out of the folder
         raise ValueError(f"{name!r} leads outside the runs folder {base}; pick another name")
@@ -157,25 +167,42 @@ class RunStore:
                     conn.execute(statement)
                 _add_missing_columns(conn)
         except OSError as err:
-            raise RunStoreError(f"cannot open the run store at {self.path}: {err}. Point ${ENV_DB} (or "
-                                "--runs-db) at a file in a writable folder") from err
+            raise RunStoreError(
+                f"cannot open the run store at {self.path}: {err}. Point ${ENV_DB} (or "
+                "--runs-db) at a file in a writable folder"
+            ) from err
 
     # --- writing ---
-    def create_run(self, config: TrainConfig, name: str = "", data_source: str | None = None,
-                   checkpoint_path: str | os.PathLike | None = None, *, run_id: str | None = None) -> str:
+    def create_run(
+        self,
+        config: TrainConfig,
+        name: str = "",
+        data_source: str | None = None,
+        checkpoint_path: str | os.PathLike | None = None,
+        *,
+        run_id: str | None = None,
+    ) -> str:
         """Record a new run as 'running' by this process; returns its id, e.g. "250612-3fa9". A given `run_id`
         that is taken raises RunIdTaken; without one, ids are drawn until a free one is found."""
         now = _now()
-        values = [clean_name(name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"),
-                  json.dumps(config.to_dict()), str(checkpoint_path) if checkpoint_path else None, data_source,
-                  now, now, *this_process()]
+        values = [
+            clean_name(name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"),
+            json.dumps(config.to_dict()),
+            str(checkpoint_path) if checkpoint_path else None,
+            data_source,
+            now,
+            now,
+            *this_process(),
+        ]
         for _ in range(1 if run_id else 20):
             candidate = run_id or new_run_id()
             try:
                 with self._write() as conn:
-                    conn.execute("INSERT INTO runs (id, name, config, status, checkpoint, data_source, started, "
-                                 "updated, pid, proc_start, host) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                                 [candidate, *values])
+                    conn.execute(
+                        "INSERT INTO runs (id, name, config, status, checkpoint, data_source, started, "
+                        "updated, pid, proc_start, host) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                        [candidate, *values],
+                    )
                 return candidate
             except sqlite3.IntegrityError:
                 continue  # the id is taken; draw another
@@ -183,16 +210,24 @@ class RunStore:
             raise RunIdTaken(f"run id {run_id} is taken")
         raise RunStoreError("no free run id after 20 tries; is the run store shared by far too many runs?")
 
-    def listener(self, run_id: str) -> "RunRecorder":
+    def listener(self, run_id: str) -> RunRecorder:
         """The training listener that records `run_id`'s steps, epochs and outcome. Made as the run (re)starts, it
         notes the cgroup's OOM-kill count, so that a kill for memory is told apart at the next start."""
         recorder = RunRecorder(self, run_id)
         recorder.note_start()
         return recorder
 
-    def finish(self, run_id: str, status: str | None = None, *, message: str | None = None,
-               metrics: dict[str, Any] | None = None, device: str | None = None,
-               only_if_running: bool = False, out_of_memory: bool = False) -> bool:
+    def finish(
+        self,
+        run_id: str,
+        status: str | None = None,
+        *,
+        message: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        device: str | None = None,
+        only_if_running: bool = False,
+        out_of_memory: bool = False,
+    ) -> bool:
         """Set the outcome fields given (None leaves one as is); True when the run was updated. `out_of_memory`
         marks a run that resuming as it is would end the same way."""
         if status is not None and status not in STATUSES:
@@ -221,28 +256,35 @@ class RunStore:
             if row is None:
                 raise _unknown(run_id)
             if row["status"] not in RESUMABLE:
-                raise RunStoreError(f"run {run_id} is {row['status']}; only stopped, interrupted or failed runs "
-                                    "can be resumed")
-            conn.execute("UPDATE runs SET status = 'running', message = ?, ended = NULL, updated = ?, "
-                         "epochs_done = ?, pid = ?, proc_start = ?, host = ? WHERE id = ?",
-                         [f"resumed after epoch {epoch}", _now(), epoch, *this_process(), run_id])
+                raise RunStoreError(
+                    f"run {run_id} is {row['status']}; only stopped, interrupted or failed runs can be resumed"
+                )
+            conn.execute(
+                "UPDATE runs SET status = 'running', message = ?, ended = NULL, updated = ?, "
+                "epochs_done = ?, pid = ?, proc_start = ?, host = ? WHERE id = ?",
+                [f"resumed after epoch {epoch}", _now(), epoch, *this_process(), run_id],
+            )
             conn.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", [run_id, epoch])
             conn.execute("DELETE FROM steps WHERE run_id = ? AND step > ?", [run_id, step])
 
     def mark_interrupted(self, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
         """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids. Call at start-up."""
-        rows = self._read("SELECT id, pid, proc_start, host, updated, oom_kills, peak_rss FROM runs "
-                          "WHERE status = 'running'")
+        rows = self._read(
+            "SELECT id, pid, proc_start, host, updated, oom_kills, peak_rss FROM runs WHERE status = 'running'"
+        )
         gone = [r for r in rows if _process_gone(r, stale_after_s)]
         for r in gone:
             oom = out_of_memory_message(r["oom_kills"], r["peak_rss"]) if r["host"] == socket.gethostname() else ""
-            message = oom or (f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; "
-                              f"resume it with `python -m cifar_lab train --resume {r['id']}`")
+            message = oom or (
+                f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; "
+                f"resume it with `python -m cifar_lab train --resume {r['id']}`"
+            )
             with self._write() as conn:  # `updated` unchanged: the run has not reported since we looked
-                conn.execute("UPDATE runs SET status = ?, message = ?, ended = ?, out_of_memory = ? WHERE id = ? "
-                             "AND status = 'running' AND updated = ?",
-                             ["failed" if oom else "interrupted", message, _now(), int(bool(oom)), r["id"],
-                              r["updated"]])
+                conn.execute(
+                    "UPDATE runs SET status = ?, message = ?, ended = ?, out_of_memory = ? WHERE id = ? "
+                    "AND status = 'running' AND updated = ?",
+                    ["failed" if oom else "interrupted", message, _now(), int(bool(oom)), r["id"], r["updated"]],
+                )
         return [r["id"] for r in gone]
 
     def quarantine_damaged(self) -> Quarantined:
@@ -284,8 +326,14 @@ class RunStore:
             raise _unknown(run_id)
         return _record(rows[0])
 
-    def list_runs(self, *, status: str | Iterable[str] | None = None, search: str = "", arch: str | None = None,
-                  limit: int | None = None) -> list[RunRecord]:
+    def list_runs(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        search: str = "",
+        arch: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
         """Newest first; `search` matches part of the name or id, case-insensitively."""
         where, params = [], []
         if status is not None:
@@ -299,18 +347,24 @@ class RunStore:
         if arch is not None:
             where.append("CASE WHEN json_valid(config) THEN json_extract(config, '$.arch') END = ?")
             params.append(arch)
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} " \
-              f"ORDER BY started DESC, rowid DESC{' LIMIT ?' if limit is not None else ''}"
+        sql = (
+            f"SELECT {_RUN_COLUMNS} FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY started DESC, rowid DESC{' LIMIT ?' if limit is not None else ''}"
+        )
         return [_record(r) for r in self._read(sql, params + ([limit] if limit is not None else []))]
 
     def epochs(self, run_id: str) -> list[EpochRecord]:
-        rows = self._read("SELECT epoch, train_loss, train_acc, test_loss, test_acc, seconds FROM epochs "
-                          "WHERE run_id = ? ORDER BY epoch", [run_id])
+        rows = self._read(
+            "SELECT epoch, train_loss, train_acc, test_loss, test_acc, seconds FROM epochs "
+            "WHERE run_id = ? ORDER BY epoch",
+            [run_id],
+        )
         return [EpochRecord(*r) for r in rows if _all_numbers(r)]  # a damaged metric row is left off the curves
 
     def steps(self, run_id: str) -> list[StepRecord]:
-        rows = self._read("SELECT step, epoch, loss, lr, images_per_s FROM steps WHERE run_id = ? ORDER BY step",
-                          [run_id])
+        rows = self._read(
+            "SELECT step, epoch, loss, lr, images_per_s FROM steps WHERE run_id = ? ORDER BY step", [run_id]
+        )
         return [StepRecord(*r) for r in rows if _all_numbers(r)]
 
     def export_csv(self, run_ids: Iterable[str]) -> str:
@@ -325,8 +379,17 @@ class RunStore:
 
     def export_json(self, run_ids: Iterable[str]) -> str:
         """Each run's record, epochs and steps as one JSON list."""
-        return json.dumps([{"run": self.get_run(i).to_dict(), "epochs": [asdict(e) for e in self.epochs(i)],
-                            "steps": [asdict(s) for s in self.steps(i)]} for i in run_ids], indent=1)
+        return json.dumps(
+            [
+                {
+                    "run": self.get_run(i).to_dict(),
+                    "epochs": [asdict(e) for e in self.epochs(i)],
+                    "steps": [asdict(s) for s in self.steps(i)],
+                }
+                for i in run_ids
+            ],
+            indent=1,
+        )
 
     # --- connections ---
     def _connect(self) -> sqlite3.Connection:
@@ -381,23 +444,44 @@ class RunRecorder:
 
     def _record(self, event: Event) -> None:
         if isinstance(event, Finished):
-            metrics = {"test_accuracy": event.test_accuracy, "train_seconds": event.train_seconds,
-                       "images_per_s": event.images_per_s}
-            self._update("status = 'completed', message = '', ended = ?, epochs_done = ?, test_accuracy = ?, "
-                         "metrics = ?", [_now(), event.epochs, event.test_accuracy, json.dumps(metrics)])
+            metrics = {
+                "test_accuracy": event.test_accuracy,
+                "train_seconds": event.train_seconds,
+                "images_per_s": event.images_per_s,
+            }
+            self._update(
+                "status = 'completed', message = '', ended = ?, epochs_done = ?, test_accuracy = ?, metrics = ?",
+                [_now(), event.epochs, event.test_accuracy, json.dumps(metrics)],
+            )
         elif isinstance(event, Stopped):
-            self._update("status = 'stopped', message = ?, ended = ?, epochs_done = ?",
-                         [f"stopped by request after {event.epochs_done} epoch(s)", _now(), event.epochs_done])
+            self._update(
+                "status = 'stopped', message = ?, ended = ?, epochs_done = ?",
+                [f"stopped by request after {event.epochs_done} epoch(s)", _now(), event.epochs_done],
+            )
         elif isinstance(event, Failed):
             self._update("status = 'failed', message = ?, ended = ?", [event.message, _now()])
         elif isinstance(event, EpochEnd):
-            self._update("epochs_done = ?, peak_rss = ?", [event.epoch, peak_rss()],
-                         "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         [self.run_id, event.epoch, event.train_loss, event.train_acc, event.test_loss,
-                          event.test_acc, event.seconds])
+            self._update(
+                "epochs_done = ?, peak_rss = ?",
+                [event.epoch, peak_rss()],
+                "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    self.run_id,
+                    event.epoch,
+                    event.train_loss,
+                    event.train_acc,
+                    event.test_loss,
+                    event.test_acc,
+                    event.seconds,
+                ],
+            )
         elif isinstance(event, Step):  # the memory high-water mark with each heartbeat: the last one before an OOM kill
-            self._update("peak_rss = ?", [peak_rss()], "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
-                         [self.run_id, event.step, event.epoch, event.loss, event.lr, event.images_per_s])
+            self._update(
+                "peak_rss = ?",
+                [peak_rss()],
+                "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
+                [self.run_id, event.step, event.epoch, event.loss, event.lr, event.images_per_s],
+            )
 
     def _update(self, assignments: str, params: list[Any], insert: str = "", row: list[Any] | None = None) -> None:
         """Set `assignments` on the run (and `updated`, the heartbeat) and insert `row`, in one transaction."""
@@ -469,14 +553,20 @@ def _fix(path: Path, err: sqlite3.Error) -> str:
     """What to do about a database error, by its kind."""
     text = str(err).lower()
     if "locked" in text or "busy" in text:
-        return (f"Another process has held it for over {BUSY_TIMEOUT_S:.0f} s: try again in a moment, or end the "
-                "process that holds it")
+        return (
+            f"Another process has held it for over {BUSY_TIMEOUT_S:.0f} s: try again in a moment, or end the "
+            "process that holds it"
+        )
     if "not a database" in text or "malformed" in text:
-        return (f"The file is damaged: move it away and a new, empty history is made at the next start (keep it to "
-                f"recover runs with `sqlite3 {path.name} .recover`), or point ${ENV_DB} at another file")
+        return (
+            f"The file is damaged: move it away and a new, empty history is made at the next start (keep it to "
+            f"recover runs with `sqlite3 {path.name} .recover`), or point ${ENV_DB} at another file"
+        )
     if any(word in text for word in ("readonly", "unable to open", "disk i/o", "full", "permission")):
-        return (f"Check that {path.parent} is writable and its disk has free space, or point ${ENV_DB} at a file "
-                "in a writable folder")
+        return (
+            f"Check that {path.parent} is writable and its disk has free space, or point ${ENV_DB} at a file "
+            "in a writable folder"
+        )
     return f"If the file is damaged, move it away and a new one is made; point ${ENV_DB} elsewhere to keep it"
 
 

@@ -1,4 +1,5 @@
 """A training setting described once (help, unit, range or choices, form section and step, when it applies)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -103,8 +104,12 @@ class Setting:
             kind = "a whole number" if integer else "a number"
             raise ValueError(f"{name}={value!r} is not valid; it must be {kind} in {allowed}")
         assert self.low is not None and self.high is not None  # setting() insists on both for numbers
-        if value < self.low or value > self.high or (self.low_open and value == self.low) or \
-                (self.high_open and value == self.high):
+        if (
+            value < self.low
+            or value > self.high
+            or (self.low_open and value == self.low)
+            or (self.high_open and value == self.high)
+        ):
             raise ValueError(f"{name}={value!r} is out of range; allowed: {allowed}")
 
 
@@ -113,10 +118,20 @@ def _number(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
 
 
-def setting(default: Any, *, help: str, section: str, unit: str = "", low: float | None = None,
-            high: float | None = None, low_open: bool = False, high_open: bool = False,
-            choices: Mapping[str, str] | Iterable[str] = (), step: float | None = None,
-            applies: Condition | None = None) -> Any:
+def setting(
+    default: Any,
+    *,
+    help: str,
+    section: str,
+    unit: str = "",
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    choices: Mapping[str, str] | Iterable[str] = (),
+    step: float | None = None,
+    applies: Condition | None = None,
+) -> Any:
     """A dataclass field with its default and its description (see Setting). Numbers need `low` and `high`."""
     kind = type(default)
     if section not in SECTIONS:
@@ -124,8 +139,7 @@ def setting(default: Any, *, help: str, section: str, unit: str = "", low: float
     if kind in (int, float) and (low is None or high is None):
         raise ValueError(f"a number setting needs low and high (default {default!r}: {help!r})")
     described = dict(choices) if isinstance(choices, Mapping) else dict.fromkeys(choices, "")
-    description = Setting(default, kind, help, section, unit, low, high, low_open, high_open, described, step,
-                          applies)
+    description = Setting(default, kind, help, section, unit, low, high, low_open, high_open, described, step, applies)
     return dataclasses.field(default=default, metadata={_KEY: description})
 
 

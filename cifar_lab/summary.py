@@ -1,9 +1,10 @@
 """A layer table for any model: each layer's type, output shape and parameters, with totals and multiply-adds."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ class ModelSummary:
 
     def table(self) -> list[dict[str, str | int]]:
         """Rows as plain dicts, shapes written out ("6x28x28", "x2" when applied twice), for a dataframe."""
+
         def shape(row: LayerRow) -> str:
             text = "x".join(map(str, row.output_shape)) or "-"
             return f"{text} (x{row.calls})" if row.calls > 1 else text
@@ -50,22 +52,27 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def model_summary(model: nn.Module, image_size: int = 32) -> ModelSummary:
     """One row per leaf layer (and per module holding parameters of its own), in definition order."""
-    modules = [(name or "(model)", m) for name, m in model.named_modules()
-               if not list(m.children()) or list(m.parameters(recurse=False))]
+    modules = [
+        (name or "(model)", m)
+        for name, m in model.named_modules()
+        if not list(m.children()) or list(m.parameters(recurse=False))
+    ]
     shapes, calls = _output_shapes(model, dict(modules), image_size)
     seen: set[int] = set()
     rows = []
     for name, module in modules:
         own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
         seen.update(id(p) for p in own)
-        rows.append(LayerRow(name, type(module).__name__, shapes.get(name, ()), sum(p.numel() for p in own),
-                             calls.get(name, 0)))
+        rows.append(
+            LayerRow(name, type(module).__name__, shapes.get(name, ()), sum(p.numel() for p in own), calls.get(name, 0))
+        )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return ModelSummary(tuple(rows), count_params(model), trainable, count_macs(model, image_size))
 
 
-def _output_shapes(model: nn.Module, modules: dict[str, nn.Module],
-                   image_size: int) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+def _output_shapes(
+    model: nn.Module, modules: dict[str, nn.Module], image_size: int
+) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
     """Each module's first output shape (batch dimension dropped) and call count for one blank image."""
     shapes: dict[str, tuple[int, ...]] = {}
     calls: dict[str, int] = {}
@@ -75,6 +82,7 @@ def _output_shapes(model: nn.Module, modules: dict[str, nn.Module],
             calls[name] = calls.get(name, 0) + 1
             if name not in shapes and isinstance(output, torch.Tensor):
                 shapes[name] = tuple(output.shape[1:])
+
         return hook
 
     handles = [m.register_forward_hook(hook_for(name)) for name, m in modules.items()]

@@ -1,4 +1,5 @@
 """The training loop: config in, events out, result back; it does no I/O of its own."""
+
 from __future__ import annotations
 
 import copy
@@ -16,7 +17,13 @@ from .augment import augment, shrink
 from .config import TrainConfig
 from .data import CifarData
 from .devices import (
-    autocast, describe, effective_threads, freed_memory_kept, resolve_device, resolve_precision, set_threads,
+    autocast,
+    describe,
+    effective_threads,
+    freed_memory_kept,
+    resolve_device,
+    resolve_precision,
+    set_threads,
 )
 from .evaluate import Evaluation, evaluate, predict_logits
 from .events import EpochEnd, Failed, Finished, Listener, Step, Stopped
@@ -87,8 +94,14 @@ class _Run:
         return self.total_steps - max(1, round(self.total_steps * NORM_AVERAGE_FRACTION))
 
 
-def train(config: TrainConfig, data: CifarData, *, stop: threading.Event | None = None,
-          on_event: Listener | None = None, resume: dict[str, Any] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    data: CifarData,
+    *,
+    stop: threading.Event | None = None,
+    on_event: Listener | None = None,
+    resume: dict[str, Any] | None = None,
+) -> TrainResult:
     """Train a fresh model (or continue from `resume`) and score it on the test set.
 
     `resume` is an EpochEnd's `resume_state` plus the weights of that epoch under "model".
@@ -98,8 +111,14 @@ def train(config: TrainConfig, data: CifarData, *, stop: threading.Event | None 
         return _train(config, data, device, stop, on_event, resume)
 
 
-def _train(config: TrainConfig, data: CifarData, device: torch.device, stop: threading.Event | None,
-           on_event: Listener | None, resume: dict[str, Any] | None) -> TrainResult:
+def _train(
+    config: TrainConfig,
+    data: CifarData,
+    device: torch.device,
+    stop: threading.Event | None,
+    on_event: Listener | None,
+    resume: dict[str, Any] | None,
+) -> TrainResult:
     started = time.perf_counter()  # data-dependent init (fastnet's whitening) counts as training time
     emit = on_event or (lambda event: None)
     stop = stop or threading.Event()
@@ -114,8 +133,17 @@ def _train(config: TrainConfig, data: CifarData, device: torch.device, stop: thr
             message = outcome.message if isinstance(outcome, Failed) else "stopped by request"
             return _result(run, status, len(history) + run.start_epoch, None, message, history)
         history.append(_end_epoch(run, epoch, outcome, emit))
-    evaluation = evaluate(run.model, data.test_x, data.test_y, classes=data.classes, normalize=config.normalize,
-                          tta=config.tta, shifts=config.tta_shifts, device=run.device, dtype=run.dtype)
+    evaluation = evaluate(
+        run.model,
+        data.test_x,
+        data.test_y,
+        classes=data.classes,
+        normalize=config.normalize,
+        tta=config.tta,
+        shifts=config.tta_shifts,
+        device=run.device,
+        dtype=run.dtype,
+    )
     elapsed = time.perf_counter() - run.started
     emit(Finished(evaluation.accuracy, config.epochs, elapsed, run.images_seen / max(run.train_seconds, 1e-9)))
     result = _result(run, "completed", config.epochs, evaluation.accuracy, "", history, elapsed)
@@ -143,9 +171,22 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
     # A last batch of one image would break BatchNorm; it is dropped, so each epoch sees N - 1 at worst.
     steps_per_epoch = max(1, len(train_x) // config.batch_size + (len(train_x) % config.batch_size > 1))
     norm_momenta = [(m, m.momentum) for m in _batch_norms(model)]
-    run = _Run(config, data, device, dtype, model, optimizer, generator, train_x, train_y,
-               _flip_bits(config, len(train_x), device), steps_per_epoch, steps_per_epoch * config.epochs,
-               norm_momenta, notes=[thread_note] if thread_note else [])
+    run = _Run(
+        config,
+        data,
+        device,
+        dtype,
+        model,
+        optimizer,
+        generator,
+        train_x,
+        train_y,
+        _flip_bits(config, len(train_x), device),
+        steps_per_epoch,
+        steps_per_epoch * config.epochs,
+        norm_momenta,
+        notes=[thread_note] if thread_note else [],
+    )
     if resume is not None:
         _restore(run, resume)
     return run
@@ -188,9 +229,15 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event, emit: Listener):
             return Stopped(epoch, run.step)
         if run.step == run.norm_average_from:
             _average_norm_statistics(model, restart=True)
-        idx = order[i * c.batch_size:(i + 1) * c.batch_size]
-        x = augment(run.train_x[idx], flip=c.flip and run.flip_bits is None, crop_pad=c.crop_pad, rotate=c.rotate,
-                    cutout=c.cutout, generator=run.generator)
+        idx = order[i * c.batch_size : (i + 1) * c.batch_size]
+        x = augment(
+            run.train_x[idx],
+            flip=c.flip and run.flip_bits is None,
+            crop_pad=c.crop_pad,
+            rotate=c.rotate,
+            cutout=c.cutout,
+            generator=run.generator,
+        )
         if run.flip_bits is not None:  # each image flips every other epoch: seen both ways in any two epochs
             mirror = run.flip_bits[idx] ^ bool(epoch % 2)
             x = torch.where(mirror.view(-1, 1, 1, 1), x.flip(3), x)
@@ -238,8 +285,10 @@ def _batch_norms(model: nn.Module) -> list[nn.Module]:
 
 
 def _diverged_message(step: int, c: TrainConfig) -> str:
-    return (f"diverged at step {step}: the loss became infinite or NaN. Lower the learning rate "
-            f"(lr={c.lr:g}; try {c.lr / 10:g}) or turn on batchnorm / a warmup.")
+    return (
+        f"diverged at step {step}: the loss became infinite or NaN. Lower the learning rate "
+        f"(lr={c.lr:g}; try {c.lr / 10:g}) or turn on batchnorm / a warmup."
+    )
 
 
 def _end_epoch(run: _Run, epoch: int, outcome: tuple[float, float, float], emit: Listener) -> EpochEnd:
@@ -247,12 +296,22 @@ def _end_epoch(run: _Run, epoch: int, outcome: tuple[float, float, float], emit:
     c, data = run.config, run.data
     x, y = data.test_x, data.test_y
     if c.eval_subset and c.eval_subset < len(x):
-        x, y = x[:c.eval_subset], y[:c.eval_subset]
+        x, y = x[: c.eval_subset], y[: c.eval_subset]
     logits = predict_logits(run.model, x, normalize=c.normalize, device=run.device, dtype=run.dtype)
     test_loss = F.cross_entropy(logits, y.cpu()).item()
     test_acc = float((logits.argmax(1) == y.cpu()).float().mean())
-    event = EpochEnd(epoch + 1, c.epochs, train_loss, train_acc, test_loss, test_acc, seconds,
-                     time.perf_counter() - run.started, _cpu_state(run.model), _resume_state(run, epoch + 1))
+    event = EpochEnd(
+        epoch + 1,
+        c.epochs,
+        train_loss,
+        train_acc,
+        test_loss,
+        test_acc,
+        seconds,
+        time.perf_counter() - run.started,
+        _cpu_state(run.model),
+        _resume_state(run, epoch + 1),
+    )
     emit(event)
     return event
 
@@ -297,12 +356,30 @@ def _restore(run: _Run, resume: dict[str, Any]) -> None:
     run.train_seconds = float(resume.get("train_seconds", 0.0))
 
 
-def _result(run: _Run, status: str, epochs_done: int, accuracy: float | None, message: str,
-            history: list[EpochEnd], elapsed: float | None = None) -> TrainResult:
+def _result(
+    run: _Run,
+    status: str,
+    epochs_done: int,
+    accuracy: float | None,
+    message: str,
+    history: list[EpochEnd],
+    elapsed: float | None = None,
+) -> TrainResult:
     for module, momentum in run.norm_momenta:
         module.momentum = momentum
     model = run.model.to("cpu").eval()
     seconds = elapsed if elapsed is not None else time.perf_counter() - run.started
     images_per_s = run.images_seen / max(run.train_seconds, 1e-9)
-    return TrainResult(status, model, run.config, epochs_done, accuracy, seconds, message, history,
-                       images_per_s=images_per_s, device=describe(run.device, run.dtype), notes=list(run.notes))
+    return TrainResult(
+        status,
+        model,
+        run.config,
+        epochs_done,
+        accuracy,
+        seconds,
+        message,
+        history,
+        images_per_s=images_per_s,
+        device=describe(run.device, run.dtype),
+        notes=list(run.notes),
+    )

@@ -2,30 +2,39 @@
 
 Results are cached per (model file version, 32x32 picture), so widget changes redraw without recomputing.
 """
+
 from __future__ import annotations
 
 import copy
 import hashlib
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import streamlit as st
 import torch
 from torch import nn
 
-from cifar_lab.dashboard import plots
 from cifar_lab.checkpoint import Checkpoint
-from cifar_lab.dashboard.explain_view import (HEATMAP_SIDE, Explanation, arch_summary, class_heatmap, explain,
-                                   summary_totals)
+from cifar_lab.dashboard import plots
+from cifar_lab.dashboard.explain_view import (
+    HEATMAP_SIDE,
+    Explanation,
+    arch_summary,
+    class_heatmap,
+    explain,
+    summary_totals,
+)
 from cifar_lab.summary import ModelSummary, model_summary
 
 VIEW_SCALE = HEATMAP_SIDE // 32  # the 32x32 picture shown at the size of a Grad-CAM overlay
-CAM_HELP = ("**Grad-CAM** shows where the model found its evidence for a class: red where the last conv block "
-            "that still has a spatial map found the most, blue where it found none. The map is coarse: that block "
-            "sees the picture at a few pixels a side.")
+CAM_HELP = (
+    "**Grad-CAM** shows where the model found its evidence for a class: red where the last conv block "
+    "that still has a spatial map found the most, blue where it found none. The map is coarse: that block "
+    "sees the picture at a few pixels a side."
+)
 
 
 def model_id(path: Path) -> str:
@@ -92,22 +101,36 @@ def explain_panel(ckpt: Checkpoint, path: Path, view: np.ndarray, *, key: str) -
 
     text, chooser = st.columns([2, 1])  # the chooser sits above the third picture, so the pictures line up
     text.markdown(CAM_HELP)
-    target = chooser.selectbox("Evidence for class", range(len(classes)), index=runner_up,
-                               format_func=lambda i: f"{classes[i]} ({probs[i]:.0%})", key=f"{key}_cam_{picture_key}",
-                               help="Grad-CAM for any class: where would the model look to call it this?")
+    target = chooser.selectbox(
+        "Evidence for class",
+        range(len(classes)),
+        index=runner_up,
+        format_func=lambda i: f"{classes[i]} ({probs[i]:.0%})",
+        key=f"{key}_cam_{picture_key}",
+        help="Grad-CAM for any class: where would the model look to call it this?",
+    )
     seen, predicted, chosen = st.columns(3)
     # A fixed width: without it a caption wider than the picture stretches the picture.
     seen.image(plots.upscale(view, VIEW_SCALE), caption="what the model sees (32x32)", width=HEATMAP_SIDE)
-    predicted.image(result.heatmap, width=HEATMAP_SIDE,
-                    caption=f"evidence for {classes[result.predicted]} ({probs[result.predicted]:.0%}, predicted)")
-    chosen.image(heatmap_for(mid, view, normalize, target, ckpt.model), caption=f"evidence for {classes[target]}",
-                 width=HEATMAP_SIDE)
+    predicted.image(
+        result.heatmap,
+        width=HEATMAP_SIDE,
+        caption=f"evidence for {classes[result.predicted]} ({probs[result.predicted]:.0%}, predicted)",
+    )
+    chosen.image(
+        heatmap_for(mid, view, normalize, target, ckpt.model),
+        caption=f"evidence for {classes[target]}",
+        width=HEATMAP_SIDE,
+    )
 
     filters, maps = st.columns([2, 3])
     n, kh, kw = result.filter_shape
     filters.markdown("**First-layer filters**")
-    filters.image(result.filters, caption=f"{n} filters of {kh}x{kw} pixels, each stretched to full contrast: "
-                                          "the patterns the first layer responds to")
+    filters.image(
+        result.filters,
+        caption=f"{n} filters of {kh}x{kw} pixels, each stretched to full contrast: "
+        "the patterns the first layer responds to",
+    )
     feature_maps_view(maps, result, key=key)
 
 
@@ -118,19 +141,29 @@ def feature_maps_view(column, result: Explanation, *, key: str) -> None:
         return
     stages = {stage.name: stage for stage in result.stages}
     column.markdown("**Feature maps**")
-    name = column.selectbox("Conv block", list(stages), key=f"{key}_block",
-                            format_func=lambda s: f"{s}  ({'x'.join(map(str, stages[s].shape))})",
-                            help="blocks in forward order: early ones respond to edges and colours, "
-                                 "later ones to larger parts")
+    name = column.selectbox(
+        "Conv block",
+        list(stages),
+        key=f"{key}_block",
+        format_func=lambda s: f"{s}  ({'x'.join(map(str, stages[s].shape))})",
+        help="blocks in forward order: early ones respond to edges and colours, later ones to larger parts",
+    )
     stage = stages.get(name, result.stages[0])
     channels = stage.shape[0]
-    column.image(stage.grid, caption=f"{stage.name}: the {min(16, channels)} most active of {channels} channels "
-                                     f"({stage.shape[1]}x{stage.shape[2]} each), bright = strong response")
+    column.image(
+        stage.grid,
+        caption=f"{stage.name}: the {min(16, channels)} most active of {channels} channels "
+        f"({stage.shape[1]}x{stage.shape[2]} each), bright = strong response",
+    )
 
 
 def summary_view(summary: ModelSummary) -> None:
     """Totals as metrics, then the layer table."""
     for column, (label, value) in zip(st.columns(3), summary_totals(summary).items()):
         column.metric(label, value)
-    st.dataframe(summary.table(), hide_index=True, width="stretch",
-                 column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+    st.dataframe(
+        summary.table(),
+        hide_index=True,
+        width="stretch",
+        column_config={"parameters": st.column_config.NumberColumn(format="localized")},
+    )

@@ -1,4 +1,5 @@
 """The checks every model page makes before drawing: a model must exist and load, else the page says what to do."""
+
 from __future__ import annotations
 
 import streamlit as st

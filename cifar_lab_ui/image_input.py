@@ -1,4 +1,5 @@
 """Picture inputs shared by Classify and Explain: upload, drawing canvas, webcam and a test set image."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,16 @@ def drawn_image(key: str = "canvas") -> Image.Image | None:
     left, right = st.columns([1, 3])
     colour = left.color_picker("Brush colour", "#1f77b4", key=f"{key}_colour")
     width = right.slider("Brush size", 4, 40, 18, key=f"{key}_size")
-    canvas = st_canvas(stroke_width=width, stroke_color=colour, background_color="#ffffff", height=256, width=256,
-                       drawing_mode="freedraw", return_image_data=True, key=key)
+    canvas = st_canvas(
+        stroke_width=width,
+        stroke_color=colour,
+        background_color="#ffffff",
+        height=256,
+        width=256,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key=key,
+    )
     pixels = canvas.image_data  # (H, W, 4) RGBA uint8, or None before the first stroke
     if pixels is None or not (canvas.json_data or {}).get("objects"):
         return None

@@ -5,15 +5,23 @@ st.navigation could rename it; but st.navigation is skipped when a fresh server'
 page than Home (a bookmark, a tab reloaded after a restart), and that visitor would see both names. So the lab
 hides Streamlit's list (.streamlit/config.toml, and here for servers started elsewhere) and draws this one.
 """
+
 from __future__ import annotations
 
 import streamlit as st
 
 from cifar_lab.logs import configure as configure_logging
 
-PAGES = (("dashboard.py", "Home"), ("pages/1_Data.py", "Data"), ("pages/2_Train.py", "Train"),
-         ("pages/3_Evaluate.py", "Evaluate"), ("pages/4_Classify.py", "Classify"), ("pages/5_Models.py", "Models"),
-         ("pages/6_Runs.py", "Runs"), ("pages/7_Explain.py", "Explain"))
+PAGES = (
+    ("dashboard.py", "Home"),
+    ("pages/1_Data.py", "Data"),
+    ("pages/2_Train.py", "Train"),
+    ("pages/3_Evaluate.py", "Evaluate"),
+    ("pages/4_Classify.py", "Classify"),
+    ("pages/5_Models.py", "Models"),
+    ("pages/6_Runs.py", "Runs"),
+    ("pages/7_Explain.py", "Explain"),
+)
 
 
 def start_page(title: str, *, controls: bool = False) -> None:
@@ -21,8 +29,9 @@ def start_page(title: str, *, controls: bool = False) -> None:
 
     controls: the page puts widgets in the sidebar too; a divider then parts them from the links.
     """
-    st.set_page_config(page_title="CIFAR-10 Lab" if title == "Home" else f"{title} · CIFAR-10 Lab", page_icon="🧪",
-                       layout="wide")
+    st.set_page_config(
+        page_title="CIFAR-10 Lab" if title == "Home" else f"{title} · CIFAR-10 Lab", page_icon="🧪", layout="wide"
+    )
     st.set_option("client.showSidebarNavigation", False)
     configure_logging()  # the server's own log: jobs started, stopped and failed, the run store's recovery
     for path, label in PAGES:

@@ -1,18 +1,19 @@
 """Train: a form built from TrainConfig, Start/Stop, and live charts of the running job."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import streamlit as st
 
-from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, PRESETS, SETTINGS, TrainConfig, preset
-from cifar_lab.data import DataError
-from cifar_lab.devices import bf16_slowdown, slow_cpu_note
-from cifar_lab.limits import machine_notes
+from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.dashboard.job_view import JobSnapshot
 from cifar_lab.dashboard.jobs import JobBusyError, TrainingJob
+from cifar_lab.data import DataError
+from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.labels import visible
+from cifar_lab.limits import machine_notes
 from cifar_lab.run_files import SaveError
 from cifar_lab.runs import RunStoreError
 from cifar_lab_ui.navigation import start_page
@@ -53,14 +54,20 @@ def field_widget(name: str, current: SimpleNamespace) -> None:
     elif setting.kind is int:
         st.number_input(label, step=1, min_value=0, key=key, help=help_text, disabled=not applies)
     else:
-        st.number_input(label, step=setting.step or 0.01, min_value=0.0, format="%g", key=key, help=help_text,
-                        disabled=not applies)
+        st.number_input(
+            label, step=setting.step or 0.01, min_value=0.0, format="%g", key=key, help=help_text, disabled=not applies
+        )
 
 
 def config_form() -> TrainConfig | None:
     """The form, one column per section; returns the config, or None after showing why it is invalid."""
-    st.selectbox("Preset", list(PRESETS), key="preset", on_change=load_preset,
-                 help="a starting point; every field below can still be changed")
+    st.selectbox(
+        "Preset",
+        list(PRESETS),
+        key="preset",
+        on_change=load_preset,
+        help="a starting point; every field below can still be changed",
+    )
     current = SimpleNamespace(**{name: st.session_state[f"cfg_{name}"] for name in SETTINGS})
     sections = ui_state.form_sections()
     for column, (section, names) in zip(st.columns(len(sections)), sections.items(), strict=True):
@@ -82,7 +89,7 @@ def config_form() -> TrainConfig | None:
     return config
 
 
-def start(config: TrainConfig) -> None:
+def start(lab: ui_state.Lab, config: TrainConfig) -> None:
     """Start a job, or remember why not (shown after the rerun)."""
     st.session_state.pop("busy", None)
     st.session_state.pop("start_error", None)
@@ -94,7 +101,7 @@ def start(config: TrainConfig) -> None:
         st.session_state["start_error"] = str(err)
 
 
-def resume_section() -> None:
+def resume_section(lab: ui_state.Lab) -> None:
     """Stopped, interrupted or failed runs (from here or the CLI) can continue from their last finished epoch."""
     if lab.jobs.running is not None:
         return
@@ -106,8 +113,10 @@ def resume_section() -> None:
     if not runs:
         return
     with st.expander(f"Unfinished runs ({len(runs)})"):
-        labels = {f"{visible(r.name)} · {r.status} after epoch {r.epochs_done}/{r.config.get('epochs', '?')} · "
-                  f"{r.id}": r for r in runs}
+        labels = {
+            f"{visible(r.name)} · {r.status} after epoch {r.epochs_done}/{r.config.get('epochs', '?')} · {r.id}": r
+            for r in runs
+        }
         run = labels[st.selectbox("Run", list(labels), key="resume_run")]
         if run.message:
             st.caption(run.message)
@@ -138,8 +147,9 @@ def live_view(job: TrainingJob, was_done: bool) -> None:
 
 def outcome(snap: JobSnapshot) -> None:
     if snap.status == "completed":
-        st.success(f"Finished: test accuracy {snap.test_accuracy:.1%} on the whole test set. "
-                   f"Saved to {snap.checkpoint}.")
+        st.success(
+            f"Finished: test accuracy {snap.test_accuracy:.1%} on the whole test set. Saved to {snap.checkpoint}."
+        )
     elif snap.status == "stopped":
         kept = f"kept the checkpoint of epoch {snap.saved_epoch}" if snap.checkpoint else "no epoch had finished"
         st.warning(f"Stopped: {kept}.")
@@ -165,7 +175,8 @@ if job is not None:
 config = config_form()
 if config is not None:
     params, macs = st.cache_data(ui_state.model_cost, max_entries=64, show_spinner=False)(
-        config.arch, config.width, config.depth, config.batchnorm)
+        config.arch, config.width, config.depth, config.batchnorm
+    )
     a, b = st.columns(2)
     a.metric("Parameters", f"{params:,}")
     b.metric("Multiply-adds per image", f"{macs / 1e6:,.1f} M")
@@ -179,6 +190,6 @@ if st.session_state.get("busy"):
 if st.session_state.get("start_error"):
     st.error(st.session_state.pop("start_error"))
 if st.button("Start training", type="primary", disabled=config is None):
-    start(config)
+    start(lab, config)
     st.rerun()
-resume_section()
+resume_section(lab)

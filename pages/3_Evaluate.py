@@ -1,5 +1,6 @@
 """Evaluate: accuracy, per-class bars, confusion matrix, sample predictions (each explainable) and the misclassified
 gallery."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.checkpoint import CheckpointError
+from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.data import DataError
 from cifar_lab.evaluate import Evaluation, evaluate_checkpoint
 from cifar_lab_ui.explain_panel import explain_panel
@@ -36,7 +37,7 @@ def pick_cell() -> None:
 
 
 def captions(result: Evaluation, indices: np.ndarray) -> list[str]:
-    """"✓ cat 91%" when right; "✗ dog 55%, is cat" when wrong."""
+    """ "✓ cat 91%" when right; "✗ dog 55%, is cat" when wrong."""
     out = []
     for i in indices:
         true, pred = result.classes[result.labels[i]], result.classes[result.predictions[i]]
@@ -55,10 +56,13 @@ ckpt = require_model(lab)
 try:
     data = lab.load_data()
     # Starts as the model's training scored it, so the figure matches the one training reported.
-    tta = st.sidebar.checkbox("Test-time augmentation", value=ckpt.config.tta,
-                              help="also score the mirrored image and average; a model trained with test-time "
-                                   "shifts (the best preset) also scores shifted copies of its least confident "
-                                   "images. On at first when the model's training scored it so")
+    tta = st.sidebar.checkbox(
+        "Test-time augmentation",
+        value=ckpt.config.tta,
+        help="also score the mirrored image and average; a model trained with test-time "
+        "shifts (the best preset) also scores shifted copies of its least confident "
+        "images. On at first when the model's training scored it so",
+    )
     result = scored(str(lab.model_path), lab.model_path.stat().st_mtime_ns, lab.source, tta, lab)
 except (DataError, CheckpointError, ValueError) as err:
     st.error(f"Cannot evaluate {lab.model_path.name} on {lab.source}: {err}")
@@ -70,17 +74,26 @@ b.metric("Test loss", f"{result.loss:.3f}")
 c.metric("Test images", f"{len(result.labels):,}")
 st.caption(f"Model {lab.model_path.stem} on {data.source}.")
 st.plotly_chart(plots.per_class_figure(result.per_class_accuracy, result.accuracy))
-st.plotly_chart(plots.confusion_figure(result.confusion, result.classes, normalised=normalised), key="confusion",
-                on_select=pick_cell, selection_mode="points")
+st.plotly_chart(
+    plots.confusion_figure(result.confusion, result.classes, normalised=normalised),
+    key="confusion",
+    on_select=pick_cell,
+    selection_mode="points",
+)
 st.caption("Click a cell to show those images in the gallery below.")
 
 st.subheader("Sample predictions")
 grid = np.arange(min(GRID, len(result.labels)))
-st.image([plots.upscale(plots.to_hwc(data.test_x[i]), 3) for i in grid], caption=captions(result, grid),
-         width=THUMB)
+st.image([plots.upscale(plots.to_hwc(data.test_x[i]), 3) for i in grid], caption=captions(result, grid), width=THUMB)
 labels = dict(zip(grid.tolist(), captions(result, grid)))
-picked = st.selectbox("Explain a sample", list(labels), index=None, format_func=lambda i: f"#{i + 1}: {labels[i]}",
-                      placeholder="Pick a sample to see why the model said that", key="explain_sample")
+picked = st.selectbox(
+    "Explain a sample",
+    list(labels),
+    index=None,
+    format_func=lambda i: f"#{i + 1}: {labels[i]}",
+    placeholder="Pick a sample to see why the model said that",
+    key="explain_sample",
+)
 if picked is not None:
     with st.expander(f"Why this prediction? Sample #{picked + 1}: {labels[picked]}", expanded=True):
         explain_panel(lab.model(), lab.model_path, plots.to_hwc(data.test_x[picked]), key="evaluate")
@@ -99,5 +112,6 @@ found = np.flatnonzero(wrong)
 st.caption(f"{len(found):,} misclassified images match; showing {min(len(found), GALLERY)}.")
 if len(found):
     shown = found[:GALLERY]
-    st.image([plots.upscale(plots.to_hwc(data.test_x[i]), 3) for i in shown], caption=captions(result, shown),
-             width=THUMB)
+    st.image(
+        [plots.upscale(plots.to_hwc(data.test_x[i]), 3) for i in shown], caption=captions(result, shown), width=THUMB
+    )

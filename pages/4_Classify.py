@@ -1,4 +1,5 @@
 """Classify: upload, draw or photograph a picture; see the 32x32 the model sees, its top-3 classes and why."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -6,8 +7,8 @@ import streamlit as st
 from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.inference import ImageError, model_view, predict
 from cifar_lab_ui.explain_panel import explain_panel
-from cifar_lab_ui.image_input import drawn_image, uploaded_image, webcam_image
 from cifar_lab_ui.guards import require_model
+from cifar_lab_ui.image_input import drawn_image, uploaded_image, webcam_image
 from cifar_lab_ui.navigation import start_page
 
 SOURCES = ("Upload", "Draw", "Webcam")

@@ -1,4 +1,5 @@
 """Runs: every recorded run (dashboard and CLI); compare curves and configs; rename, delete, export, resume one."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -31,8 +32,12 @@ def forget_deleted(key: str, runs: dict[str, RunRecord], default: str | list[str
 def compare(store: RunStore, runs: dict[str, RunRecord], smoothing: float) -> None:
     """Overlaid curves, the config fields that differ, and the metrics to download."""
     forget_deleted("compare", runs, [i for i, r in runs.items() if r.epochs_done][:COMPARED_AT_FIRST])
-    chosen = [runs[i] for i in st.multiselect("Compare runs", list(runs), key="compare",
-                                              format_func=lambda i: run_views.label(runs[i]))]
+    chosen = [
+        runs[i]
+        for i in st.multiselect(
+            "Compare runs", list(runs), key="compare", format_func=lambda i: run_views.label(runs[i])
+        )
+    ]
     if not chosen:
         st.caption("Pick runs to overlay their curves and compare their configs.")
         return
@@ -48,10 +53,20 @@ def compare(store: RunStore, runs: dict[str, RunRecord], smoothing: float) -> No
             st.dataframe(run_views.diff_rows(diff, labels), hide_index=True, key="config_diff")
     ids = [r.id for r in chosen]
     a, b = st.columns(2)
-    a.download_button("Metrics per epoch (CSV)", lambda: store.export_csv(ids), on_click="ignore",
-                      file_name=run_views.export_name(chosen, "csv"), mime="text/csv")
-    b.download_button("Everything recorded (JSON)", lambda: store.export_json(ids), on_click="ignore",
-                      file_name=run_views.export_name(chosen, "json"), mime="application/json")
+    a.download_button(
+        "Metrics per epoch (CSV)",
+        lambda: store.export_csv(ids),
+        on_click="ignore",
+        file_name=run_views.export_name(chosen, "csv"),
+        mime="text/csv",
+    )
+    b.download_button(
+        "Everything recorded (JSON)",
+        lambda: store.export_json(ids),
+        on_click="ignore",
+        file_name=run_views.export_name(chosen, "json"),
+        mime="application/json",
+    )
 
 
 def rename(store: RunStore, run_id: str) -> None:
@@ -75,14 +90,16 @@ def cancel_delete() -> None:
 def delete(store: RunStore, run_id: str, with_file: bool) -> None:
     try:
         removed = store.delete(run_id, delete_checkpoint=with_file)
-        st.session_state["runs_result"] = ("success", f"Deleted run {run_id}" + (" and its checkpoint." if removed
-                                                                                 else "; its checkpoint is kept."))
+        st.session_state["runs_result"] = (
+            "success",
+            f"Deleted run {run_id}" + (" and its checkpoint." if removed else "; its checkpoint is kept."),
+        )
     except RunStoreError as err:
         st.session_state["runs_result"] = ("error", str(err))
     cancel_delete()
 
 
-def confirm_delete(store: RunStore, run: RunRecord) -> None:
+def confirm_delete(lab: ui_state.Lab, store: RunStore, run: RunRecord) -> None:
     """The second step of a delete: what goes, and an explicit yes."""
     file = run_views.checkpoint_file(run, lab.jobs.runs_dir)
     st.warning(f"Delete run **{run_views.label(run)}**? Its metrics leave the history; this cannot be undone.")
@@ -92,9 +109,9 @@ def confirm_delete(store: RunStore, run: RunRecord) -> None:
     no.button("Cancel", on_click=cancel_delete)
 
 
-def manage(store: RunStore, runs: dict[str, RunRecord]) -> None:
+def manage(lab: ui_state.Lab, store: RunStore, runs: dict[str, RunRecord]) -> None:
     """One run: rename, download its checkpoint, resume it, delete it."""
-    forget_deleted("manage_run", runs, list(runs)[0])
+    forget_deleted("manage_run", runs, next(iter(runs)))
     run = runs[st.selectbox("Run", list(runs), key="manage_run", format_func=lambda i: run_views.label(runs[i]))]
     if run.damaged:
         st.error(run_views.damaged_note(run))
@@ -105,8 +122,13 @@ def manage(store: RunStore, runs: dict[str, RunRecord]) -> None:
     name.button("Rename", on_click=rename, args=(store, run.id))
     file = run_views.checkpoint_file(run, lab.jobs.runs_dir)
     if file is not None:
-        act.download_button(f"Download checkpoint ({file.stat().st_size / 1e6:.1f} MB)", file.read_bytes,
-                            file_name=file.name, mime="application/octet-stream", on_click="ignore")
+        act.download_button(
+            f"Download checkpoint ({file.stat().st_size / 1e6:.1f} MB)",
+            file.read_bytes,
+            file_name=file.name,
+            mime="application/octet-stream",
+            on_click="ignore",
+        )
     else:
         act.caption("No checkpoint to download: " + run_views.no_checkpoint_reason(run, lab.jobs.runs_dir))
     why_not = resume_problem(run) or ("a job is running; wait for it or stop it" if lab.jobs.running else "")
@@ -118,10 +140,15 @@ def manage(store: RunStore, runs: dict[str, RunRecord]) -> None:
         else:
             st.switch_page(TRAIN_PAGE)
     if st.session_state.get("delete_pending") == run.id:
-        confirm_delete(store, run)
+        confirm_delete(lab, store, run)
     else:
-        act.button("Delete this run...", disabled=run.status == "running", on_click=ask_delete, args=(run.id,),
-                   help="stop it first" if run.status == "running" else None)
+        act.button(
+            "Delete this run...",
+            disabled=run.status == "running",
+            on_click=ask_delete,
+            args=(run.id,),
+            help="stop it first" if run.status == "running" else None,
+        )
 
 
 def show_result() -> None:
@@ -133,11 +160,22 @@ def show_result() -> None:
 
 start_page("Runs", controls=True)
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
-statuses = st.sidebar.multiselect("Status", [*STATUSES, "damaged"], default=[*STATUSES, "damaged"],
-                                  key="runs_status", help="damaged: a row that cannot be read whole")
+statuses = st.sidebar.multiselect(
+    "Status",
+    [*STATUSES, "damaged"],
+    default=[*STATUSES, "damaged"],
+    key="runs_status",
+    help="damaged: a row that cannot be read whole",
+)
 search = st.sidebar.text_input("Search name or id", key="runs_search")
-smoothing = st.sidebar.slider("Loss smoothing", 0.0, 0.99, plots.SMOOTHING, 0.01,
-                              help="weight of the past in the moving average of the loss curves; 0 = raw")
+smoothing = st.sidebar.slider(
+    "Loss smoothing",
+    0.0,
+    0.99,
+    plots.SMOOTHING,
+    0.01,
+    help="weight of the past in the moving average of the loss curves; 0 = raw",
+)
 
 st.title("Runs")
 
@@ -153,8 +191,10 @@ except RunStoreError as err:  # e.g. a damaged database file; the message says w
     st.error(str(err))
     st.stop()
 if gone:
-    st.info(f"{len(gone)} run(s) whose process ended without finishing are now marked interrupted (or failed, when "
-            "the kernel stopped them for memory): resume them below.")
+    st.info(
+        f"{len(gone)} run(s) whose process ended without finishing are now marked interrupted (or failed, when "
+        "the kernel stopped them for memory): resume them below."
+    )
 if not runs:
     show_result()  # e.g. the delete of the last run
     st.info("No runs yet: train one on the Train page, or with `python -m cifar_lab train`.")
@@ -167,5 +207,5 @@ st.subheader("Compare")
 compare(store, {i: r for i, r in runs.items() if not r.damaged}, smoothing)  # a damaged row's config is not known
 
 st.subheader("Manage a run")
-manage(store, runs)
+manage(lab, store, runs)
 show_result()

@@ -1,25 +1,26 @@
 """Explain: why the model predicts what it does for one picture, and the layer table of any model."""
+
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import Checkpoint
 from cifar_lab.config import ARCHS
+from cifar_lab.dashboard import ui_state
 from cifar_lab.data import DataError
 from cifar_lab.inference import ImageError, model_view
 from cifar_lab.models import DESCRIPTIONS
 from cifar_lab_ui.explain_panel import explain_panel, explained, model_id, summary_of, summary_of_arch, summary_view
-from cifar_lab_ui.image_input import drawn_image, test_set_image, uploaded_image
 from cifar_lab_ui.guards import current_model
+from cifar_lab_ui.image_input import drawn_image, test_set_image, uploaded_image
 from cifar_lab_ui.navigation import start_page
 
 SOURCES = ("Upload", "Test image", "Draw")
 CURRENT = "current"  # the summary selectbox's entry for the current model; the others are architecture names
 
 
-def dataset_picture() -> np.ndarray | None:
+def dataset_picture(lab: ui_state.Lab) -> np.ndarray | None:
     """A test image of the current data source, as (32, 32, 3) uint8."""
     try:
         return test_set_image(lab.load_data(), key="explain")
@@ -28,10 +29,10 @@ def dataset_picture() -> np.ndarray | None:
         return None
 
 
-def picture(source: str) -> np.ndarray | None:
+def picture(lab: ui_state.Lab, source: str) -> np.ndarray | None:
     """The picture to explain as the model sees it, (32, 32, 3) uint8; None until there is one."""
     if source == "Test image":
-        return dataset_picture()
+        return dataset_picture(lab)
     try:
         image = uploaded_image("explain_upload") if source == "Upload" else drawn_image("explain_canvas")
     except ImageError as err:
@@ -40,38 +41,50 @@ def picture(source: str) -> np.ndarray | None:
     return model_view(image) if image is not None else None
 
 
-def summary_section(ckpt: Checkpoint | None) -> None:
+def summary_section(lab: ui_state.Lab, ckpt: Checkpoint | None) -> None:
     st.subheader("Model summary")
     options = ([CURRENT] if ckpt is not None else []) + list(ARCHS)
-    label = {CURRENT: f"current model: {lab.model_path.stem if lab.model_path else ''}",
-             **{arch: f"{arch}: {DESCRIPTIONS.get(arch, '')} (untrained, default width)" for arch in ARCHS}}
-    chosen = st.selectbox("Model", options, format_func=label.get, key="summary_model",
-                          help="the current model, or a fresh one of any architecture in the registry")
+    label = {
+        CURRENT: f"current model: {lab.model_path.stem if lab.model_path else ''}",
+        **{arch: f"{arch}: {DESCRIPTIONS.get(arch, '')} (untrained, default width)" for arch in ARCHS},
+    }
+    chosen = st.selectbox(
+        "Model",
+        options,
+        format_func=label.get,
+        key="summary_model",
+        help="the current model, or a fresh one of any architecture in the registry",
+    )
     if chosen == CURRENT:
         summary_view(summary_of(model_id(lab.model_path), ckpt.model))
     else:
         summary_view(summary_of_arch(chosen))
-    st.caption("Output shapes are per image (channels x height x width) for a 32x32 input; multiply-adds count "
-               "the convolutions and linear layers of one forward pass.")
+    st.caption(
+        "Output shapes are per image (channels x height x width) for a 32x32 input; multiply-adds count "
+        "the convolutions and linear layers of one forward pass."
+    )
 
 
 start_page("Explain")
 lab = ui_state.open_lab(st.cache_resource, st.session_state)
 
 st.title("Explain")
-st.write("Where in the picture does the model find its evidence, what does its first layer look for, and what "
-         "does each conv block make of the picture?")
+st.write(
+    "Where in the picture does the model find its evidence, what does its first layer look for, and what "
+    "does each conv block make of the picture?"
+)
 
-ckpt = current_model(lab, no_model_note=" Then its explanations show here; the layer table below works for every "
-                                          "architecture already.")
+ckpt = current_model(
+    lab, no_model_note=" Then its explanations show here; the layer table below works for every architecture already."
+)
 if ckpt is not None:
     st.caption(f"Model {lab.model_path.stem} ({ckpt.config.arch}).")
     source = st.segmented_control("Picture from", SOURCES, default=SOURCES[0], key="explain_source") or SOURCES[0]
-    view = picture(source)
+    view = picture(lab, source)
     if view is not None:
         result = explained(model_id(lab.model_path), view, ckpt.config.normalize, ckpt.model)
         best = result.predicted
         st.subheader(f"Predicted: {ckpt.classes[best]} ({result.probabilities[best]:.0%})")
         explain_panel(ckpt, lab.model_path, view, key="explain")
 
-summary_section(ckpt)
+summary_section(lab, ckpt)

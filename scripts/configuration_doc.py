@@ -1,7 +1,8 @@
 """Write docs/configuration.md from the settings TrainConfig declares; with --check, only say whether it is current.
 
-    .venv/bin/python scripts/configuration_doc.py [--check]
+.venv/bin/python scripts/configuration_doc.py [--check]
 """
+
 from __future__ import annotations
 
 import argparse

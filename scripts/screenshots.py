@@ -7,6 +7,7 @@ Classify gets a test picture enlarged as a phone photo would be. Train shows the
 second epoch, when both charts have something to show; the run is then stopped. Needs /usr/bin/chromium and
 Playwright (both installed by scripts/test.sh).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,31 @@ def start_server(data: str, runs: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "CIFAR_LAB_DATA": data, "CIFAR_LAB_RUNS": str(runs),
-           "CIFAR_LAB_RUNS_DB": str(runs / "cifar_lab.db")}
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-                               "--server.port", str(port), "--server.address", "127.0.0.1"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "CIFAR_LAB_DATA": data,
+        "CIFAR_LAB_RUNS": str(runs),
+        "CIFAR_LAB_RUNS_DB": str(runs / "cifar_lab.db"),
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboard.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -76,7 +97,8 @@ def shoot(page: Page, url: str, data: Path, folder: Path) -> None:
 
     page.goto(f"{url}/Classify")
     page.locator("input[type=file]").set_input_files(
-        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": phone_photo(data)}])
+        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": phone_photo(data)}]
+    )
     page.get_by_text("what the model sees").first.wait_for()
     settle(page)
     save(page, folder, "classify")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the tests need (a venv, requirements-dev.txt, Chromium for the browser test), then runs them.
+# Installs everything the tests need (a venv, requirements-dev.txt, Chromium for the browser test), checks lint,
+# formatting and types, then runs the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,5 +17,10 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "note: /usr/bin/chromium is missing and cannot be installed without root; the browser test will be skipped" >&2
   fi
 fi
+
+# Lint, format and types first: a finding fails the run before the slower tests start.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
 
 exec .venv/bin/python -m pytest -q "$@"

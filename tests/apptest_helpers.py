@@ -1,4 +1,5 @@
 """AppTest helpers shared by the page tests: open a page, find a button, fill the Train form."""
+
 from __future__ import annotations
 
 from pathlib import Path

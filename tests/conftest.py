@@ -1,4 +1,5 @@
 """Shared fixtures: tiny generated CIFAR-like data and a small, fast training config (CPU, fp32)."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,9 +18,20 @@ def tiny_data() -> CifarData:
 @pytest.fixture(scope="session")
 def tiny_config() -> TrainConfig:
     """A few-thousand-parameter VGG-style net; one epoch on `tiny_data` takes well under a second of compute."""
-    return TrainConfig(arch="cnn", width=8, depth=2, batch_size=64, epochs=1, precision="fp32", device="cpu",
-                       flip=False, crop_pad=0, eval_subset=0, seed=0,
-                       threads=1)  # one thread: tiny nets gain nothing from more, and it stays fast on a busy CPU
+    return TrainConfig(
+        arch="cnn",
+        width=8,
+        depth=2,
+        batch_size=64,
+        epochs=1,
+        precision="fp32",
+        device="cpu",
+        flip=False,
+        crop_pad=0,
+        eval_subset=0,
+        seed=0,
+        threads=1,
+    )  # one thread: tiny nets gain nothing from more, and it stays fast on a busy CPU
 
 
 @pytest.fixture()

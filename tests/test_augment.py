@@ -1,4 +1,5 @@
 """augment: each option does exactly its transform, on whole batches, reproducibly from a generator."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,8 +48,12 @@ def test_crop_pad_is_a_shifted_reflect_padded_crop() -> None:
     padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(torch.uint8)  # (B, 3, 38, 38)
     offsets = []
     for o, p in zip(out, padded):
-        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                 if torch.equal(o, p[:, dy:dy + 32, dx:dx + 32])]
+        found = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(o, p[:, dy : dy + 32, dx : dx + 32])
+        ]
         assert found, "output is not any crop of the reflect-padded image"
         offsets.append(found[0])
     assert len(set(offsets)) > 3  # offsets differ between images

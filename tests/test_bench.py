@@ -1,4 +1,5 @@
 """The benchmark: rows and ratios on tiny synthetic data, the table, the throughput report, the JSON file."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,12 +9,16 @@ import statistics
 import pytest
 
 from cifar_lab.bench import _cpu_model, format_table, format_throughput, main, measure_throughput, run_benchmark
-from cifar_lab.cli import EXIT_USER_ERROR, UserError
+from cifar_lab.bench_stats import (
+    format_paired_differences,
+    format_seed_summary,
+    paired_differences,
+    parse_seeds,
+    seed_summary,
+)
+from cifar_lab.cli import EXIT_USER_ERROR, UserError, parse_variant
 from cifar_lab.cli import main as cli_main
-from cifar_lab.cli import parse_variant
 from cifar_lab.data import synthetic_data
-from cifar_lab.bench_stats import (format_paired_differences, format_seed_summary, paired_differences, parse_seeds,
-                             seed_summary)
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +49,19 @@ def test_throughput_report(tiny):
     # The median pairs each loop round with the bare round just before it, not the best with the best.
     ratios = sorted(lo / ba for lo, ba in zip(loop, bare))
     assert report["loop_vs_bare_median"] == pytest.approx(ratios[1], rel=1e-2)
-    text = format_throughput({"throughput": report, "data_load": {
-        "images": 96, "decode_seconds": 0.1, "cached_seconds": 0.01, "fresh_process_seconds": 1.0}})
+    text = format_throughput(
+        {
+            "throughput": report,
+            "data_load": {"images": 96, "decode_seconds": 0.1, "cached_seconds": 0.01, "fresh_process_seconds": 1.0},
+        }
+    )
     assert "median of 3 paired rounds" in text
 
 
 def test_main_writes_json(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr("cifar_lab.bench.load_data", lambda source: tiny)
     path = tmp_path / "bench.json"
-    args = argparse.Namespace(data="synthetic", presets="tutorial", full=False, throughput=False,
-                              json_path=str(path))
+    args = argparse.Namespace(data="synthetic", presets="tutorial", full=False, throughput=False, json_path=str(path))
     assert main(args) == 0
     report = json.loads(path.read_text())
     assert report["rows"][0]["preset"] == "tutorial" and "cpu" in report["machine"]
@@ -62,8 +70,11 @@ def test_main_writes_json(tmp_path, tiny, monkeypatch):
 
 
 def test_the_cpu_is_named_with_its_family_and_model_which_tell_zen_generations_apart(tmp_path):
-    two_cores = "".join(f"processor\t: {i}\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
-                        f"model name\t: AMD EPYC\nflags\t\t: fpu avx512_bf16\n\n" for i in (0, 1))
+    two_cores = "".join(
+        f"processor\t: {i}\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+        f"model name\t: AMD EPYC\nflags\t\t: fpu avx512_bf16\n\n"
+        for i in (0, 1)
+    )
     (tmp_path / "cpuinfo").write_text(two_cores)
     assert _cpu_model(tmp_path / "cpuinfo") == "AMD EPYC (family 26, model 2)"
     (tmp_path / "arm").write_text("processor\t: 0\nBogoMIPS\t: 50.00\n\n")
@@ -77,22 +88,32 @@ def test_seeds_parse_as_lists_and_ranges_each_once_in_order():
     assert parse_seeds("5") == (5,)
 
 
-@pytest.mark.parametrize("text, says", [
-    ("3-1", "not a seed or a range"), ("-1", "not a seed or a range"), ("1,,2", "not a seed or a range"),
-    ("a", "not a seed or a range"), ("1-", "not a seed or a range"), ("2147483648", "too large"),
-    ("0-5000", "more than 1000 runs"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("3-1", "not a seed or a range"),
+        ("-1", "not a seed or a range"),
+        ("1,,2", "not a seed or a range"),
+        ("a", "not a seed or a range"),
+        ("1-", "not a seed or a range"),
+        ("2147483648", "too large"),
+        ("0-5000", "more than 1000 runs"),
+    ],
+)
 def test_bad_seeds_are_refused_with_the_reason(text, says):
     with pytest.raises(ValueError, match=says):
         parse_seeds(text)
 
 
 def test_each_preset_runs_once_per_seed_with_ratios_to_the_tutorial_of_the_same_seed(tiny):
-    rows = run_benchmark(None, ["tutorial", "classroom"], data=tiny, overrides={"width": 8, "epochs": 1},
-                         seeds=(3, 4))
+    rows = run_benchmark(None, ["tutorial", "classroom"], data=tiny, overrides={"width": 8, "epochs": 1}, seeds=(3, 4))
     # Seed by seed, so the runs compared are neighbours in time on a machine whose speed drifts.
-    assert [(r["preset"], r["seed"]) for r in rows] == [("tutorial", 3), ("classroom", 3), ("tutorial", 4),
-                                                        ("classroom", 4)]
+    assert [(r["preset"], r["seed"]) for r in rows] == [
+        ("tutorial", 3),
+        ("classroom", 3),
+        ("tutorial", 4),
+        ("classroom", 4),
+    ]
     tutorial = {r["seed"]: r for r in rows[::2]}
     for r in rows[1::2]:
         base = tutorial[r["seed"]]
@@ -105,13 +126,15 @@ def test_each_preset_runs_once_per_seed_with_ratios_to_the_tutorial_of_the_same_
 
 
 def test_the_summary_gives_mean_spread_and_standard_error_of_completed_runs():
-    rows = [dict(preset="best", seed=s, test_accuracy=a, train_seconds=t)
-            for s, a, t in [(0, 0.90, 600.0), (1, 0.92, 620.0), (2, 0.91, 700.0), (3, None, 30.0)]]
+    rows = [
+        dict(preset="best", seed=s, test_accuracy=a, train_seconds=t)
+        for s, a, t in [(0, 0.90, 600.0), (1, 0.92, 620.0), (2, 0.91, 700.0), (3, None, 30.0)]
+    ]
     rows.append(dict(preset="tutorial", seed=0, test_accuracy=0.5, train_seconds=30.0))
     best, tutorial = seed_summary(rows)
     assert best["runs"] == 3 and best["seeds"] == [0, 1, 2]  # the failed run has no accuracy and is left out
     assert best["mean_accuracy"] == pytest.approx(0.91)
-    assert best["sd_accuracy"] == pytest.approx(0.01) and best["se_accuracy"] == pytest.approx(0.01 / 3 ** 0.5)
+    assert best["sd_accuracy"] == pytest.approx(0.01) and best["se_accuracy"] == pytest.approx(0.01 / 3**0.5)
     assert (best["min_accuracy"], best["max_accuracy"]) == (0.90, 0.92)
     assert best["mean_seconds"] == pytest.approx(640.0) and best["max_seconds"] == 700.0
     assert tutorial["runs"] == 1 and tutorial["sd_accuracy"] is None and tutorial["se_accuracy"] is None
@@ -121,8 +144,12 @@ def test_the_summary_gives_mean_spread_and_standard_error_of_completed_runs():
 
 
 def test_the_summary_table_marks_missing_values_but_prints_a_zero_time():
-    failed, instant = seed_summary([dict(preset="best", seed=0, test_accuracy=None, train_seconds=5.0),
-                                    dict(preset="tiny", seed=0, test_accuracy=0.1, train_seconds=0.0)])
+    failed, instant = seed_summary(
+        [
+            dict(preset="best", seed=0, test_accuracy=None, train_seconds=5.0),
+            dict(preset="tiny", seed=0, test_accuracy=0.1, train_seconds=0.0),
+        ]
+    )
     table = format_seed_summary([failed, instant])
     assert "| best | 0 | - | - | - | - | - | - | - |" in table  # every run failed: nothing to average
     assert "| tiny | 1 | 10.00% | - | - | 10.00% | 10.00% | 0.0 | 0.0 |" in table
@@ -131,8 +158,9 @@ def test_the_summary_table_marks_missing_values_but_prints_a_zero_time():
 def test_main_with_seeds_adds_the_summary_to_the_table_and_the_json(tmp_path, tiny, monkeypatch, capsys):
     monkeypatch.setattr("cifar_lab.bench.load_data", lambda source: tiny)
     path = tmp_path / "bench.json"
-    args = argparse.Namespace(data="synthetic", presets="tutorial", full=False, throughput=False,
-                              json_path=str(path), seeds="0-1")
+    args = argparse.Namespace(
+        data="synthetic", presets="tutorial", full=False, throughput=False, json_path=str(path), seeds="0-1"
+    )
     assert main(args) == 0
     report = json.loads(path.read_text())
     assert [r["seed"] for r in report["rows"]] == [0, 1]
@@ -143,6 +171,7 @@ def test_main_with_seeds_adds_the_summary_to_the_table_and_the_json(tmp_path, ti
 def test_bad_seeds_fail_before_any_data_is_loaded(monkeypatch, capsys):
     def no_data(source):
         raise AssertionError("data loaded before the seeds were checked")
+
     monkeypatch.setattr("cifar_lab.bench.load_data", no_data)
     assert cli_main(["bench", "--data", "synthetic", "--seeds", "4-2"]) == EXIT_USER_ERROR
     assert "'4-2' is not a seed or a range like 0-4" in capsys.readouterr().err
@@ -154,11 +183,15 @@ def test_a_variant_trains_its_preset_with_its_flags_as_a_row_of_its_own(tiny):
     variant = parse_variant("classroom --epochs 2 --lowres-epochs 1 --lowres-side 16")
     assert (variant.preset, variant.flags) == ("classroom", "--epochs 2 --lowres-epochs 1 --lowres-side 16")
     assert variant.overrides == {"epochs": 2, "lowres_epochs": 1, "lowres_side": 16}
-    rows = run_benchmark(None, ["classroom"], data=tiny, overrides={"width": 8, "epochs": 1}, seeds=(0, 1),
-                         variants=[variant])
+    rows = run_benchmark(
+        None, ["classroom"], data=tiny, overrides={"width": 8, "epochs": 1}, seeds=(0, 1), variants=[variant]
+    )
     assert [(r["flags"], r["seed"], r["epochs"]) for r in rows] == [
-        ("", 0, 1), ("--epochs 2 --lowres-epochs 1 --lowres-side 16", 0, 2), ("", 1, 1),
-        ("--epochs 2 --lowres-epochs 1 --lowres-side 16", 1, 2)]
+        ("", 0, 1),
+        ("--epochs 2 --lowres-epochs 1 --lowres-side 16", 0, 2),
+        ("", 1, 1),
+        ("--epochs 2 --lowres-epochs 1 --lowres-side 16", 1, 2),
+    ]
     assert "| classroom --epochs 2 --lowres-epochs 1 --lowres-side 16 | 1 | 2 |" in format_table(rows)
     plain, changed = seed_summary(rows)
     assert (plain["preset"], plain["seeds"]) == ("classroom", [0, 1])
@@ -166,18 +199,27 @@ def test_a_variant_trains_its_preset_with_its_flags_as_a_row_of_its_own(tiny):
 
 
 def test_a_tutorial_variant_is_not_the_tutorial_the_ratios_divide_by(tiny):
-    rows = run_benchmark(None, ["tutorial"], data=tiny, overrides={"epochs": 1},
-                         variants=[parse_variant("tutorial --lr 0.01")])
-    assert rows[1]["seconds_vs_tutorial"] == (round(rows[1]["train_seconds"] / rows[0]["train_seconds"], 2)
-                                              if rows[0]["train_seconds"] else None)
+    rows = run_benchmark(
+        None, ["tutorial"], data=tiny, overrides={"epochs": 1}, variants=[parse_variant("tutorial --lr 0.01")]
+    )
+    assert rows[1]["seconds_vs_tutorial"] == (
+        round(rows[1]["train_seconds"] / rows[0]["train_seconds"], 2) if rows[0]["train_seconds"] else None
+    )
 
 
-@pytest.mark.parametrize("text, says", [
-    ("bst --epochs 2", "invalid choice: 'bst'"), ("best --epochs 0", "epochs=0 is out of range"),
-    ("best --epochs two", "invalid int value: 'two'"), ("best --widht 8", "unrecognized arguments: --widht 8"),
-    ("", "required: preset"), ("best 'x", "No closing quotation"),
-    ("best --lowres-epochs 11", "lowres_epochs"), ("best", "changes nothing in best"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("bst --epochs 2", "invalid choice: 'bst'"),
+        ("best --epochs 0", "epochs=0 is out of range"),
+        ("best --epochs two", "invalid int value: 'two'"),
+        ("best --widht 8", "unrecognized arguments: --widht 8"),
+        ("", "required: preset"),
+        ("best 'x", "No closing quotation"),
+        ("best --lowres-epochs 11", "lowres_epochs"),
+        ("best", "changes nothing in best"),
+    ],
+)
 def test_a_bad_variant_names_itself_and_the_form_it_takes(text, says):
     with pytest.raises(UserError) as err:
         parse_variant(text)
@@ -188,6 +230,7 @@ def test_a_bad_variant_names_itself_and_the_form_it_takes(text, says):
 def test_bad_variants_fail_before_any_data_is_loaded(monkeypatch, capsys):
     def no_data(source):
         raise AssertionError("data loaded before the variants were checked")
+
     monkeypatch.setattr("cifar_lab.bench.load_data", no_data)
     assert cli_main(["bench", "--data", "synthetic", "--variant", "best --epochs 0"]) == EXIT_USER_ERROR
     assert "epochs=0 is out of range" in capsys.readouterr().err
@@ -200,12 +243,20 @@ def test_bad_variants_fail_before_any_data_is_loaded(monkeypatch, capsys):
 def test_variants_are_compared_with_their_preset_seed_by_seed():
     def row(flags, seed, acc, secs, preset="best"):
         return dict(preset=preset, flags=flags, seed=seed, test_accuracy=acc, train_seconds=secs)
+
     lowres = "--epochs 13 --lowres-epochs 4"
-    rows = [row("", 0, 0.9095, 100.0), row(lowres, 0, 0.9116, 101.0), row("", 1, 0.9069, 100.0),
-            row(lowres, 1, 0.9102, 99.0), row("", 2, 0.9100, 100.0), row(lowres, 2, 0.9090, 100.0),
-            row(lowres, 3, 0.95, 100.0),  # no plain run of seed 3 to pair with: left out
-            row("", 4, None, 5.0), row(lowres, 4, 0.99, 100.0),  # the plain run failed: left out
-            row("--lr 0.01", 0, 0.50, 50.0, preset="tutorial")]  # no plain tutorial at all: no pair
+    rows = [
+        row("", 0, 0.9095, 100.0),
+        row(lowres, 0, 0.9116, 101.0),
+        row("", 1, 0.9069, 100.0),
+        row(lowres, 1, 0.9102, 99.0),
+        row("", 2, 0.9100, 100.0),
+        row(lowres, 2, 0.9090, 100.0),
+        row(lowres, 3, 0.95, 100.0),  # no plain run of seed 3 to pair with: left out
+        row("", 4, None, 5.0),
+        row(lowres, 4, 0.99, 100.0),  # the plain run failed: left out
+        row("--lr 0.01", 0, 0.50, 50.0, preset="tutorial"),
+    ]  # no plain tutorial at all: no pair
     (pair,) = paired_differences(rows)
     assert (pair["variant"], pair["against"], pair["seeds"]) == (f"best {lowres}", "best", [0, 1, 2])
     assert pair["mean_difference"] == pytest.approx((0.0021 + 0.0033 - 0.0010) / 3)
@@ -217,8 +268,15 @@ def test_variants_are_compared_with_their_preset_seed_by_seed():
 def test_main_prints_and_saves_the_pairs_when_a_variant_ran_beside_its_preset(tmp_path, tiny, monkeypatch, capsys):
     monkeypatch.setattr("cifar_lab.bench.load_data", lambda source: tiny)
     path = tmp_path / "bench.json"
-    args = argparse.Namespace(data="synthetic", presets="tutorial", full=False, throughput=False,
-                              json_path=str(path), seeds="0-1", variants=[parse_variant("tutorial --epochs 1")])
+    args = argparse.Namespace(
+        data="synthetic",
+        presets="tutorial",
+        full=False,
+        throughput=False,
+        json_path=str(path),
+        seeds="0-1",
+        variants=[parse_variant("tutorial --epochs 1")],
+    )
     assert main(args) == 0
     report = json.loads(path.read_text())
     assert [(r["flags"], r["seed"]) for r in report["rows"]] == [("", 0), ("--epochs 1", 0), ("", 1), ("--epochs 1", 1)]

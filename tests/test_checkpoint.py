@@ -1,4 +1,5 @@
 """Checkpoints: exact round trip, the tutorial's bare state_dict, refusal of bad files, atomic writes."""
+
 from __future__ import annotations
 
 import io
@@ -32,8 +33,14 @@ def model():
 
 @pytest.fixture()
 def saved(tmp_path, model):
-    path = save_checkpoint(tmp_path / "model.pth", model, CONFIG, classes=CLASSES, epoch=3,
-                           metrics={"test_accuracy": 0.5, "per_class": {"cat": 0.25}})
+    path = save_checkpoint(
+        tmp_path / "model.pth",
+        model,
+        CONFIG,
+        classes=CLASSES,
+        epoch=3,
+        metrics={"test_accuracy": 0.5, "per_class": {"cat": 0.25}},
+    )
     return path
 
 
@@ -44,6 +51,7 @@ def error_message(source, **kwargs) -> str:
 
 
 # --- round trip -------------------------------------------------------------------------------------------------
+
 
 def test_round_trip_is_exact(saved, model):
     loaded = load_checkpoint(saved)
@@ -75,8 +83,9 @@ def test_load_from_bytes(saved, model):
 
 def test_save_a_state_dict_and_resume_state(tmp_path, model):
     resume = {"epoch": 2, "step": 10, "optimizer": {"state": {}, "param_groups": []}}
-    path = save_checkpoint(tmp_path / "sub" / "dir" / "m.pth", model.state_dict(), CONFIG, classes=CLASSES,
-                           epoch=2, resume=resume)
+    path = save_checkpoint(
+        tmp_path / "sub" / "dir" / "m.pth", model.state_dict(), CONFIG, classes=CLASSES, epoch=2, resume=resume
+    )
     loaded = load_checkpoint(path)
     assert loaded.resume == resume and loaded.epoch == 2
 
@@ -91,6 +100,7 @@ def test_custom_class_names_round_trip(tmp_path):
 
 
 # --- the tutorial's own file -------------------------------------------------------------------------------------
+
 
 def test_bare_tutorial_state_dict_loads(tmp_path):
     torch.manual_seed(0)
@@ -124,6 +134,7 @@ def test_bare_state_dict_with_unknown_arch_lists_names(tmp_path):
 
 # --- files that must be refused ----------------------------------------------------------------------------------
 
+
 def test_missing_file(tmp_path):
     assert "no such file" in error_message(tmp_path / "nope.pth")
 
@@ -156,8 +167,10 @@ def test_random_bytes_are_reported_as_corrupt_not_as_unsafe(tmp_path, seed):
     assert "could run code" not in message  # noise is damage, not an attack; the advice must fit
 
 
-@pytest.mark.parametrize("content", [b"these are my notes, not a model\n", b"hello world", b'{"json": 1}',
-                                     b"GIF89a", b"\x89PNG\r\n\x1a\n" + b"0" * 50])
+@pytest.mark.parametrize(
+    "content",
+    [b"these are my notes, not a model\n", b"hello world", b'{"json": 1}', b"GIF89a", b"\x89PNG\r\n\x1a\n" + b"0" * 50],
+)
 def test_other_files_are_refused_with_checkpoint_error(tmp_path, content):
     # Whatever the unpickler trips over (IndexError, struct.error, ...), the caller sees one error type.
     path = tmp_path / "notes.pth"
@@ -200,8 +213,17 @@ def test_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path, how, mod
         torch.save({"conv.weight": payload}, path)
     else:
         buffer = io.BytesIO()
-        torch.save({"format": ckpt_module.FORMAT, "version": 1, "state_dict": model.state_dict(),
-                    "config": CONFIG.to_dict(), "classes": list(CLASSES), "metrics": {"x": payload}}, buffer)
+        torch.save(
+            {
+                "format": ckpt_module.FORMAT,
+                "version": 1,
+                "state_dict": model.state_dict(),
+                "config": CONFIG.to_dict(),
+                "classes": list(CLASSES),
+                "metrics": {"x": payload},
+            },
+            buffer,
+        )
         path.write_bytes(buffer.getvalue())
     message = error_message(path)
     assert "trust" in message or "code" in message
@@ -244,6 +266,7 @@ def test_checkpoint_with_invalid_config(tmp_path, model):
 
 
 # --- atomic writes -----------------------------------------------------------------------------------------------
+
 
 def test_failed_save_leaves_the_old_file_and_no_temp_file(tmp_path, saved, model, monkeypatch):
     before = saved.read_bytes()

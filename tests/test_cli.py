@@ -1,4 +1,5 @@
 """`python -m cifar_lab train|evaluate|predict`: the JSON contract and exit status 2 on user errors."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,26 @@ from cifar_lab.models import build_model
 from cifar_lab.preprocess import CLASSES
 
 REPO = Path(cifar_lab.__file__).resolve().parent.parent
-FAST = ["--data", "synthetic", "--epochs", "1", "--arch", "cnn", "--opt", "sgd", "--width", "8", "--depth", "2", "--batch-size", "64",
-        "--precision", "fp32", "--threads", "1"]
+FAST = [
+    "--data",
+    "synthetic",
+    "--epochs",
+    "1",
+    "--arch",
+    "cnn",
+    "--opt",
+    "sgd",
+    "--width",
+    "8",
+    "--depth",
+    "2",
+    "--batch-size",
+    "64",
+    "--precision",
+    "fp32",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -142,15 +161,37 @@ def test_every_command_prints_its_help(command):
 
 
 def test_flags_override_the_preset():
-    args = build_parser().parse_args(["train", "--preset", "tutorial", "--no-flip", "--rotate", "5", "--opt", "adam",
-                                      "--label-smoothing", "0.1", "--epochs", "3", "--batchnorm"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--preset",
+            "tutorial",
+            "--no-flip",
+            "--rotate",
+            "5",
+            "--opt",
+            "adam",
+            "--label-smoothing",
+            "0.1",
+            "--epochs",
+            "3",
+            "--batchnorm",
+        ]
+    )
     config = config_from_args(args)
     assert (config.arch, config.batch_size) == ("tutorial", 4)  # from the preset
-    assert (config.flip, config.rotate, config.opt, config.label_smoothing, config.epochs, config.batchnorm) == \
-        (False, 5.0, "adam", 0.1, 3, True)
+    assert (config.flip, config.rotate, config.opt, config.label_smoothing, config.epochs, config.batchnorm) == (
+        False,
+        5.0,
+        "adam",
+        0.1,
+        3,
+        True,
+    )
 
 
 # --- user errors: exit 2, one line on stderr, no traceback ---------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory) -> dict[str, Path]:
@@ -161,8 +202,13 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     torch.save(build_model(TrainConfig(arch="cnn", width=8, depth=2)).state_dict(), other_arch)
     not_image = folder / "notes.png"
     not_image.write_text("not a picture")
-    return {"text": text, "other_arch": other_arch, "not_image": not_image, "missing": folder / "missing.pth",
-            "no_dir": folder / "no_such_data_folder"}
+    return {
+        "text": text,
+        "other_arch": other_arch,
+        "not_image": not_image,
+        "missing": folder / "missing.pth",
+        "no_dir": folder / "no_such_data_folder",
+    }
 
 
 USER_ERRORS = {
@@ -197,17 +243,42 @@ def test_user_errors_exit_2_with_one_line(case, bad_files, trained, call):
 
 def test_user_error_in_a_real_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "cifar_lab", "evaluate", str(tmp_path / "missing.pth"), "--data",
-                           "synthetic"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cifar_lab", "evaluate", str(tmp_path / "missing.pth"), "--data", "synthetic"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "missing.pth" in proc.stderr
 
 
 def test_diverging_run_exits_2_with_the_advice(call, tmp_path):
-    code, _, stderr = call("train", "--data", "synthetic", "--arch", "tutorial", "--lr", "100", "--schedule",
-                           "constant", "--epochs", "1", "--batch-size", "64", "--threads", "1", "--precision", "fp32",
-                           "--out", tmp_path, "--json")
+    code, _, stderr = call(
+        "train",
+        "--data",
+        "synthetic",
+        "--arch",
+        "tutorial",
+        "--lr",
+        "100",
+        "--schedule",
+        "constant",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--threads",
+        "1",
+        "--precision",
+        "fp32",
+        "--out",
+        tmp_path,
+        "--json",
+    )
     assert code == 2
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "lower the learning rate" in last.lower()

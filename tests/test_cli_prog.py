@@ -1,4 +1,5 @@
 """The CLI names the command the user typed, `cifar-lab` or `python -m cifar_lab`, in its usage and error hints."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,10 +18,16 @@ CONSOLE = "/home/me/.venv/bin/cifar-lab"
 MODULE = str(REPO / "cifar_lab" / "__main__.py")
 
 
-@pytest.mark.parametrize(("argv0", "prog"), [
-    (CONSOLE, "cifar-lab"), ("cifar-lab", "cifar-lab"), ("cifar-lab.exe", "cifar-lab"),
-    (MODULE, "python -m cifar_lab"), ("/usr/bin/pytest", "python -m cifar_lab"),
-])
+@pytest.mark.parametrize(
+    ("argv0", "prog"),
+    [
+        (CONSOLE, "cifar-lab"),
+        ("cifar-lab", "cifar-lab"),
+        ("cifar-lab.exe", "cifar-lab"),
+        (MODULE, "python -m cifar_lab"),
+        ("/usr/bin/pytest", "python -m cifar_lab"),
+    ],
+)
 def test_the_program_name_follows_argv0(argv0, prog):
     assert cli.prog_name(argv0) == prog
 
@@ -79,8 +86,14 @@ def test_main_takes_the_program_name_as_an_argument():
 
 def test_python_dash_m_names_itself_in_a_real_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "cifar_lab", "train", "--bogus"], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cifar_lab", "train", "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == cli.EXIT_USER_ERROR
     assert proc.stderr.strip() == "error: unrecognized arguments: --bogus (see `python -m cifar_lab train --help`)"
 
@@ -90,7 +103,23 @@ def test_follow_up_commands_are_given_in_the_spelling_typed(tmp_path, monkeypatc
     monkeypatch.delenv("CIFAR_LAB_RUNS_DB", raising=False)
     code, stderr = run_main(CONSOLE, "train", "--resume", " ")
     assert code == cli.EXIT_USER_ERROR and "list them with `cifar-lab runs`" in stderr
-    code, stderr = run_main(CONSOLE, "train", "--data", "synthetic", "--arch", "tutorial", "--epochs", "1",
-                            "--eval-subset", "64", "--precision", "fp32", "--threads", "1", "--out", str(tmp_path))
+    code, stderr = run_main(
+        CONSOLE,
+        "train",
+        "--data",
+        "synthetic",
+        "--arch",
+        "tutorial",
+        "--epochs",
+        "1",
+        "--eval-subset",
+        "64",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, stderr
     assert "(resume it, if it ends early, with: cifar-lab train --resume " in stderr

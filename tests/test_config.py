@@ -1,4 +1,5 @@
 """TrainConfig validation, replace/from_dict/to_dict, presets and field help."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,33 +10,99 @@ import pytest
 
 from cifar_lab import config as cfg
 from cifar_lab.config import (
-    ARCHS, DEVICES, FIELD_HELP, NORMALIZATIONS, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig,
-    field_names, preset,
+    ARCHS,
+    DEVICES,
+    FIELD_HELP,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    PRECISIONS,
+    PRESETS,
+    SCHEDULES,
+    TrainConfig,
+    field_names,
+    preset,
 )
 
 NAN, INF = float("nan"), float("inf")
 
 # (field, bad value) pairs: zero/negative/NaN/inf/huge, wrong type, out of range.
 BAD_NUMBERS = [
-    ("width", 0), ("width", -8), ("width", 3), ("width", 513), ("width", 10**9), ("width", 8.0), ("width", "8"),
-    ("width", True), ("width", None), ("width", NAN),
-    ("depth", 0), ("depth", 6), ("depth", 2.5), ("depth", -1),
-    ("dropout", -0.1), ("dropout", 0.95), ("dropout", NAN), ("dropout", INF), ("dropout", "0.1"), ("dropout", True),
-    ("crop_pad", -1), ("crop_pad", 9), ("crop_pad", 2.0),
-    ("rotate", -1.0), ("rotate", 181.0), ("rotate", NAN), ("rotate", INF),
-    ("cutout", -1), ("cutout", 33), ("cutout", 4.5),
-    ("lr", 0), ("lr", 0.0), ("lr", -1.0), ("lr", NAN), ("lr", INF), ("lr", -INF), ("lr", 1e9), ("lr", "0.1"),
-    ("lr", True), ("lr", None),
-    ("momentum", -0.1), ("momentum", 1.0), ("momentum", NAN),
-    ("weight_decay", -1e-4), ("weight_decay", 2.0), ("weight_decay", INF),
-    ("batch_size", 0), ("batch_size", -64), ("batch_size", 8193), ("batch_size", 64.0), ("batch_size", 10**12),
-    ("epochs", 0), ("epochs", -1), ("epochs", 1001), ("epochs", NAN), ("epochs", INF), ("epochs", "3"),
-    ("warmup", -0.1), ("warmup", 0.95), ("warmup", NAN),
-    ("label_smoothing", -0.1), ("label_smoothing", 1.0), ("label_smoothing", NAN),
-    ("eval_subset", -1), ("eval_subset", 1.5),
-    ("seed", -1), ("seed", 2**31), ("seed", 1.0),
-    ("threads", -1), ("threads", 1025), ("threads", 2.0),
-    ("lowres_epochs", -1), ("lowres_epochs", 1.0), ("lowres_side", 15), ("lowres_side", 33), ("lowres_side", 24.0),
+    ("width", 0),
+    ("width", -8),
+    ("width", 3),
+    ("width", 513),
+    ("width", 10**9),
+    ("width", 8.0),
+    ("width", "8"),
+    ("width", True),
+    ("width", None),
+    ("width", NAN),
+    ("depth", 0),
+    ("depth", 6),
+    ("depth", 2.5),
+    ("depth", -1),
+    ("dropout", -0.1),
+    ("dropout", 0.95),
+    ("dropout", NAN),
+    ("dropout", INF),
+    ("dropout", "0.1"),
+    ("dropout", True),
+    ("crop_pad", -1),
+    ("crop_pad", 9),
+    ("crop_pad", 2.0),
+    ("rotate", -1.0),
+    ("rotate", 181.0),
+    ("rotate", NAN),
+    ("rotate", INF),
+    ("cutout", -1),
+    ("cutout", 33),
+    ("cutout", 4.5),
+    ("lr", 0),
+    ("lr", 0.0),
+    ("lr", -1.0),
+    ("lr", NAN),
+    ("lr", INF),
+    ("lr", -INF),
+    ("lr", 1e9),
+    ("lr", "0.1"),
+    ("lr", True),
+    ("lr", None),
+    ("momentum", -0.1),
+    ("momentum", 1.0),
+    ("momentum", NAN),
+    ("weight_decay", -1e-4),
+    ("weight_decay", 2.0),
+    ("weight_decay", INF),
+    ("batch_size", 0),
+    ("batch_size", -64),
+    ("batch_size", 8193),
+    ("batch_size", 64.0),
+    ("batch_size", 10**12),
+    ("epochs", 0),
+    ("epochs", -1),
+    ("epochs", 1001),
+    ("epochs", NAN),
+    ("epochs", INF),
+    ("epochs", "3"),
+    ("warmup", -0.1),
+    ("warmup", 0.95),
+    ("warmup", NAN),
+    ("label_smoothing", -0.1),
+    ("label_smoothing", 1.0),
+    ("label_smoothing", NAN),
+    ("eval_subset", -1),
+    ("eval_subset", 1.5),
+    ("seed", -1),
+    ("seed", 2**31),
+    ("seed", 1.0),
+    ("threads", -1),
+    ("threads", 1025),
+    ("threads", 2.0),
+    ("lowres_epochs", -1),
+    ("lowres_epochs", 1.0),
+    ("lowres_side", 15),
+    ("lowres_side", 33),
+    ("lowres_side", 24.0),
 ]
 
 BAD_CHOICES = [
@@ -79,22 +146,55 @@ def test_bool_fields_reject_non_bools(name, value):
 
 
 def test_boundary_values_are_accepted():
-    low = TrainConfig(width=4, depth=1, dropout=0.0, crop_pad=0, rotate=0.0, cutout=0, lr=1e-9, momentum=0.0,
-                      nesterov=False, weight_decay=0.0, batch_size=1, epochs=1, warmup=0.0, label_smoothing=0.0,
-                      eval_subset=0, seed=0, threads=0)
-    high = TrainConfig(width=512, depth=5, dropout=0.9, crop_pad=8, rotate=180.0, cutout=32, lr=100.0,
-                       momentum=0.999, weight_decay=1.0, batch_size=8192, epochs=1000, warmup=0.9,
-                       label_smoothing=0.9, seed=2**31 - 1, threads=1024)
+    low = TrainConfig(
+        width=4,
+        depth=1,
+        dropout=0.0,
+        crop_pad=0,
+        rotate=0.0,
+        cutout=0,
+        lr=1e-9,
+        momentum=0.0,
+        nesterov=False,
+        weight_decay=0.0,
+        batch_size=1,
+        epochs=1,
+        warmup=0.0,
+        label_smoothing=0.0,
+        eval_subset=0,
+        seed=0,
+        threads=0,
+    )
+    high = TrainConfig(
+        width=512,
+        depth=5,
+        dropout=0.9,
+        crop_pad=8,
+        rotate=180.0,
+        cutout=32,
+        lr=100.0,
+        momentum=0.999,
+        weight_decay=1.0,
+        batch_size=8192,
+        epochs=1000,
+        warmup=0.9,
+        label_smoothing=0.9,
+        seed=2**31 - 1,
+        threads=1024,
+    )
     assert low.width == 4 and high.width == 512
     assert TrainConfig(lr=1).lr == 1  # an int is a fine float
 
 
-@pytest.mark.parametrize(("changes", "names"), [
-    (dict(epochs=3, lowres_epochs=3), ["lowres_epochs=3", "epochs=3", "full size"]),
-    (dict(epochs=3, lowres_epochs=5), ["lowres_epochs=5", "below"]),
-    (dict(arch="tutorial", epochs=3, lowres_epochs=1), ["tutorial", "32x32", "lowres_epochs=0"]),
-    (dict(arch="cnn", depth=5, epochs=3, lowres_epochs=1), ["lowres_side=24", "depth=5", ">= 32"]),
-])
+@pytest.mark.parametrize(
+    ("changes", "names"),
+    [
+        (dict(epochs=3, lowres_epochs=3), ["lowres_epochs=3", "epochs=3", "full size"]),
+        (dict(epochs=3, lowres_epochs=5), ["lowres_epochs=5", "below"]),
+        (dict(arch="tutorial", epochs=3, lowres_epochs=1), ["tutorial", "32x32", "lowres_epochs=0"]),
+        (dict(arch="cnn", depth=5, epochs=3, lowres_epochs=1), ["lowres_side=24", "depth=5", ">= 32"]),
+    ],
+)
 def test_lowres_epochs_refuses_what_cannot_train(changes, names):
     with pytest.raises(ValueError) as err:
         TrainConfig(**changes)

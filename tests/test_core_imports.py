@@ -1,4 +1,5 @@
 """The core package stands alone: importing any of it never pulls in streamlit; torch.load is always safe."""
+
 from __future__ import annotations
 
 import ast
@@ -10,11 +11,35 @@ from pathlib import Path
 import cifar_lab
 
 PACKAGE_DIR = Path(cifar_lab.__file__).parent
-CORE = ["config", "events", "preprocess", "devices", "data", "augment", "models", "optim", "evaluate", "train",
-        "runner", "run_files", "checkpoint", "inference", "cli", "runs", "resume", "processes", "explain", "summary",
-        "paths",
-        "dashboard.jobs", "dashboard.job_view", "dashboard.plots", "dashboard.ui_state", "dashboard.run_views",
-        "dashboard.explain_view"]
+CORE = [
+    "config",
+    "events",
+    "preprocess",
+    "devices",
+    "data",
+    "augment",
+    "models",
+    "optim",
+    "evaluate",
+    "train",
+    "runner",
+    "run_files",
+    "checkpoint",
+    "inference",
+    "cli",
+    "runs",
+    "resume",
+    "processes",
+    "explain",
+    "summary",
+    "paths",
+    "dashboard.jobs",
+    "dashboard.job_view",
+    "dashboard.plots",
+    "dashboard.ui_state",
+    "dashboard.run_views",
+    "dashboard.explain_view",
+]
 
 
 def _modules() -> list[str]:
@@ -38,8 +63,9 @@ def test_importing_every_module_never_imports_streamlit():
         "bad = sorted(m for m in sys.modules if m == 'streamlit' or m.startswith('streamlit.'))\n"
         "print('STREAMLIT' if bad else 'CLEAN', bad[:5])\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=PACKAGE_DIR.parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=PACKAGE_DIR.parent
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("CLEAN"), f"importing {modules} loaded streamlit: {proc.stdout}"
 
@@ -59,8 +85,10 @@ def test_every_torch_load_uses_weights_only_true():
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for call in _torch_load_calls(tree):
-            ok = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-                     for k in call.keywords)
+            ok = any(
+                k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in call.keywords
+            )
             if not ok:
                 offenders.append(f"{path.name}:{call.lineno}")
     assert not offenders, f"torch.load without weights_only=True at {offenders}"

@@ -1,6 +1,9 @@
 """load_data over image folders, torchvision batches and synthetic images; the decoded-array cache."""
+
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import pickle
 import subprocess
@@ -36,7 +39,7 @@ def _write_folder(root: Path) -> Path:
             for i in range(n):
                 rgb = _colour(split, label, i)
                 if (label, i) == (1, 0):  # RGBA, alpha must be dropped
-                    Image.new("RGBA", (32, 32), rgb + (90,)).save(folder / f"{i:04d}.png")
+                    Image.new("RGBA", (32, 32), (*rgb, 90)).save(folder / f"{i:04d}.png")
                 elif (label, i) == (2, 1):  # odd size, resized to 32x32
                     Image.new("RGB", (48, 40), rgb).save(folder / f"{i:04d}.png")
                 elif i == 2:  # JPEG is lossy: checked with a tolerance
@@ -103,6 +106,7 @@ def test_unreadable_folder_is_a_data_error(folder: Path, cache: Path, monkeypatc
 
 # --- torchvision's pickled batches ------------------------------------------------------------------------------
 
+
 def _write_batches(root: Path, rng: np.random.Generator) -> dict[str, dict]:
     """CIFAR-10's python format: pickled dicts, data (N, 3072) uint8 CHW-flattened, labels list."""
     folder = root / "cifar-10-batches-py"
@@ -110,8 +114,10 @@ def _write_batches(root: Path, rng: np.random.Generator) -> dict[str, dict]:
     batches = {}
     for name, n in [(f"data_batch_{i}", 2) for i in range(1, 6)] + [("test_batch", 3)]:
         # The real files are Python 2 pickles whose str keys torchvision reads with encoding="latin1" as str.
-        batches[name] = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         "labels": rng.integers(0, 10, n).tolist()}
+        batches[name] = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "labels": rng.integers(0, 10, n).tolist(),
+        }
         (folder / name).write_bytes(pickle.dumps(batches[name]))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CLASSES)}))
     return batches
@@ -126,7 +132,7 @@ def test_torchvision_batches_load_exact_pixels(tmp_path: Path, cache: Path, monk
         expected_x = np.concatenate([b["data"] for b in train]).reshape(-1, 3, 32, 32)
         assert data.classes == CLASSES
         assert torch.equal(data.train_x, torch.from_numpy(expected_x))
-        assert data.train_y.tolist() == sum((b["labels"] for b in train), [])
+        assert data.train_y.tolist() == functools.reduce(operator.iadd, (b["labels"] for b in train), [])
         assert torch.equal(data.test_x, torch.from_numpy(batches["test_batch"]["data"].reshape(-1, 3, 32, 32)))
         assert data.test_y.tolist() == batches["test_batch"]["labels"] and data.test_y.dtype == torch.int64
 
@@ -138,6 +144,7 @@ def test_torchvision_batches_with_wrong_checksums_are_a_data_error(tmp_path: Pat
 
 
 # --- synthetic ---------------------------------------------------------------------------------------------------
+
 
 def test_synthetic_shapes_determinism_and_classes() -> None:
     a, b, c = synthetic_data(200, 50, seed=1), synthetic_data(200, 50, seed=1), synthetic_data(200, 50, seed=2)
@@ -160,6 +167,7 @@ def test_synthetic_classes_are_separable() -> None:
 
 # --- cache ---------------------------------------------------------------------------------------------------------
 
+
 def _no_decoding(path: str) -> np.ndarray:
     raise AssertionError(f"decoded {path} although the cache should have been used")
 
@@ -175,12 +183,19 @@ def test_second_load_comes_from_cache(folder: Path, cache: Path, monkeypatch) ->
 
 def test_a_fresh_process_loads_the_cache_without_importing_torchvision(folder: Path, cache: Path) -> None:
     load_data(folder, cache_dir=cache)  # decodes, which needs torchvision
-    code = ("import sys; from cifar_lab.data import load_data; "
-            f"d = load_data({str(folder)!r}, cache_dir={str(cache)!r}); "
-            "print(len(d.train_x), 'torchvision' in sys.modules)")
+    code = (
+        "import sys; from cifar_lab.data import load_data; "
+        f"d = load_data({str(folder)!r}, cache_dir={str(cache)!r}); "
+        "print(len(d.train_x), 'torchvision' in sys.modules)"
+    )
     root = str(Path(__file__).resolve().parents[1])
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": root})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": root},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(N_TRAIN * len(FOLDER_CLASSES)), "False"]  # about 2 s of import saved
 

@@ -1,5 +1,6 @@
 """Device settings: the number format chosen for the CPU, and memory freed during training kept for reuse and
 handed back afterwards."""
+
 from __future__ import annotations
 
 import subprocess
@@ -47,9 +48,8 @@ def test_freed_memory_is_kept_while_inside_and_returned_after():
 
 
 def test_nested_use_restores_once():
-    with freed_memory_kept() as outer:
-        with freed_memory_kept() as inner:
-            assert inner == outer
+    with freed_memory_kept() as outer, freed_memory_kept() as inner:
+        assert inner == outer
     with freed_memory_kept(enabled=False) as off:
         assert off is False
 

@@ -1,4 +1,5 @@
 """Evaluation: confusion matrix bookkeeping and test-time augmentation."""
+
 import math
 
 import numpy as np
@@ -56,7 +57,7 @@ def test_flip_tta_averages_the_image_and_its_mirror():
 def shifted(x: torch.Tensor, d: int) -> torch.Tensor:
     """uint8 images moved d pixels up and left (down and right when negative), the edge reflected in."""
     padded = F.pad(x.float(), (abs(d),) * 4, mode="reflect")
-    return padded[:, :, abs(d) + d:abs(d) + d + 32, abs(d) + d:abs(d) + d + 32].to(torch.uint8)
+    return padded[:, :, abs(d) + d : abs(d) + d + 32, abs(d) + d : abs(d) + d + 32].to(torch.uint8)
 
 
 def test_shift_tta_gives_the_least_confident_images_the_mean_over_diagonal_shifts_and_leaves_the_rest():
@@ -68,7 +69,7 @@ def test_shift_tta_gives_the_least_confident_images_the_mean_over_diagonal_shift
     result = predict_logits(model, x, tta=True, shifts=True)
 
     order = F.softmax(mirror, 1).amax(1).argsort()
-    unsure, sure = order[:math.ceil(SHIFTED_FRACTION * 40)], order[math.ceil(SHIFTED_FRACTION * 40):]
+    unsure, sure = order[: math.ceil(SHIFTED_FRACTION * 40)], order[math.ceil(SHIFTED_FRACTION * 40) :]
     assert torch.allclose(result[unsure], all_shifts[unsure], atol=1e-5)
     assert torch.allclose(result[sure], mirror[sure], atol=1e-5)
     assert not torch.allclose(mirror[unsure], all_shifts[unsure], atol=1e-3)  # the shifts did change the answer
@@ -115,16 +116,24 @@ def test_many_batches_on_the_cpu_keep_freed_memory_and_one_batch_does_not(monkey
 def test_a_checkpoint_gets_the_shifts_its_config_asks_for_only_when_tta_is_on():
     torch.manual_seed(0)
     model, x, y, classes = LeftHalf(), images(40), torch.arange(40) % 4, ("a", "b", "c", "d")
-    ckpt = Checkpoint(model=model, config=TrainConfig(tta=True, tta_shifts=True, precision="fp32"), classes=classes,
-                      epoch=1, metrics={})
+    ckpt = Checkpoint(
+        model=model,
+        config=TrainConfig(tta=True, tta_shifts=True, precision="fp32"),
+        classes=classes,
+        epoch=1,
+        metrics={},
+    )
     shifted_views = evaluate(model, x, y, classes=classes, tta=True, shifts=True).probabilities
     mirror_only = evaluate(model, x, y, classes=classes, tta=True).probabilities
     assert not np.allclose(shifted_views, mirror_only, atol=1e-4)
     assert np.allclose(evaluate_checkpoint(ckpt, x, y, classes=classes, tta=True).probabilities, shifted_views)
-    assert np.allclose(evaluate_checkpoint(ckpt, x, y, classes=classes, tta=False).probabilities,
-                       evaluate(model, x, y, classes=classes).probabilities)
-    without = Checkpoint(model=model, config=TrainConfig(tta=True, precision="fp32"), classes=classes, epoch=1,
-                         metrics={})
+    assert np.allclose(
+        evaluate_checkpoint(ckpt, x, y, classes=classes, tta=False).probabilities,
+        evaluate(model, x, y, classes=classes).probabilities,
+    )
+    without = Checkpoint(
+        model=model, config=TrainConfig(tta=True, precision="fp32"), classes=classes, epoch=1, metrics={}
+    )
     assert np.allclose(evaluate_checkpoint(without, x, y, classes=classes, tta=True).probabilities, mirror_only)
 
 

@@ -1,4 +1,5 @@
 """Explanations: Grad-CAM finds a planted patch; filters, feature maps and the summary match the model."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +11,19 @@ from torch import nn
 
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import CifarData
-from cifar_lab.explain import (BORDER, MAX_STAGES, FeatureMaps, default_cam_layer, feature_grid, feature_maps,
-                               filter_grid, first_layer_filters, grad_cam, jet, overlay)
+from cifar_lab.explain import (
+    BORDER,
+    MAX_STAGES,
+    FeatureMaps,
+    default_cam_layer,
+    feature_grid,
+    feature_maps,
+    filter_grid,
+    first_layer_filters,
+    grad_cam,
+    jet,
+    overlay,
+)
 from cifar_lab.models import MODELS, build_model, count_macs, count_params
 from cifar_lab.preprocess import normalize
 from cifar_lab.summary import model_summary
@@ -36,7 +48,7 @@ def corner_patches(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     inset = torch.randint(0, 5, (n, 2), generator=g)  # pixels between the square and the corner
     for i in range(n):
         top, left = (32 - PATCH - v if half else v for half, v in zip(QUADRANTS[y[i]], inset[i].tolist()))
-        x[i, :, top:top + PATCH, left:left + PATCH] = 255
+        x[i, :, top : top + PATCH, left : left + PATCH] = 255
     return x, y
 
 
@@ -45,11 +57,23 @@ def patch_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A tiny VGG trained (a few seconds) to tell the four patch corners apart, and 32 unseen test images."""
     train_x, train_y = corner_patches(1024, seed=0)
     test_x, test_y = corner_patches(32, seed=1)
-    data = CifarData(train_x, train_y, test_x, test_y, ("top-left", "top-right", "bottom-left", "bottom-right"),
-                     "corner patches")
+    data = CifarData(
+        train_x, train_y, test_x, test_y, ("top-left", "top-right", "bottom-left", "bottom-right"), "corner patches"
+    )
     # flip and crop off: both would move the patch and so change the class. One thread: the steps are tiny.
-    config = TrainConfig(arch="cnn", width=8, depth=2, batch_size=64, epochs=6, precision="fp32",
-                         device="cpu", flip=False, crop_pad=0, threads=1, seed=0)
+    config = TrainConfig(
+        arch="cnn",
+        width=8,
+        depth=2,
+        batch_size=64,
+        epochs=6,
+        precision="fp32",
+        device="cpu",
+        flip=False,
+        crop_pad=0,
+        threads=1,
+        seed=0,
+    )
     threads = torch.get_num_threads()
     try:
         result = train(config, data)
@@ -86,7 +110,7 @@ def test_grad_cam_shape_and_range_every_arch(arch):
     model = small(arch)
     cam = grad_cam(model, torch.randn(1, 3, 32, 32), target_class=3)
     assert cam.shape == (32, 32) and cam.dtype == np.float32
-    assert 0 <= cam.min() and cam.max() <= 1
+    assert cam.min() >= 0 and cam.max() <= 1
 
 
 def test_grad_cam_matches_the_input_size_and_takes_a_layer():
@@ -94,7 +118,7 @@ def test_grad_cam_matches_the_input_size_and_takes_a_layer():
     assert grad_cam(model, torch.randn(1, 3, 40, 40)).shape == (40, 40)
     first = model.features[0]
     cam = grad_cam(model, torch.randn(3, 32, 32), layer=first)
-    assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1
+    assert cam.shape == (32, 32) and cam.min() >= 0 and cam.max() <= 1
 
 
 def test_grad_cam_of_a_silent_layer_is_zero_not_nan():
@@ -115,8 +139,11 @@ def test_grad_cam_works_inside_a_callers_inference_mode():
     assert np.array_equal(inside, grad_cam(model, x))
 
 
-@pytest.mark.parametrize("arch, layer", [("tutorial", "conv2"), ("cnn", "features.4"), ("resnet", "net.8")]
-                         + ([("fastnet", "groups.2")] if HAS_FASTNET else []))
+@pytest.mark.parametrize(
+    "arch, layer",
+    [("tutorial", "conv2"), ("cnn", "features.4"), ("resnet", "net.8")]
+    + ([("fastnet", "groups.2")] if HAS_FASTNET else []),
+)
 def test_default_cam_layer_is_the_last_spatial_block(arch, layer):
     assert default_cam_layer(small(arch)) == layer
 
@@ -158,8 +185,11 @@ def test_explaining_leaves_modes_weights_and_grads_as_found(arch):
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
 
 
-@pytest.mark.parametrize("arch, shape", [("tutorial", (6, 5, 5, 3)), ("cnn", (8, 3, 3, 3)), ("resnet", (8, 3, 3, 3))]
-                         + ([("fastnet", (24, 2, 2, 3))] if HAS_FASTNET else []))
+@pytest.mark.parametrize(
+    "arch, shape",
+    [("tutorial", (6, 5, 5, 3)), ("cnn", (8, 3, 3, 3)), ("resnet", (8, 3, 3, 3))]
+    + ([("fastnet", (24, 2, 2, 3))] if HAS_FASTNET else []),
+)
 def test_first_layer_filters_have_the_first_convs_shape(arch, shape):
     filters = first_layer_filters(small(arch))
     assert filters.shape == shape and filters.dtype == np.uint8
@@ -178,12 +208,26 @@ def test_filter_grid_lays_tiles_out_with_borders():
 
 EXPECTED_MAPS = {
     "tutorial": [("conv1", (6, 28, 28)), ("conv2", (16, 10, 10))],
-    "cnn": [("features.0", (8, 32, 32)), ("features.1", (8, 32, 32)), ("features.3", (16, 16, 16)),
-            ("features.4", (16, 16, 16))],
-    "resnet": [("net.0", (8, 32, 32)), ("net.1", (16, 32, 32)), ("net.3", (16, 16, 16)), ("net.4", (32, 16, 16)),
-               ("net.6", (64, 8, 8)), ("net.8", (64, 4, 4))],
-    "fastnet": [("whiten", (24, 31, 31)), ("groups.0", (8, 15, 15)), ("groups.1", (32, 7, 7)),
-                ("groups.2", (32, 3, 3))],
+    "cnn": [
+        ("features.0", (8, 32, 32)),
+        ("features.1", (8, 32, 32)),
+        ("features.3", (16, 16, 16)),
+        ("features.4", (16, 16, 16)),
+    ],
+    "resnet": [
+        ("net.0", (8, 32, 32)),
+        ("net.1", (16, 32, 32)),
+        ("net.3", (16, 16, 16)),
+        ("net.4", (32, 16, 16)),
+        ("net.6", (64, 8, 8)),
+        ("net.8", (64, 4, 4)),
+    ],
+    "fastnet": [
+        ("whiten", (24, 31, 31)),
+        ("groups.0", (8, 15, 15)),
+        ("groups.1", (32, 7, 7)),
+        ("groups.2", (32, 3, 3)),
+    ],
 }
 
 
@@ -216,7 +260,7 @@ def test_feature_grid_shows_the_most_active_channels_in_channel_order():
     grid = feature_grid(FeatureMaps("x", array), max_channels=2)
     tile = 48  # 4 pixels scaled by ceil(MIN_TILE / 4) = 12
     assert grid.shape == (tile + 2, 2 * (tile + 1) + 1, 3) and grid.dtype == np.uint8
-    first, second = grid[1:1 + tile, 1:1 + tile, 0], grid[1:1 + tile, tile + 2:2 * tile + 2, 0]
+    first, second = grid[1 : 1 + tile, 1 : 1 + tile, 0], grid[1 : 1 + tile, tile + 2 : 2 * tile + 2, 0]
     assert np.array_equal(first, (array[1] > 5).repeat(12, 0).repeat(12, 1) * 255)  # channel 1 comes first
     assert np.array_equal(second, (array[4] > 9).repeat(12, 0).repeat(12, 1) * 255)
     assert (grid[0] == BORDER).all() and (grid[:, tile + 1] == BORDER).all()

@@ -1,4 +1,5 @@
 """AppTest for the Explain page and panel, and for the shipped default model the pages fall back on."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,21 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_pages import lab_env, open_page, png, trained_checkpoint, with_model  # noqa: F401  (shared fixtures)
 
 from cifar_lab import paths
-from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import ARCHS, TrainConfig
+from cifar_lab.dashboard import ui_state
 from cifar_lab.dashboard.explain_view import HEATMAP_SIDE, arch_summary, class_heatmap, explain, to_input
 from cifar_lab.models import build_model, count_params
-from test_pages import lab_env, open_page, png, trained_checkpoint, with_model  # noqa: F401  (shared fixtures)
 
 EXPLAIN = "pages/7_Explain.py"
 SHIPPED_NOTE = "Using the shipped pretrained model"
 
 
 @pytest.fixture
-def shipped(tmp_path, monkeypatch, trained_checkpoint) -> Path:  # noqa: F811
+def shipped(tmp_path, monkeypatch, trained_checkpoint) -> Path:
     """A models folder holding only a 'shipped' checkpoint (plus its card); the runs folder stays empty."""
     folder = tmp_path / "shipped-models"
     folder.mkdir()
@@ -45,6 +46,7 @@ def metric(at, label: str) -> str:
 
 # --- the page ---------------------------------------------------------------------------------------------------
 
+
 def test_explain_page_without_a_model_gives_guidance_and_still_summarises_architectures():
     at = open_page(EXPLAIN)
     assert not at.error
@@ -55,7 +57,7 @@ def test_explain_page_without_a_model_gives_guidance_and_still_summarises_archit
     assert metric(at, "Parameters") == "62,006"
 
 
-def test_explain_page_explains_an_uploaded_image(with_model):  # noqa: F811
+def test_explain_page_explains_an_uploaded_image(with_model):
     at = open_page(EXPLAIN)
     at.file_uploader(key="explain_upload").upload("red.png", png(), "image/png")
     at.run()
@@ -99,6 +101,7 @@ def test_explain_page_explains_a_test_image(with_model):
 
 # --- the panel on Classify and Evaluate -------------------------------------------------------------------------
 
+
 def test_classify_shows_why_this_prediction(with_model):
     at = open_page("pages/4_Classify.py")
     at.file_uploader(key="upload").upload("red.png", png(), "image/png")
@@ -119,6 +122,7 @@ def test_evaluate_explains_a_picked_sample(with_model):
 
 
 # --- the shipped default model ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("page", ["pages/3_Evaluate.py", "pages/4_Classify.py", EXPLAIN])
 def test_pages_fall_back_on_the_shipped_model_and_say_so(page, shipped):
@@ -162,9 +166,10 @@ def test_models_folder_follows_the_environment(monkeypatch, tmp_path):
     assert ui_state.models_dir() == tmp_path and tmp_path in ui_state.model_dirs()
 
 
-# --- the pure panel content (cifar_lab.dashboard.explain_view) ------------------------------------------------------------
+# --- the pure panel content (cifar_lab.dashboard.explain_view) ----------------------------------------------------
 
-def test_explanation_has_the_shapes_the_model_implies(trained_checkpoint):  # noqa: F811
+
+def test_explanation_has_the_shapes_the_model_implies(trained_checkpoint):
     ckpt = load_checkpoint(trained_checkpoint)
     view = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     result = explain(ckpt.model, view, normalize=ckpt.config.normalize)

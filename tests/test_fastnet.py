@@ -1,4 +1,5 @@
 """FastNet: the whitening layer whitens, shapes, exact state_dict round trip, training steps in fp32 and bf16."""
+
 from __future__ import annotations
 
 import io
@@ -61,8 +62,7 @@ def test_param_groups_units():
 
 def test_the_group_scales_and_muons_momentum_come_from_the_config():
     model = FastNet(width=8)
-    config = TrainConfig(arch="fastnet", opt="muon", lr=0.5, bias_lr_scale=16.0, muon_lr_scale=0.3,
-                         muon_momentum=0.7)
+    config = TrainConfig(arch="fastnet", opt="muon", lr=0.5, bias_lr_scale=16.0, muon_lr_scale=0.3, muon_momentum=0.7)
     weights, biases, filters = build_optimizer(model, config).param_groups
     assert (weights["lr"], weights["momentum"]) == (0.5, config.momentum)
     assert (biases["lr_scale"], biases["lr"]) == (16.0, 0.5 * 16.0)
@@ -170,7 +170,7 @@ def test_muon_groups_keep_filter_norms_and_train():
     model.init_from_data(correlated_images(16))
     config = TrainConfig(arch="fastnet", opt="muon", lr=0.5, weight_decay=5e-4)
     groups = model.param_groups(config)
-    filters = [g for g in groups if g.get("orthogonalize")][0]["params"]
+    filters = next(g for g in groups if g.get("orthogonalize"))["params"]
     assert len(filters) == 7 and all(p.ndim == 4 for p in filters)  # two convs per group, a third in the last
     assert len({id(p) for g in groups for p in g["params"]}) == sum(p.requires_grad for p in model.parameters())
     optimizer = build_optimizer(model, config.replace(momentum=0.85))

@@ -4,13 +4,14 @@ Uploads go through the Classify page, checkpoints through the Models page, confi
 names through the Runs page; divergence, a full disk and a read-only folder through the JobManager the
 dashboard uses. The core's own checks are tested in test_inference, test_checkpoint and test_config.
 """
+
 from __future__ import annotations
 
 import builtins
 import errno
-import logging
 import hashlib
 import io
+import logging
 import os
 import pickle
 import stat
@@ -24,25 +25,40 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
+from apptest_helpers import button_starting, fill_train_form, open_page
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import button_starting, fill_train_form, open_page
 from cifar_lab import checkpoint as ckpt_module
 from cifar_lab import inference, paths
-from cifar_lab.dashboard import ui_state
 from cifar_lab import train as train_module
 from cifar_lab.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from cifar_lab.config import ARCHS, PRESETS, TrainConfig
-from cifar_lab.data import synthetic_data
+from cifar_lab.dashboard import ui_state
 from cifar_lab.dashboard.jobs import JobManager
+from cifar_lab.data import synthetic_data
 from cifar_lab.models import build_model
 from cifar_lab.preprocess import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=3, eval_subset=0, precision="fp32",
-                   device="cpu", threads=1, schedule="constant", lr=0.05, flip=False, crop_pad=0)
-FORM = dict(arch="cnn", opt="sgd", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32", threads=1)
+TINY = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=1,
+    batch_size=32,
+    epochs=3,
+    eval_subset=0,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+    schedule="constant",
+    lr=0.05,
+    flip=False,
+    crop_pad=0,
+)
+FORM = dict(
+    arch="cnn", opt="sgd", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32", threads=1
+)
 
 
 @pytest.fixture(autouse=True)
@@ -87,8 +103,11 @@ def forge(at: AppTest, widget, **value) -> AppTest:
 
 def fingerprint(folder: Path) -> dict[str, str]:
     """Every file under `folder` (the run store excepted, it changes by design) -> its SHA-256."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith("cifar_lab.db")}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith("cifar_lab.db")
+    }
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -99,6 +118,7 @@ def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
 
 def png_header(width: int, height: int) -> bytes:
     """A valid PNG that claims width x height pixels yet holds almost none: how a decompression bomb starts."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
@@ -113,8 +133,8 @@ JPEG, PNG = encode(Image.fromarray(NOISE), "JPEG"), encode(Image.fromarray(NOISE
 BAD_IMAGES = {
     "not an image": ("report.jpg", b"%PDF-1.4\n" + b"0" * 100, "is not an image this lab can read"),
     "empty file": ("empty.png", b"", "is not an image this lab can read"),
-    "truncated JPEG": ("cut.jpg", JPEG[:len(JPEG) // 2], "damaged or truncated"),
-    "truncated PNG": ("cut.png", PNG[:len(PNG) // 2], "damaged or truncated"),
+    "truncated JPEG": ("cut.jpg", JPEG[: len(JPEG) // 2], "damaged or truncated"),
+    "truncated PNG": ("cut.png", PNG[: len(PNG) // 2], "damaged or truncated"),
     "decompression bomb": ("bomb.png", png_header(100_000, 100_000), "decompression bomb"),
     "over Pillow's warning limit": ("big.png", png_header(12_000, 12_000), "decompression bomb"),
     "huge dimensions": ("huge.png", png_header(7_000, 7_000), "7000x7000 pixels is too large"),
@@ -167,10 +187,18 @@ GOOD_ODD_IMAGES = {
     "RGBA, transparent": ("clear.png", encode(Image.new("RGBA", (20, 20), (255, 0, 0, 0))), (16, 16), (255, 255, 255)),
     "LA, half grey": ("la.png", encode(Image.new("LA", (20, 20), (0, 128))), (16, 16), (127, 127, 127)),
     "P with transparency": ("p.png", encode(palette_with_transparency()), (16, 16), (200, 30, 30)),
-    "I;16 grey": ("deep.png", encode(Image.fromarray(np.full((20, 20), 32768, dtype=np.uint16))), (16, 16),
-                  (127, 127, 127)),
-    "CMYK": ("print.jpg", encode(Image.new("CMYK", (20, 20), (0, 255, 255, 0)), "JPEG", quality=95), (16, 16),
-             (255, 0, 0)),
+    "I;16 grey": (
+        "deep.png",
+        encode(Image.fromarray(np.full((20, 20), 32768, dtype=np.uint16))),
+        (16, 16),
+        (127, 127, 127),
+    ),
+    "CMYK": (
+        "print.jpg",
+        encode(Image.new("CMYK", (20, 20), (0, 255, 255, 0)), "JPEG", quality=95),
+        (16, 16),
+        (255, 0, 0),
+    ),
     "animated GIF": ("anim.gif", animated_gif(), (16, 16), (220, 20, 20)),  # the first frame
     "EXIF orientation, top": ("phone.jpg", exif_rotated_jpeg(), (4, 4), (255, 0, 0)),  # left half is now on top
     "EXIF orientation, bottom": ("phone.jpg", exif_rotated_jpeg(), (28, 4), (0, 0, 255)),
@@ -192,6 +220,7 @@ def test_odd_but_valid_images_are_classified_as_the_model_should_see_them(case, 
 
 # --- checkpoints through the Models page -------------------------------------------------------------------------
 
+
 class RunsCode:
     """Unpickling this creates the file `marker`: code that runs at load time."""
 
@@ -203,8 +232,19 @@ class RunsCode:
 
 def checkpoint_bytes(state, config: TrainConfig = TINY, classes=CLASSES, **extra) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "version": 1, "state_dict": state, "config": config.to_dict(),
-                "classes": list(classes), "epoch": 1, "metrics": {}, **extra}, buffer)
+    torch.save(
+        {
+            "format": FORMAT,
+            "version": 1,
+            "state_dict": state,
+            "config": config.to_dict(),
+            "classes": list(classes),
+            "epoch": 1,
+            "metrics": {},
+            **extra,
+        },
+        buffer,
+    )
     return buffer.getvalue()
 
 
@@ -214,22 +254,35 @@ def bad_checkpoints(marker: Path) -> dict[str, tuple[bytes, str]]:
     evil.marker = str(marker)
     return {
         "corrupt bytes": (bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)), "not a readable"),
-        "truncated": (good[:len(good) // 2], "not a readable"),
+        "truncated": (good[: len(good) // 2], "not a readable"),
         "empty file": (b"", "is empty (0 bytes)"),
         "pickle that runs code": (pickle.dumps(evil, protocol=2), "could run code"),
-        "code inside a checkpoint": (checkpoint_bytes(build_model(TINY).state_dict(), metrics_hook=evil),
-                                     "could run code"),
-        "another architecture": (checkpoint_bytes(build_model(TrainConfig(arch="tutorial")).state_dict()),
-                                 "does not fit the 'cnn' architecture"),
-        "another class count": (checkpoint_bytes(build_model(TINY).state_dict(), classes=("a", "b", "c")),
-                                "3 classes"),
+        "code inside a checkpoint": (
+            checkpoint_bytes(build_model(TINY).state_dict(), metrics_hook=evil),
+            "could run code",
+        ),
+        "another architecture": (
+            checkpoint_bytes(build_model(TrainConfig(arch="tutorial")).state_dict()),
+            "does not fit the 'cnn' architecture",
+        ),
+        "another class count": (checkpoint_bytes(build_model(TINY).state_dict(), classes=("a", "b", "c")), "3 classes"),
         "not a checkpoint": (encode(Image.new("RGB", (8, 8))), "not a readable"),
     }
 
 
-@pytest.mark.parametrize("case", ["corrupt bytes", "truncated", "empty file", "pickle that runs code",
-                                  "code inside a checkpoint", "another architecture", "another class count",
-                                  "not a checkpoint"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "corrupt bytes",
+        "truncated",
+        "empty file",
+        "pickle that runs code",
+        "code inside a checkpoint",
+        "another architecture",
+        "another class count",
+        "not a checkpoint",
+    ],
+)
 def test_a_bad_checkpoint_upload_is_refused_and_changes_nothing(case, lab_env, tmp_path):
     marker = tmp_path / "code_ran"
     content, expected = bad_checkpoints(marker)[case]
@@ -247,13 +300,25 @@ def test_a_bad_checkpoint_upload_is_refused_and_changes_nothing(case, lab_env, t
 
 # --- configs through the Train form ------------------------------------------------------------------------------
 
+
 def fill_form(at: AppTest, **overrides) -> AppTest:
     return fill_train_form(at, {**FORM, **overrides})
 
 
-@pytest.mark.parametrize(("field", "value"), [("lr", 0.0), ("lr", 1e9), ("lr", float("nan")), ("epochs", 5000),
-                                              ("batch_size", 0), ("width", 2), ("dropout", 0.95), ("warmup", 0.95),
-                                              ("label_smoothing", 1.0)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lr", 0.0),
+        ("lr", 1e9),
+        ("lr", float("nan")),
+        ("epochs", 5000),
+        ("batch_size", 0),
+        ("width", 2),
+        ("dropout", 0.95),
+        ("warmup", 0.95),
+        ("label_smoothing", 1.0),
+    ],
+)
 def test_an_invalid_form_value_is_named_and_no_job_starts_even_on_a_forged_click(field, value):
     at = fill_form(open_page("pages/2_Train.py"), **{field: value})
     assert not at.exception
@@ -274,9 +339,20 @@ def test_a_remembered_form_with_unknown_names_falls_back_to_valid_choices():
 
 # --- a diverging run ---------------------------------------------------------------------------------------------
 
+
 def test_a_diverging_run_is_failed_with_the_reason_and_earlier_checkpoints_stay(lab_env):
-    config = TrainConfig(arch="tutorial", lr=100.0, schedule="constant", batch_size=64, epochs=2, flip=False,
-                         crop_pad=0, precision="fp32", device="cpu", threads=1)  # as in test_train: NaN in epoch 1
+    config = TrainConfig(
+        arch="tutorial",
+        lr=100.0,
+        schedule="constant",
+        batch_size=64,
+        epochs=2,
+        flip=False,
+        crop_pad=0,
+        precision="fp32",
+        device="cpu",
+        threads=1,
+    )  # as in test_train: NaN in epoch 1
     before = fingerprint(lab_env)
     job = manager().start(config, data=synthetic_data(n_train=512, n_test=128, seed=0), name="diverges")
     assert job.join(60)
@@ -310,8 +386,8 @@ def test_divergence_after_an_epoch_keeps_that_epochs_checkpoint_loadable_and_res
 
 # --- a full disk and a read-only folder --------------------------------------------------------------------------
 
-def test_a_full_disk_fails_the_run_cleanly_keeps_the_last_checkpoint_and_resume_finishes_it(lab_env, data,
-                                                                                            monkeypatch):
+
+def test_a_full_disk_fails_the_run_cleanly_keeps_the_last_checkpoint_and_resume_finishes_it(lab_env, data, monkeypatch):
     real_replace, saves = os.replace, []
 
     def disk_full_after_one_save(src, dst, *args, **kwargs):
@@ -418,6 +494,7 @@ def test_a_valid_model_with_another_class_count_is_explained_on_the_evaluate_pag
 
 # --- two sessions pressing Start at the same moment ------------------------------------------------------------
 
+
 def test_two_sessions_pressing_start_together_run_one_job_and_tell_the_other_why(monkeypatch):
     first = fill_form(open_page("pages/2_Train.py"), epochs=500)
     second = fill_form(open_page("pages/2_Train.py"), epochs=500)  # another browser: its own session
@@ -449,6 +526,7 @@ def test_two_sessions_pressing_start_together_run_one_job_and_tell_the_other_why
 
 # --- names and paths from the UI ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["../x", "../../etc/passwd", "/tmp/evil", "a\\..\\b"])
 def test_renaming_a_run_changes_its_label_and_never_a_path(name, lab_env, tmp_path):
     store = manager().store
@@ -463,8 +541,9 @@ def test_renaming_a_run_changes_its_label_and_never_a_path(name, lab_env, tmp_pa
     assert fingerprint(tmp_path) == before
 
 
-@pytest.mark.parametrize("name", ["../../escape.pth", "..\\..\\windows.pth", "/etc/cron.d/job.pth",
-                                  "sub/dir/model.pth", ".hidden.pth"])
+@pytest.mark.parametrize(
+    "name", ["../../escape.pth", "..\\..\\windows.pth", "/etc/cron.d/job.pth", "sub/dir/model.pth", ".hidden.pth"]
+)
 def test_an_uploaded_checkpoint_lands_in_the_runs_folder_whatever_its_name(name, lab_env, tmp_path):
     outside = {p for p in tmp_path.parent.rglob("*.pth") if lab_env not in p.parents}
     at = open_page("pages/5_Models.py")
@@ -506,6 +585,7 @@ def test_the_runs_page_neither_offers_nor_deletes_a_checkpoint_outside_the_folde
 
 # --- a damaged run store -----------------------------------------------------------------------------------------
 
+
 def damage(db: Path) -> None:
     for suffix in ("-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -530,6 +610,7 @@ def test_a_run_store_damaged_before_start_leaves_the_other_pages_working(lab_env
 
 
 # --- the server's settings ---------------------------------------------------------------------------------------
+
 
 def test_server_settings_cap_uploads_and_refuse_forged_requests_and_a_fastnet_checkpoint_fits(tmp_path):
     import tomllib

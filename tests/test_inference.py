@@ -1,4 +1,5 @@
 """Any picture in, (1, 3, 32, 32) out; unreadable files refused; top-k predictions."""
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,14 @@ from PIL import Image
 
 from cifar_lab.config import TrainConfig
 from cifar_lab.inference import (
-    MAX_PIXELS, ImageError, Prediction, class_probabilities, model_view, open_image, predict, preprocess_image,
+    MAX_PIXELS,
+    ImageError,
+    Prediction,
+    class_probabilities,
+    model_view,
+    open_image,
+    predict,
+    preprocess_image,
 )
 from cifar_lab.models import build_model
 from cifar_lab.preprocess import CLASSES, normalize
@@ -35,6 +43,7 @@ def centre_pixel(image: Image.Image) -> tuple[int, ...]:
 
 
 # --- preprocess_image ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_gives_one_normalised_rgb_image(mode):
@@ -85,12 +94,15 @@ def test_transparency_goes_on_white():
     assert all(abs(v - 127) <= 1 for v in centre_pixel(half))
 
 
-@pytest.mark.parametrize(("image", "expected"), [
-    (Image.new("L", (10, 10), 100), (100, 100, 100)),
-    (Image.new("CMYK", (10, 10), (0, 0, 0, 0)), (255, 255, 255)),
-    (Image.new("CMYK", (10, 10), (0, 255, 255, 0)), (255, 0, 0)),
-    (Image.new("1", (10, 10), 1), (255, 255, 255)),
-])
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (Image.new("L", (10, 10), 100), (100, 100, 100)),
+        (Image.new("CMYK", (10, 10), (0, 0, 0, 0)), (255, 255, 255)),
+        (Image.new("CMYK", (10, 10), (0, 255, 255, 0)), (255, 0, 0)),
+        (Image.new("1", (10, 10), 1), (255, 255, 255)),
+    ],
+)
 def test_mode_conversions_keep_the_colour(image, expected):
     assert centre_pixel(image) == expected
 
@@ -113,6 +125,7 @@ def test_sixteen_bit_grey_is_scaled_to_eight_bits():
 
 
 # --- open_image ---------------------------------------------------------------------------------------------------
+
 
 def test_open_image_from_bytes_path_and_image(tmp_path):
     data = encode(solid((1, 2, 3)))
@@ -168,6 +181,7 @@ def test_truncated_image_raises_image_error(fmt):
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that claims width x height 8-bit grey pixels but holds almost no data: a decompression bomb's shape."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
@@ -183,6 +197,7 @@ def test_decompression_bomb_is_refused_before_decoding(side):
 
 
 # --- predict ------------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def net():

@@ -1,9 +1,10 @@
 """The dashboard's background jobs: event order, checkpoints, stop, one job at a time."""
+
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
-import logging
 import threading
 import time
 
@@ -12,13 +13,23 @@ import torch
 
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import TrainConfig
-from cifar_lab.data import synthetic_data
-from cifar_lab.events import Finished, Step, Stopped
 from cifar_lab.dashboard.job_view import JobSnapshot, LossSeries
 from cifar_lab.dashboard.jobs import JobBusyError, JobManager
+from cifar_lab.data import synthetic_data
+from cifar_lab.events import Finished, Step, Stopped
 
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32",
-                   threads=1, schedule="constant", lr=0.05)
+TINY = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=1,
+    batch_size=32,
+    epochs=2,
+    eval_subset=0,
+    precision="fp32",
+    threads=1,
+    schedule="constant",
+    lr=0.05,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -130,8 +141,10 @@ def test_loss_series_stays_bounded_and_keeps_the_mean():
 
 
 def test_core_modules_do_not_import_streamlit():
-    code = ("import sys, cifar_lab.dashboard.jobs, cifar_lab.dashboard.plots, cifar_lab.dashboard.ui_state; "
-            "assert 'streamlit' not in sys.modules, 'streamlit imported'")
+    code = (
+        "import sys, cifar_lab.dashboard.jobs, cifar_lab.dashboard.plots, cifar_lab.dashboard.ui_state; "
+        "assert 'streamlit' not in sys.modules, 'streamlit imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

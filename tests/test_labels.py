@@ -1,4 +1,5 @@
 """Names people type (runs, owners): invisible characters dropped, controls and direction overrides refused."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,28 +9,35 @@ from cifar_lab.config import TrainConfig
 from cifar_lab.labels import MAX_BYTES, clean_label, visible
 from cifar_lab.runs import RunStore, clean_name
 
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=1, eval_subset=0, precision="fp32",
-                   device="cpu", threads=1)
+TINY = TrainConfig(
+    arch="cnn", width=8, depth=1, batch_size=32, epochs=1, eval_subset=0, precision="fp32", device="cpu", threads=1
+)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("ab\u200bc", "abc"),  # ZERO WIDTH SPACE
-    ("\ufeffteam blue", "team blue"),  # BYTE ORDER MARK, as pasted from some editors
-    ("a\u200db", "ab"),  # ZERO WIDTH JOINER
-    ("  café 😀 ", "café 😀"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("ab\u200bc", "abc"),  # ZERO WIDTH SPACE
+        ("\ufeffteam blue", "team blue"),  # BYTE ORDER MARK, as pasted from some editors
+        ("a\u200db", "ab"),  # ZERO WIDTH JOINER
+        ("  café 😀 ", "café 😀"),
+    ],
+)
 def test_invisible_characters_are_dropped(text, expected):
     assert clean_label(text) == expected
 
 
-@pytest.mark.parametrize("text, named", [
-    ("evil\u202egnp.exe", "U+202E RIGHT-TO-LEFT OVERRIDE"),
-    ("a\u2066b", "U+2066 LEFT-TO-RIGHT ISOLATE"),
-    ("nul\x00byte", "U+0000 NULL"),
-    ("two\nlines", "U+000A LINE FEED"),
-    ("tab\there", "U+0009 CHARACTER TABULATION"),
-    ("\x1b[31mred", "U+001B ESCAPE"),
-])
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("evil\u202egnp.exe", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("a\u2066b", "U+2066 LEFT-TO-RIGHT ISOLATE"),
+        ("nul\x00byte", "U+0000 NULL"),
+        ("two\nlines", "U+000A LINE FEED"),
+        ("tab\there", "U+0009 CHARACTER TABULATION"),
+        ("\x1b[31mred", "U+001B ESCAPE"),
+    ],
+)
 def test_control_and_direction_characters_are_refused_by_name(text, named):
     with pytest.raises(ValueError) as err:
         clean_label(text, what="owner")

@@ -1,5 +1,6 @@
 """Limits from the machine: threads capped at the cores, a memory estimate that refuses what cannot fit, and
 out-of-memory errors turned into a message naming what to lower."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,12 @@ import torch
 from cifar_lab.config import PRESETS, preset
 from cifar_lab.devices import effective_threads, set_threads, usable_cores
 from cifar_lab.limits import (
-    SAFETY_MARGIN, available_memory, check_memory, estimate_memory, machine_notes, memory_failure_message,
+    SAFETY_MARGIN,
+    available_memory,
+    check_memory,
+    estimate_memory,
+    machine_notes,
+    memory_failure_message,
 )
 from cifar_lab.train import train
 
@@ -34,12 +40,17 @@ def fake_root(tmp_path: Path, files: dict[str, str], cgroup: str = "0::/job\n") 
 
 # --- threads ---------------------------------------------------------------------------------------------------
 
+
 def test_threads_above_the_cores_are_lowered_with_a_note(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert effective_threads(8, cores=2) == (2, ("--threads 8 lowered to 2, the cores this machine has; more "
-                                                 "threads only wait for each other"))
-    assert effective_threads(1024, cores=1) == (1, ("--threads 1024 lowered to 1, the cores this process may use; "
-                                                    "more threads only wait for each other"))  # affinity or a quota
+    assert effective_threads(8, cores=2) == (
+        2,
+        ("--threads 8 lowered to 2, the cores this machine has; more threads only wait for each other"),
+    )
+    assert effective_threads(1024, cores=1) == (
+        1,
+        ("--threads 1024 lowered to 1, the cores this process may use; more threads only wait for each other"),
+    )  # affinity or a quota
 
 
 @pytest.mark.parametrize("requested, expected", [(0, 2), (1, 1), (2, 2)])
@@ -47,19 +58,27 @@ def test_threads_within_the_cores_are_kept_without_a_note(requested, expected):
     assert effective_threads(requested, cores=2) == (expected, "")
 
 
-@pytest.mark.parametrize("files, cores", [
-    ({"sys/fs/cgroup/job/cpu.max": "100000 100000\n"}, 1),  # v2: --cpus 1
-    ({"sys/fs/cgroup/job/cpu.max": "50000 100000\n"}, 1),  # half a core still gets a thread
-    ({"sys/fs/cgroup/cpu.max": "100000 100000\n", "sys/fs/cgroup/job/cpu.max": "max 100000\n"}, 1),  # a parent's
-])
+@pytest.mark.parametrize(
+    "files, cores",
+    [
+        ({"sys/fs/cgroup/job/cpu.max": "100000 100000\n"}, 1),  # v2: --cpus 1
+        ({"sys/fs/cgroup/job/cpu.max": "50000 100000\n"}, 1),  # half a core still gets a thread
+        ({"sys/fs/cgroup/cpu.max": "100000 100000\n", "sys/fs/cgroup/job/cpu.max": "max 100000\n"}, 1),  # a parent's
+    ],
+)
 def test_a_cgroup_cpu_quota_lowers_the_usable_cores(tmp_path, files, cores):
     assert usable_cores(fake_root(tmp_path, files)) == cores
 
 
 def test_a_v1_cpu_quota_counts_and_no_quota_means_every_core(tmp_path):
-    v1 = fake_root(tmp_path / "v1", {"sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_quota_us": "100000\n",
-                                     "sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_period_us": "100000\n"},
-                   cgroup="2:cpu,cpuacct:/job\n")
+    v1 = fake_root(
+        tmp_path / "v1",
+        {
+            "sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_quota_us": "100000\n",
+            "sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_period_us": "100000\n",
+        },
+        cgroup="2:cpu,cpuacct:/job\n",
+    )
     assert usable_cores(v1) == 1
     unlimited = fake_root(tmp_path / "none", {"sys/fs/cgroup/job/cpu.max": "max 100000\n"})
     assert usable_cores(unlimited) == usable_cores(tmp_path / "no-proc") >= 1
@@ -93,38 +112,49 @@ MEMINFO = "MemTotal:       24683772 kB\nMemFree:        20000000 kB\nMemAvailabl
 
 
 def test_available_memory_is_the_least_of_meminfo_and_each_cgroup_limit(tmp_path):
-    root = fake_root(tmp_path, {
-        "proc/meminfo": MEMINFO,
-        "sys/fs/cgroup/job/memory.max": f"{4 * GB}\n",
-        "sys/fs/cgroup/job/memory.current": f"{3 * GB}\n",
-        "sys/fs/cgroup/job/memory.stat": f"anon 2500000000\ninactive_file {GB // 2}\n",  # cache it can drop
-        "sys/fs/cgroup/memory.max": "max\n",
-    })
+    root = fake_root(
+        tmp_path,
+        {
+            "proc/meminfo": MEMINFO,
+            "sys/fs/cgroup/job/memory.max": f"{4 * GB}\n",
+            "sys/fs/cgroup/job/memory.current": f"{3 * GB}\n",
+            "sys/fs/cgroup/job/memory.stat": f"anon 2500000000\ninactive_file {GB // 2}\n",  # cache it can drop
+            "sys/fs/cgroup/memory.max": "max\n",
+        },
+    )
     assert available_memory("cpu", root) == 4 * GB - 3 * GB + GB // 2
     (root / "sys/fs/cgroup/job/memory.max").write_text("max\n")
     assert available_memory("cpu", root) == 8_000_000 * 1024  # no limit: the kernel's MemAvailable
 
 
 def test_available_memory_reads_cgroup_v1_limits(tmp_path):
-    root = fake_root(tmp_path, {
-        "proc/meminfo": MEMINFO,
-        "sys/fs/cgroup/memory/job/memory.limit_in_bytes": "9223372036854771712\n",  # unlimited
-        "sys/fs/cgroup/memory/job/memory.usage_in_bytes": f"{GB}\n",
-        "sys/fs/cgroup/memory/memory.limit_in_bytes": f"{3 * GB}\n",  # the parent's limit applies
-        "sys/fs/cgroup/memory/memory.usage_in_bytes": f"{2 * GB}\n",
-    }, cgroup="4:memory:/job\n1:name=systemd:/job\n")
+    root = fake_root(
+        tmp_path,
+        {
+            "proc/meminfo": MEMINFO,
+            "sys/fs/cgroup/memory/job/memory.limit_in_bytes": "9223372036854771712\n",  # unlimited
+            "sys/fs/cgroup/memory/job/memory.usage_in_bytes": f"{GB}\n",
+            "sys/fs/cgroup/memory/memory.limit_in_bytes": f"{3 * GB}\n",  # the parent's limit applies
+            "sys/fs/cgroup/memory/memory.usage_in_bytes": f"{2 * GB}\n",
+        },
+        cgroup="4:memory:/job\n1:name=systemd:/job\n",
+    )
     assert available_memory("cpu", root) == GB
     assert available_memory("cpu", tmp_path / "not-linux") is None  # nothing to read: nothing is refused
 
 
 # --- the estimate ----------------------------------------------------------------------------------------------
 
+
 def test_the_estimate_grows_with_batch_size_and_width():
     # From batch 2048 the step's activations outgrow fastnet's whitening of 5,000 images, which comes first.
     for arch in ("fastnet", "resnet", "cnn"):
         base = preset("classroom", arch=arch, opt="sgd")
-        at = {(w, b): estimate_memory(base.replace(width=w, batch_size=b), CIFAR_TRAIN).total
-              for w in (16, 32, 64) for b in (2048, 4096, 8192)}
+        at = {
+            (w, b): estimate_memory(base.replace(width=w, batch_size=b), CIFAR_TRAIN).total
+            for w in (16, 32, 64)
+            for b in (2048, 4096, 8192)
+        }
         for (w, b), needed in at.items():
             assert w == 64 or needed < at[w * 2, b], (arch, w, b)
             assert b == 8192 or needed < at[w, b * 2], (arch, w, b)
@@ -134,8 +164,10 @@ def test_the_estimate_grows_with_batch_size_and_width():
 
 def test_the_estimate_counts_precision_optimizer_epochs_and_data():
     c = preset("best")
-    assert estimate_memory(c.replace(precision="fp32"), CIFAR_TRAIN).step > estimate_memory(
-        c.replace(precision="bf16"), CIFAR_TRAIN).step
+    assert (
+        estimate_memory(c.replace(precision="fp32"), CIFAR_TRAIN).step
+        > estimate_memory(c.replace(precision="bf16"), CIFAR_TRAIN).step
+    )
     sgd = preset("improved", opt="sgd")
     assert estimate_memory(sgd.replace(opt="adam"), 2000).weights > estimate_memory(sgd, 2000).weights
     assert estimate_memory(c.replace(epochs=20), 2000).epoch_copies == 2 * estimate_memory(c, 2000).epoch_copies
@@ -201,19 +233,30 @@ PEAK = textwrap.dedent("""
 
 @pytest.mark.slow  # a fresh process's first training step takes 10 s or more
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
-@pytest.mark.parametrize("config", [
-    preset("classroom", width=16, batch_size=1024, epochs=1, tta=False),
-    preset("classroom", arch="cnn", opt="sgd", width=16, depth=2, batch_size=1024, epochs=1, tta=False),
-], ids=["fastnet", "cnn"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        preset("classroom", width=16, batch_size=1024, epochs=1, tta=False),
+        preset("classroom", arch="cnn", opt="sgd", width=16, depth=2, batch_size=1024, epochs=1, tta=False),
+    ],
+    ids=["fastnet", "cnn"],
+)
 def test_the_estimate_of_a_small_real_run_is_within_its_stated_factor_of_the_measured_peak(config):
-    done = subprocess.run([sys.executable, "-c", PEAK, json.dumps(config.to_dict())], capture_output=True,
-                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1], check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, json.dumps(config.to_dict())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     measured, estimated = map(int, done.stdout.split())
     assert 0.8 <= estimated / measured <= 1.3, (measured, estimated)  # docs/memory.md: -20 %..+30 %
 
 
 # --- out of memory while training -------------------------------------------------------------------------------
+
 
 def real_cpu_allocator_error() -> RuntimeError:
     try:
@@ -226,14 +269,17 @@ def real_cpu_allocator_error() -> RuntimeError:
 def test_the_cpu_allocator_running_out_becomes_a_message_naming_what_to_lower():
     err = real_cpu_allocator_error()
     message = memory_failure_message(err, preset("best", batch_size=2048))
-    assert message == ("ran out of memory with --batch-size 2048 and --width 64: start a new run with a lower "
-                       "--batch-size (e.g. to 1024) or --width (e.g. to 32); resuming this one as it is would run "
-                       "out again")
+    assert message == (
+        "ran out of memory with --batch-size 2048 and --width 64: start a new run with a lower "
+        "--batch-size (e.g. to 1024) or --width (e.g. to 32); resuming this one as it is would run "
+        "out again"
+    )
 
 
 def test_gpu_and_python_out_of_memory_are_recognised_and_other_errors_are_not():
-    gpu = memory_failure_message(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-                                 preset("tutorial"))
+    gpu = memory_failure_message(
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), preset("tutorial")
+    )
     assert gpu is not None and gpu.startswith("ran out of GPU memory with --batch-size 4:") and "--width" not in gpu
     assert "ran out of memory" in memory_failure_message(MemoryError(), preset("classroom"))
     for other in (ValueError("lr too high"), RuntimeError("mat1 and mat2 shapes cannot be multiplied"), OSError(28)):

@@ -1,4 +1,5 @@
 """The learning rate's one path: each group's peak is set when the optimizer is built, each step only scales it."""
+
 from __future__ import annotations
 
 import copy
@@ -22,10 +23,12 @@ def same_weights(a: dict, b: dict) -> bool:
 
 def set_lr_as_before(config: TrainConfig):
     """The former path: every step rewrote each group's lr from config.lr, the factor and the group's lr_scale."""
+
     def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> float:
         for g in optimizer.param_groups:
             g["lr"] = config.lr * factor * g["lr_scale"]
         return config.lr * factor
+
     return set_lr
 
 
@@ -40,8 +43,11 @@ def test_build_optimizer_sets_each_groups_peak_once_and_the_schedule_scales_it()
     assert [g["peak_lr"] for g in optimizer.param_groups] == peaks  # the schedule never moves a peak
 
 
-@pytest.mark.parametrize("changes", [FASTNET_MUON, dict(arch="fastnet", opt="sgd", lr=0.3),
-                                     dict(opt="adam", lr=2e-3, schedule="cosine")], ids=["muon", "fastnet-sgd", "adam"])
+@pytest.mark.parametrize(
+    "changes",
+    [FASTNET_MUON, dict(arch="fastnet", opt="sgd", lr=0.3), dict(opt="adam", lr=2e-3, schedule="cosine")],
+    ids=["muon", "fastnet-sgd", "adam"],
+)
 def test_training_is_bit_for_bit_what_the_former_lr_path_gave(tiny_config, tiny_data, monkeypatch, changes):
     config = tiny_config.replace(epochs=2, batch_size=128, **changes)
     new = train(config, tiny_data)

@@ -1,4 +1,5 @@
 """The model registry: output shapes, parameter and multiply-add counts, the tutorial net layer for layer."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """A run the kernel killed for memory: recognised at the next start, marked so, and not offered for resume as is."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -14,8 +15,9 @@ from cifar_lab.events import Step
 from cifar_lab.resume import resume_problem
 from cifar_lab.runs import ADDED_COLUMNS, RunStore
 
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32",
-                   device="cpu", threads=1)
+TINY = TrainConfig(
+    arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32", device="cpu", threads=1
+)
 GB = 1_000_000_000
 # A process that records a run, as training does, and is then killed as the OOM killer kills: SIGKILL, no cleanup.
 KILLED_RUN = """
@@ -49,8 +51,9 @@ def cgroup(folder, *, kills: int | None, limit: str = "8900000000", v1: bool = F
 
 
 def killed_run(db, folder) -> str:
-    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(db), str(folder)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(db), str(folder)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == -9, proc.stderr
     return proc.stdout.strip()
 

@@ -1,4 +1,5 @@
 """pyproject.toml and the requirements files agree, and a built wheel carries the shipped model and the command."""
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,24 @@ def build_wheel(dest: Path) -> Path:
             shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(REPO / name, src / name)
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
-                           "--no-index", "-q", "-w", str(dest / "dist")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(dest / "dist"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     [wheel] = (dest / "dist").glob("cifar_lab-*.whl")
     return wheel
@@ -74,8 +91,13 @@ def test_the_wheel_carries_the_shipped_model_its_card_and_the_command(tmp_path):
         [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         console = wheel.read(entry_points).decode()
         shipped = wheel.read(SHIPPED_IN_WHEEL)
-    assert {SHIPPED_IN_WHEEL, SHIPPED_IN_WHEEL.replace(".pth", ".md"), "cifar_lab/paths.py",
-            "cifar_lab/dashboard/ui_state.py", "cifar_lab_ui/navigation.py"} <= names
+    assert {
+        SHIPPED_IN_WHEEL,
+        SHIPPED_IN_WHEEL.replace(".pth", ".md"),
+        "cifar_lab/paths.py",
+        "cifar_lab/dashboard/ui_state.py",
+        "cifar_lab_ui/navigation.py",
+    } <= names
     assert shipped == paths.shipped_model().read_bytes()
     assert "cifar-lab = cifar_lab.cli:main" in console
     assert not any(n.startswith(("tests/", "pages/")) for n in names)
@@ -87,12 +109,19 @@ def test_an_installed_wheel_finds_its_shipped_model_from_any_folder(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(site) / "borrowed.pth").write_text(sysconfig.get_path("purelib") + "\n")  # torch etc., not cifar_lab
     wheel = build_wheel(tmp_path)
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        timeout=300,
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIFAR_LAB_") and k != "PYTHONPATH"}
     env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
     work = tmp_path / "elsewhere"

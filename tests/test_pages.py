@@ -1,10 +1,12 @@
 """AppTest for the home page and every page: with and without a model, training, stopping, classifying."""
+
 from __future__ import annotations
 
+import ast
 import base64
 import io
-import os
 import json
+import os
 import shutil
 import time
 from dataclasses import replace
@@ -14,22 +16,30 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
+from apptest_helpers import fill_train_form
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import fill_train_form
 from cifar_lab import devices, paths
-from cifar_lab.dashboard import ui_state
 from cifar_lab.checkpoint import load_checkpoint, save_checkpoint
 from cifar_lab.config import TrainConfig
+from cifar_lab.dashboard import ui_state
 from cifar_lab.data import synthetic_data
 from cifar_lab.train import train
 from cifar_lab_ui import navigation
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["dashboard.py", "pages/1_Data.py", "pages/2_Train.py", "pages/3_Evaluate.py", "pages/4_Classify.py",
-         "pages/5_Models.py"]
-TINY = dict(arch="cnn", opt="sgd", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32", threads=1)
+PAGES = [
+    "dashboard.py",
+    "pages/1_Data.py",
+    "pages/2_Train.py",
+    "pages/3_Evaluate.py",
+    "pages/4_Classify.py",
+    "pages/5_Models.py",
+]
+TINY = dict(
+    arch="cnn", opt="sgd", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32", threads=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +48,14 @@ def trained_checkpoint(tmp_path_factory) -> Path:
     config = TrainConfig(**TINY)
     result = train(config, synthetic_data(n_train=500, n_test=100))
     path = tmp_path_factory.mktemp("model") / "tiny.pth"
-    return save_checkpoint(path, result.model, config, classes=synthetic_data(10, 10).classes, epoch=1,
-                           metrics={"test_accuracy": result.test_accuracy})
+    return save_checkpoint(
+        path,
+        result.model,
+        config,
+        classes=synthetic_data(10, 10).classes,
+        epoch=1,
+        metrics={"test_accuracy": result.test_accuracy},
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +125,7 @@ def wait_until_done(timeout: float = 60) -> None:
 
 # --- every page --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_a_model(page):
     at = open_page(page)
@@ -133,7 +150,7 @@ def test_every_page_renders_with_a_model(page, with_model):
 
 
 def test_every_page_links_to_every_page_and_calls_the_first_one_home():
-    files = ["dashboard.py"] + sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
+    files = ["dashboard.py", *sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))]
     assert [path for path, _ in navigation.PAGES] == files  # a new page file is listed too
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
     for page in files:
@@ -144,6 +161,7 @@ def test_every_page_links_to_every_page_and_calls_the_first_one_home():
 
 
 # --- home ------------------------------------------------------------------------------------------------------
+
 
 def test_home_explains_how_to_get_real_data_and_offers_synthetic(monkeypatch):
     monkeypatch.delenv("CIFAR_LAB_DATA")
@@ -203,12 +221,18 @@ def test_data_page_shows_an_image_at_each_side_the_lowres_epochs_allow():
     at = open_page("pages/1_Data.py")
     assert "Shrunk images (lowres epochs)" in [h.value for h in at.subheader]
     captions = [c for image in at.image for c in image.captions]
-    assert [c for c in captions if c[:2].isdigit() and c.endswith(c[:2])] == ["32x32", "28x28", "24x24", "20x20",
-                                                                              "16x16"]
+    assert [c for c in captions if c[:2].isdigit() and c.endswith(c[:2])] == [
+        "32x32",
+        "28x28",
+        "24x24",
+        "20x20",
+        "16x16",
+    ]
     assert not at.error
 
 
 # --- train -----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_train_form_warns_when_bf16_is_chosen_on_a_cpu_that_only_emulates_it(monkeypatch, fast):
@@ -292,6 +316,7 @@ def test_an_unfinished_run_can_be_resumed_from_the_train_page():
 
 # --- evaluate, classify, models ----------------------------------------------------------------------------------
 
+
 def test_evaluate_gallery_filters_by_true_class(with_model):
     at = open_page("pages/3_Evaluate.py")
     at.selectbox(key="gallery_true").set_value("cat").run()
@@ -300,12 +325,18 @@ def test_evaluate_gallery_filters_by_true_class(with_model):
 
 
 @pytest.mark.parametrize("trained_with_tta", [True, False])
-def test_evaluate_scores_a_model_as_its_training_did_until_told_otherwise(lab_env, trained_checkpoint,
-                                                                           trained_with_tta):
+def test_evaluate_scores_a_model_as_its_training_did_until_told_otherwise(
+    lab_env, trained_checkpoint, trained_with_tta
+):
     lab_env.mkdir(parents=True, exist_ok=True)
     ckpt = load_checkpoint(trained_checkpoint)
-    save_checkpoint(lab_env / "tiny.pth", ckpt.model, replace(ckpt.config, tta=trained_with_tta), classes=ckpt.classes,
-                    epoch=ckpt.epoch)
+    save_checkpoint(
+        lab_env / "tiny.pth",
+        ckpt.model,
+        replace(ckpt.config, tta=trained_with_tta),
+        classes=ckpt.classes,
+        epoch=ckpt.epoch,
+    )
     at = open_page("pages/3_Evaluate.py")
     box = next(c for c in at.sidebar.checkbox if c.label == "Test-time augmentation")
     assert box.value is trained_with_tta
@@ -355,7 +386,8 @@ def test_models_page_makes_another_model_current(with_model, lab_env):
     assert at.session_state["model_path"] == str(lab_env / "tiny.pth")
 
 
-# --- the pages' pure helpers (cifar_lab.dashboard.ui_state) ------------------------------------------------------------
+# --- the pages' pure helpers (cifar_lab.dashboard.ui_state) --------------------------------------------------------
+
 
 def test_data_choice_prefers_the_environment_then_a_usable_data_folder(tmp_path):
     assert ui_state.data_choice({"CIFAR_LAB_DATA": "/some/where"}).options[0] == "/some/where"
@@ -387,3 +419,17 @@ def test_uploaded_names_stay_in_the_folder_and_never_overwrite(tmp_path):
 def test_form_values_make_float_fields_float():
     values = ui_state.form_values({**TrainConfig().to_dict(), "lr": 1, "epochs": 3})
     assert isinstance(values["lr"], float) and isinstance(values["epochs"], int)
+
+
+def test_no_page_function_reads_the_lab_global_assigned_further_down():
+    """Pages only draw: a function gets the Lab it uses as a parameter, so the page reads top to bottom."""
+    offenders = []
+    for path in [ROOT / "dashboard.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            params = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
+            uses = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+            if "lab" in uses and "lab" not in params:
+                offenders.append(f"{path.name}:{fn.lineno} {fn.name}")
+    assert not offenders, f"functions reading the page's global `lab`: {offenders}"

@@ -1,4 +1,5 @@
 """The shipped model and the default runs folder: found the same way from any working directory."""
+
 from __future__ import annotations
 
 import json
@@ -79,12 +80,15 @@ def test_a_name_is_looked_up_in_the_models_folder_first(no_path_env, monkeypatch
 
 
 def test_another_working_directory_finds_the_same_places(no_path_env, tmp_path):
-    code = ("import json; from cifar_lab import paths; from cifar_lab.cli import build_parser; "
-            "from cifar_lab.runs import default_db_path; "
-            "print(json.dumps([str(paths.runs_dir()), str(paths.models_dir()), str(paths.shipped_model()), "
-            "str(default_db_path()), build_parser().parse_args(['train']).out]))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env=clean_env())
+    code = (
+        "import json; from cifar_lab import paths; from cifar_lab.cli import build_parser; "
+        "from cifar_lab.runs import default_db_path; "
+        "print(json.dumps([str(paths.runs_dir()), str(paths.models_dir()), str(paths.shipped_model()), "
+        "str(default_db_path()), build_parser().parse_args(['train']).out]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean_env()
+    )
     assert proc.returncode == 0, proc.stderr
     runs, models, shipped, db, out = map(Path, json.loads(proc.stdout))
     assert (runs, models, shipped) == (paths.runs_dir(), paths.models_dir(), paths.shipped_model())
@@ -94,8 +98,14 @@ def test_another_working_directory_finds_the_same_places(no_path_env, tmp_path):
 
 def test_predict_with_the_shipped_model_s_name_from_another_folder(tmp_path):
     Image.new("RGB", (32, 32), (40, 90, 200)).save(tmp_path / "blue.png")
-    proc = subprocess.run([sys.executable, "-m", "cifar_lab", "predict", "fastnet-cifar10", "blue.png", "--json"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=clean_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "cifar_lab", "predict", "fastnet-cifar10", "blue.png", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=clean_env(),
+    )
     assert proc.returncode == 0, proc.stderr
     [result] = json.loads(proc.stdout)
     assert result["image"] == "blue.png" and len(result["top"]) == 3

@@ -1,4 +1,5 @@
 """Figure builders and image helpers: the data they draw, not how they look."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 from cifar_lab.dashboard import plots
-from cifar_lab.events import EpochEnd
 from cifar_lab.dashboard.job_view import LossPoint
+from cifar_lab.events import EpochEnd
 
 CLASSES = ("a", "b", "c")
 

@@ -1,4 +1,5 @@
 """Resuming: a run stopped or killed after epoch 1 of 3 ends with exactly the weights of an uninterrupted run."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import continue_run, start_run
 
 from cifar_lab import cli, models
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
-from conftest import continue_run, start_run
 from cifar_lab.events import EpochEnd
 from cifar_lab.resume import load_resume
 from cifar_lab.runs import RunStore, RunStoreError
@@ -26,11 +27,47 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Every source of randomness on: shuffling and augmentation (the run's generator), dropout (torch's global RNG),
 # BatchNorm statistics, SGD momentum and a schedule that depends on the step.
-CONFIG = TrainConfig(arch="cnn", width=8, depth=2, batchnorm=True, dropout=0.2, flip=True, crop_pad=2, cutout=4,
-                     batch_size=32, epochs=3, schedule="onecycle", lr=0.05, eval_subset=0, seed=3,
-                     precision="fp32", device="cpu", threads=1)
-CLI_FLAGS = ["--data", "synthetic", "--preset", "tutorial", "--arch", "cnn", "--width", "8", "--depth", "1",
-             "--batch-size", "32", "--epochs", "3", "--threads", "1", "--flip", "--dropout", "0.1", "--json"]
+CONFIG = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=2,
+    batchnorm=True,
+    dropout=0.2,
+    flip=True,
+    crop_pad=2,
+    cutout=4,
+    batch_size=32,
+    epochs=3,
+    schedule="onecycle",
+    lr=0.05,
+    eval_subset=0,
+    seed=3,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+)
+CLI_FLAGS = [
+    "--data",
+    "synthetic",
+    "--preset",
+    "tutorial",
+    "--arch",
+    "cnn",
+    "--width",
+    "8",
+    "--depth",
+    "1",
+    "--batch-size",
+    "32",
+    "--epochs",
+    "3",
+    "--threads",
+    "1",
+    "--flip",
+    "--dropout",
+    "0.1",
+    "--json",
+]
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +160,9 @@ def small_synthetic(monkeypatch, data):
     import cifar_lab.data
 
     real = cifar_lab.data.load_data
-    monkeypatch.setattr(cifar_lab.data, "load_data", lambda source=None, **kw: data if source == "synthetic"
-                        else real(source, **kw))
+    monkeypatch.setattr(
+        cifar_lab.data, "load_data", lambda source=None, **kw: data if source == "synthetic" else real(source, **kw)
+    )
 
 
 def cli_json(capsys, argv: list[str]) -> dict:
@@ -154,8 +192,10 @@ def test_cli_resume_after_ctrl_c_matches_an_uninterrupted_run(tmp_path, capsys, 
     resumed = cli_json(capsys, ["train", "--resume", run_id, "--runs-db", db, "--json"])
     assert (resumed["status"], resumed["run_id"], resumed["epochs"]) == ("completed", run_id, 3)
     assert resumed["test_accuracy"] == whole["test_accuracy"] and resumed["config"] == whole["config"]
-    assert_same_weights(load_checkpoint(whole["checkpoint"]).model.state_dict(),
-                        load_checkpoint(resumed["checkpoint"]).model.state_dict())
+    assert_same_weights(
+        load_checkpoint(whole["checkpoint"]).model.state_dict(),
+        load_checkpoint(resumed["checkpoint"]).model.state_dict(),
+    )
 
     assert cli.main(["train", "--resume", run_id, "--runs-db", db]) == cli.EXIT_USER_ERROR
     assert "is completed" in capsys.readouterr().err
@@ -166,8 +206,21 @@ def test_cli_resume_after_ctrl_c_matches_an_uninterrupted_run(tmp_path, capsys, 
 
 def test_a_killed_training_process_is_marked_interrupted_and_can_be_resumed(tmp_path):
     db = tmp_path / "runs.db"
-    argv = [sys.executable, "-m", "cifar_lab", "train", *CLI_FLAGS, "--epochs", "1000", "--out", str(tmp_path),
-            "--name", "killed", "--runs-db", str(db)]
+    argv = [
+        sys.executable,
+        "-m",
+        "cifar_lab",
+        "train",
+        *CLI_FLAGS,
+        "--epochs",
+        "1000",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "killed",
+        "--runs-db",
+        str(db),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

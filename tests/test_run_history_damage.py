@@ -1,4 +1,5 @@
 """A damaged run row or database file: shown as damaged with its id and the problem; `runs --check [--repair]`."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,19 @@ from cifar_lab.events import EpochEnd, Step
 from cifar_lab.resume import resume_problem
 from cifar_lab.runs import RunStore, RunStoreError
 
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32",
-                   device="cpu", threads=1, schedule="constant", lr=0.05)
+TINY = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=1,
+    batch_size=32,
+    epochs=2,
+    eval_subset=0,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+    schedule="constant",
+    lr=0.05,
+)
 
 
 @pytest.fixture()
@@ -178,6 +190,10 @@ def test_runs_command_in_a_subprocess_prints_one_line_for_a_damaged_row(store):
     # The bare "Expecting property name enclosed in double quotes ... (char 1)", naming no run, came from here.
     bad = finished_run(store, "bad")
     damage(store, bad, "config='{bad'")
-    proc = subprocess.run([sys.executable, "-m", "cifar_lab", "runs", "--runs-db", str(store.path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cifar_lab", "runs", "--runs-db", str(store.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and bad in proc.stdout and "Expecting property name" in proc.stdout

@@ -1,4 +1,5 @@
 """The pages with a damaged run row or a damaged database file: words on the page, never a traceback (AppTest)."""
+
 from __future__ import annotations
 
 import os
@@ -6,9 +7,9 @@ import sqlite3
 
 import pytest
 import streamlit as st
+from apptest_helpers import ROOT, button_starting, open_page
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import ROOT, button_starting, open_page
 from cifar_lab.checkpoint import save_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.dashboard import run_views, ui_state
@@ -17,8 +18,19 @@ from cifar_lab.events import EpochEnd, Step
 from cifar_lab.models import build_model
 from cifar_lab.runs import RunStore
 
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=3, eval_subset=0, precision="fp32",
-                   device="cpu", threads=1, schedule="constant", lr=0.05)
+TINY = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=1,
+    batch_size=32,
+    epochs=3,
+    eval_subset=0,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+    schedule="constant",
+    lr=0.05,
+)
 PAGES = {"Home": None, "Train": "pages/2_Train.py", "Runs": "pages/6_Runs.py", "Models": "pages/5_Models.py"}
 
 
@@ -40,8 +52,9 @@ def manager():
 def stopped_run(store: RunStore, name: str, runs_dir) -> str:
     """A stopped run after one epoch, with its checkpoint: offered for resume."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    path = save_checkpoint(runs_dir / f"{name}.pth", build_model(TINY), TINY,
-                           classes=synthetic_data(10, 10).classes, epoch=1)
+    path = save_checkpoint(
+        runs_dir / f"{name}.pth", build_model(TINY), TINY, classes=synthetic_data(10, 10).classes, epoch=1
+    )
     run_id = store.create_run(TINY, name, "synthetic", path)
     listen = store.listener(run_id)
     listen(Step(1, 12, 1, 2.0, 0.05, 10.0, 0.1))
@@ -77,8 +90,10 @@ def test_runs_page_lists_a_damaged_run_as_damaged_and_cannot_compare_or_resume_i
     assert not any(bad in option for option in at.multiselect(key="compare").options)
     at.selectbox(key="manage_run").set_value(bad).run()
     assert not at.exception
-    assert any(bad in e.value and "config is not valid JSON" in e.value and "runs --check --repair" in e.value
-               for e in at.error)
+    assert any(
+        bad in e.value and "config is not valid JSON" in e.value and "runs --check --repair" in e.value
+        for e in at.error
+    )
     assert button_starting(at, "Resume").disabled
     at.selectbox(key="manage_run").set_value(good).run()
     assert not button_starting(at, "Resume").disabled

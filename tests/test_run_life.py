@@ -1,5 +1,6 @@
 """A run's life (runner.py): every run owns its checkpoint file, a run that cannot be saved is refused before
 training or failed with the cause and the fix, and a resume continues only from a sound saved state."""
+
 from __future__ import annotations
 
 import errno
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import start_run
 
 import cifar_lab
 from cifar_lab import checkpoint as ckpt_module
@@ -26,13 +28,42 @@ from cifar_lab.run_files import claim_checkpoint, sweep_stale_temporaries
 from cifar_lab.runner import new_run, resume_run
 from cifar_lab.runs import RunStore, RunStoreError
 from cifar_lab.train import train
-from conftest import start_run
 
 REPO = Path(cifar_lab.__file__).resolve().parent.parent
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, precision="fp32", device="cpu", threads=1,
-                   schedule="constant", lr=0.05)
-FLAGS = ["--data", "synthetic", "--arch", "cnn", "--opt", "sgd", "--width", "8", "--depth", "1", "--batch-size", "64",
-         "--epochs", "1", "--precision", "fp32", "--threads", "1", "--device", "cpu"]
+TINY = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=1,
+    batch_size=32,
+    epochs=2,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+    schedule="constant",
+    lr=0.05,
+)
+FLAGS = [
+    "--data",
+    "synthetic",
+    "--arch",
+    "cnn",
+    "--opt",
+    "sgd",
+    "--width",
+    "8",
+    "--depth",
+    "1",
+    "--batch-size",
+    "64",
+    "--epochs",
+    "1",
+    "--precision",
+    "fp32",
+    "--threads",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +79,14 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 
 # --- 1. a run's files are its own --------------------------------------------------------------------------------
 
+
 def test_reusing_a_name_never_touches_another_runs_file(tmp_path, capsys):
     db = tmp_path / "runs.db"
     summaries = []
     for seed in (1, 2):
-        code, out, err = run_cli(capsys, "train", *FLAGS, "--out", tmp_path, "--runs-db", db, "--name", "dup",
-                                 "--seed", seed, "--json")
+        code, out, err = run_cli(
+            capsys, "train", *FLAGS, "--out", tmp_path, "--runs-db", db, "--name", "dup", "--seed", seed, "--json"
+        )
         assert code == 0, err
         summaries.append(json.loads(out.splitlines()[-1]))
     first, second = summaries
@@ -94,6 +127,7 @@ def test_a_long_or_exotic_name_makes_a_short_safe_file_name(tmp_path, data):
 
 
 # --- 2. refuse before training what cannot be saved --------------------------------------------------------------
+
 
 def test_out_naming_a_file_is_refused_before_anything_is_written(tmp_path, capsys):
     target = tmp_path / "notes.txt"
@@ -146,8 +180,9 @@ def test_a_full_disk_at_a_save_exits_2_with_the_cause_and_keeps_the_last_checkpo
 def test_device_cuda_without_cuda_records_nothing(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    code, _, err = run_cli(capsys, "train", *FLAGS, "--device", "cuda", "--out", tmp_path, "--runs-db",
-                           tmp_path / "runs.db")
+    code, _, err = run_cli(
+        capsys, "train", *FLAGS, "--device", "cuda", "--out", tmp_path, "--runs-db", tmp_path / "runs.db"
+    )
     assert code == cli.EXIT_USER_ERROR and "no CUDA GPU" in err
     assert not (tmp_path / "runs.db").exists() and not list(tmp_path.glob("*.pth"))
 
@@ -176,6 +211,7 @@ def test_a_run_that_never_saved_leaves_no_empty_file(tmp_path, data):
 
 # --- 5 and 6. resume tells the truth -----------------------------------------------------------------------------
 
+
 def test_an_empty_resume_id_is_an_error(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--resume", "", "--runs-db", tmp_path / "runs.db")
     assert code == cli.EXIT_USER_ERROR and "--resume needs a run id" in err
@@ -198,12 +234,15 @@ def rewrite(path: Path, **resume_changes) -> None:
     torch.save(raw, path)
 
 
-@pytest.mark.parametrize("change, words", [
-    (dict(epoch=99), "epoch 99 is not between 1 and the run's 2 epochs"),
-    (dict(step=0), "step 0"),
-    (dict(generator=torch.zeros(3)), "generator is not a random-number generator state"),
-    (dict(optimizer={"state": {}, "param_groups": []}), "the optimizer state does not fit this model"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (dict(epoch=99), "epoch 99 is not between 1 and the run's 2 epochs"),
+        (dict(step=0), "step 0"),
+        (dict(generator=torch.zeros(3)), "generator is not a random-number generator state"),
+        (dict(optimizer={"state": {}, "param_groups": []}), "the optimizer state does not fit this model"),
+    ],
+)
 def test_damaged_resume_state_is_refused_with_a_message(stopped_run, change, words):
     store, run_id, path = stopped_run
     rewrite(path, **change)
@@ -246,10 +285,32 @@ def test_eight_processes_and_the_dashboard_starting_in_the_same_instant_lose_no_
     holding the model its own row's seed trains."""
     out, db, go = tmp_path / "runs", tmp_path / "runs" / "cifar_lab.db", tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", STARTER, str(go), "train", *FLAGS, "--out", str(out),
-                               "--runs-db", str(db), "--name", "same", "--seed", str(seed), "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for seed in range(CONCURRENT)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                STARTER,
+                str(go),
+                "train",
+                *FLAGS,
+                "--out",
+                str(out),
+                "--runs-db",
+                str(db),
+                "--name",
+                "same",
+                "--seed",
+                str(seed),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for seed in range(CONCURRENT)
+    ]
     monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(db))
     dashboard = JobManager(out)
     config = cli.config_from_args(cli.build_parser().parse_args(["train", *FLAGS, "--seed", "100"]))
@@ -262,8 +323,10 @@ def test_eight_processes_and_the_dashboard_starting_in_the_same_instant_lose_no_
     summaries = [json.loads(stdout.splitlines()[-1]) for stdout, _ in results]
     summaries.append({"checkpoint": str(job.checkpoint_path), "config": config.to_dict()})
     records = RunStore(db).list_runs()
-    print(f"\n{CONCURRENT} processes and a dashboard job: {len(records)} runs, "
-          f"{len({r.checkpoint for r in records})} files")
+    print(
+        f"\n{CONCURRENT} processes and a dashboard job: {len(records)} runs, "
+        f"{len({r.checkpoint for r in records})} files"
+    )
     assert len(records) == CONCURRENT + 1 and len({r.checkpoint for r in records}) == CONCURRENT + 1
     for record in records:
         saved = load_checkpoint(record.checkpoint)
@@ -278,18 +341,21 @@ def test_eight_processes_and_the_dashboard_starting_in_the_same_instant_lose_no_
 
 # --- 3. limits from the machine ----------------------------------------------------------------------------------
 
+
 def test_more_memory_than_is_free_is_refused_before_any_record_or_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("cifar_lab.limits.available_memory", lambda *args, **kwargs: 50_000_000)
-    code, _, err = run_cli(capsys, "train", *FLAGS, "--batch-size", "1024", "--out", tmp_path, "--runs-db",
-                           tmp_path / "runs.db")
+    code, _, err = run_cli(
+        capsys, "train", *FLAGS, "--batch-size", "1024", "--out", tmp_path, "--runs-db", tmp_path / "runs.db"
+    )
     assert code == cli.EXIT_USER_ERROR and "is free: lower --batch-size" in err
     assert RunStore(tmp_path / "runs.db").list_runs() == [] and not list(tmp_path.glob("*.pth"))
 
 
 def test_more_threads_than_cores_are_lowered_and_said(tmp_path, capsys):
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    code, _, err = run_cli(capsys, "train", *FLAGS, "--threads", "1024", "--out", tmp_path, "--runs-db",
-                           tmp_path / "runs.db")
+    code, _, err = run_cli(
+        capsys, "train", *FLAGS, "--threads", "1024", "--out", tmp_path, "--runs-db", tmp_path / "runs.db"
+    )
     assert code == 0 and f"note: --threads 1024 lowered to {cores}" in err
 
 

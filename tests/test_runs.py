@@ -1,4 +1,5 @@
 """The run store: round trip, what the listener records, concurrent writers, interrupted runs, safe paths."""
+
 from __future__ import annotations
 
 import csv
@@ -12,16 +13,27 @@ import threading
 import time
 
 import pytest
+from conftest import start_run
 
 from cifar_lab import paths
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd, Failed, Finished, Step, Stopped
-from conftest import start_run
 from cifar_lab.runs import RunStore, RunStoreError, _enable_wal, default_db_path, safe_child
 
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32",
-                   device="cpu", threads=1, schedule="constant", lr=0.05)
+TINY = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=1,
+    batch_size=32,
+    epochs=2,
+    eval_subset=0,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+    schedule="constant",
+    lr=0.05,
+)
 
 
 @pytest.fixture()
@@ -37,8 +49,9 @@ def data():
 def set_columns(store: RunStore, run_id: str, **values) -> None:
     """Write columns directly, to stage what another (dead) process or host left behind."""
     with sqlite3.connect(store.path) as conn:
-        conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
-                     [*values.values(), run_id])
+        conn.execute(
+            f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?", [*values.values(), run_id]
+        )
 
 
 def epoch_event(epoch: int, epochs: int = 3) -> EpochEnd:
@@ -204,14 +217,18 @@ def test_switching_to_wal_waits_out_a_collision_and_reports_other_errors():
 def test_processes_opening_the_same_new_store_at_once_all_succeed(tmp_path):
     # Training runs started together from the CLI create the default store together. Each process opens file i
     # at the same agreed moment; before the WAL switch waited, this failed in every trial of a few.
-    script = ("import sys, time; from cifar_lab.runs import RunStore\n"
-              "start = float(sys.argv[2])\n"
-              "for i in range(20):\n"
-              "    time.sleep(max(0.0, start + 0.1 * i - time.time()))\n"
-              "    RunStore(sys.argv[1] + f'/{i}.db')\n")
+    script = (
+        "import sys, time; from cifar_lab.runs import RunStore\n"
+        "start = float(sys.argv[2])\n"
+        "for i in range(20):\n"
+        "    time.sleep(max(0.0, start + 0.1 * i - time.time()))\n"
+        "    RunStore(sys.argv[1] + f'/{i}.db')\n"
+    )
     start = str(time.time() + 4.0)  # leaves time for the imports
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), start], stderr=subprocess.PIPE,
-                              text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path), start], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
 
@@ -234,8 +251,24 @@ def test_mark_interrupted_finds_runs_whose_process_is_gone(store):
     assert store.mark_interrupted() == []
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "../x.pth", "a/../../b", "/etc/passwd", "sub/x.pth", "a\\b.pth",
-                                  "C:evil.pth", ".hidden", "x\x00.pth", "new\nline", "x" * 201])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        ".",
+        "..",
+        "../x.pth",
+        "a/../../b",
+        "/etc/passwd",
+        "sub/x.pth",
+        "a\\b.pth",
+        "C:evil.pth",
+        ".hidden",
+        "x\x00.pth",
+        "new\nline",
+        "x" * 201,
+    ],
+)
 def test_safe_child_rejects_names_that_could_leave_the_folder(tmp_path, name):
     with pytest.raises(ValueError, match="not a valid file name"):
         safe_child(tmp_path, name)

@@ -1,4 +1,5 @@
 """The Runs page (AppTest) and its pure helpers: table, filters, comparison, rename, delete, export, resume."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
+from apptest_helpers import button_starting, open_page
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import button_starting, open_page
 from cifar_lab import paths
-from cifar_lab.dashboard import plots, run_views, ui_state
 from cifar_lab.checkpoint import save_checkpoint
 from cifar_lab.config import TrainConfig
+from cifar_lab.dashboard import plots, run_views, ui_state
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd, Finished, Step, Stopped
 from cifar_lab.models import build_model
@@ -22,8 +23,19 @@ from cifar_lab.runs import RunStore, RunStoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/6_Runs.py"
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=3, eval_subset=0, precision="fp32",
-                   device="cpu", threads=1, schedule="constant", lr=0.05)
+TINY = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=1,
+    batch_size=32,
+    epochs=3,
+    eval_subset=0,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+    schedule="constant",
+    lr=0.05,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -44,8 +56,15 @@ def manager():
     return st.cache_resource(ui_state.job_manager)(str(ui_state.runs_dir().resolve()))
 
 
-def record(store: RunStore, name: str, config: TrainConfig = TINY, *, status: str = "completed", epochs: int = 2,
-           checkpoint: Path | None = None) -> str:
+def record(
+    store: RunStore,
+    name: str,
+    config: TrainConfig = TINY,
+    *,
+    status: str = "completed",
+    epochs: int = 2,
+    checkpoint: Path | None = None,
+) -> str:
     """A run as the training listeners would have left it: steps, epochs, and its outcome."""
     run_id = store.create_run(config, name, "synthetic", checkpoint)
     listen = store.listener(run_id)
@@ -84,6 +103,7 @@ def chart(at: AppTest, key: str) -> dict:
 
 # --- the page ----------------------------------------------------------------------------------------------------
 
+
 def test_without_runs_the_page_says_how_to_make_one():
     at = open_runs()
     assert at.title[0].value == "Runs" and "No runs yet" in at.info[0].value
@@ -96,8 +116,18 @@ def test_table_lists_every_run_with_its_columns_and_filters_by_status_and_text()
     failed = record(store, "gamma", status="failed")
     at = open_runs()
     rows = table(at)
-    assert list(rows.columns) == ["id", "name", "arch", "status", "epochs", "of", "test accuracy", "started",
-                                  "device", "message"]
+    assert list(rows.columns) == [
+        "id",
+        "name",
+        "arch",
+        "status",
+        "epochs",
+        "of",
+        "test accuracy",
+        "started",
+        "device",
+        "message",
+    ]
     assert list(rows["name"]) == ["gamma", "beta", "alpha"]  # newest first
     assert rows.set_index("name").loc["alpha", "test accuracy"] == pytest.approx(0.42)
     at.sidebar.multiselect(key="runs_status").set_value(["failed"]).run()
@@ -200,8 +230,7 @@ def test_a_run_whose_config_this_version_cannot_read_is_listed_and_refused_clear
     store = manager().store
     run_id = record(store, "from the future", status="interrupted", checkpoint=saved_model(lab_env / "future.pth"))
     with store._write() as conn:  # as a newer version of the lab might have written it
-        conn.execute("UPDATE runs SET config = json_set(config, '$.arch', 'vit', '$.patch', 4) WHERE id = ?",
-                     [run_id])
+        conn.execute("UPDATE runs SET config = json_set(config, '$.arch', 'vit', '$.patch', 4) WHERE id = ?", [run_id])
     record(store, "today")
     at = open_runs()
     assert not at.exception and table(at).set_index("id").loc[run_id, "arch"] == "vit"
@@ -214,6 +243,7 @@ def test_a_run_whose_config_this_version_cannot_read_is_listed_and_refused_clear
 
 
 # --- the pure helpers --------------------------------------------------------------------------------------------
+
 
 def test_config_diff_keeps_field_order_and_marks_missing_fields():
     a, b = TINY.to_dict(), {**TINY.to_dict(), "lr": 0.1, "width": 16, "future_field": 1}
@@ -251,8 +281,17 @@ def test_checkpoint_file_is_none_outside_the_folder_or_when_missing(tmp_path):
 
 
 def test_comparison_figures_give_each_run_one_colour():
-    runs = [run_views.RunCurves(f"r{i}", np.arange(1, 11.0), np.linspace(2, 1, 10), np.array([1.0, 2.0]),
-                                np.array([0.3, 0.5]), np.array([0.25, 0.4])) for i in range(2)]
+    runs = [
+        run_views.RunCurves(
+            f"r{i}",
+            np.arange(1, 11.0),
+            np.linspace(2, 1, 10),
+            np.array([1.0, 2.0]),
+            np.array([0.3, 0.5]),
+            np.array([0.25, 0.4]),
+        )
+        for i in range(2)
+    ]
     loss = plots.runs_loss_figure(runs, smoothing=0.0)
     assert [t.name for t in loss.data] == ["r0", "r1"]
     assert np.allclose(loss.data[0].y, runs[0].loss)  # smoothing 0 is the raw curve

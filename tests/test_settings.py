@@ -1,4 +1,5 @@
 """Each setting is described once: validation, the `train` flags and docs/configuration.md follow its description."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,10 @@ def outside(s: Setting) -> list[float]:
     assert s.low is not None and s.high is not None
     if s.kind is int:
         return [int(s.low) if s.low_open else int(s.low) - 1, int(s.high) if s.high_open else int(s.high) + 1]
-    return [s.low if s.low_open else math.nextafter(s.low, -math.inf),
-            s.high if s.high_open else math.nextafter(s.high, math.inf)]
+    return [
+        s.low if s.low_open else math.nextafter(s.low, -math.inf),
+        s.high if s.high_open else math.nextafter(s.high, math.inf),
+    ]
 
 
 def another_value(s: Setting) -> typing.Any:
@@ -129,8 +132,9 @@ def test_every_field_has_a_typed_flag_with_its_help():
     parser = config_flags()
     for name, s in SETTINGS.items():
         value = another_value(s)
-        argv = [f"--no-{cli_flag(name)[2:]}" if value is False else cli_flag(name)] + \
-            ([] if s.kind is bool else [str(value)])
+        argv = [f"--no-{cli_flag(name)[2:]}" if value is False else cli_flag(name)] + (
+            [] if s.kind is bool else [str(value)]
+        )
         parsed = getattr(parser.parse_args(argv), name)
         assert parsed == value and type(parsed) is s.kind, name
         assert getattr(parser.parse_args([]), name) is None, f"{name}: an unset flag keeps the preset's value"
@@ -147,17 +151,35 @@ def test_a_flag_outside_the_choices_lists_them(name):
 
 
 def test_the_new_fastnet_settings_reach_the_config_from_flags_and_variants():
-    args = build_parser().parse_args(["train", "--bias-lr-scale", "32", "--muon-lr-scale", "0.3",
-                                      "--muon-momentum", "0.7", "--whiten-bias-fraction", "0.5"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--bias-lr-scale",
+            "32",
+            "--muon-lr-scale",
+            "0.3",
+            "--muon-momentum",
+            "0.7",
+            "--whiten-bias-fraction",
+            "0.5",
+        ]
+    )
     config = config_from_args(args)
-    assert (config.bias_lr_scale, config.muon_lr_scale, config.muon_momentum, config.whiten_bias_fraction) == \
-        (32.0, 0.3, 0.7, 0.5)
+    assert (config.bias_lr_scale, config.muon_lr_scale, config.muon_momentum, config.whiten_bias_fraction) == (
+        32.0,
+        0.3,
+        0.7,
+        0.5,
+    )
     assert parse_variant("classroom --muon-lr-scale 0.16").overrides == {"muon_lr_scale": 0.16}
 
 
 def test_an_old_stored_config_gets_the_defaults_of_settings_added_since():
-    stored = {k: v for k, v in TrainConfig(arch="fastnet", opt="muon").to_dict().items()
-              if k not in ("bias_lr_scale", "muon_lr_scale", "muon_momentum", "whiten_bias_fraction")}
+    stored = {
+        k: v
+        for k, v in TrainConfig(arch="fastnet", opt="muon").to_dict().items()
+        if k not in ("bias_lr_scale", "muon_lr_scale", "muon_momentum", "whiten_bias_fraction")
+    }
     config = TrainConfig.from_dict(stored)
     assert (config.bias_lr_scale, config.muon_lr_scale, config.muon_momentum) == (64.0, 0.22, 0.6)
     assert config.whiten_bias_fraction == 1 / 3

@@ -1,4 +1,5 @@
 """The pretrained model shipped in cifar_lab/pretrained/ loads safely and classifies a picture."""
+
 from pathlib import Path
 
 import pytest

@@ -3,6 +3,7 @@
 Some are stopped mid-run, some complete, some diverge; afterwards no worker thread is left, resident memory has
 grown by less than 50 MB, and the run store holds each run with the status its job ended in.
 """
+
 from __future__ import annotations
 
 import gc
@@ -13,17 +14,38 @@ from pathlib import Path
 import pytest
 
 from cifar_lab.config import TrainConfig
-from cifar_lab.data import synthetic_data
 from cifar_lab.dashboard.jobs import JobManager
+from cifar_lab.data import synthetic_data
 
 pytestmark = pytest.mark.slow
 
 JOBS = 20
 MAX_GROWTH_MB = 50
-TINY = TrainConfig(arch="cnn", width=8, depth=1, batch_size=32, epochs=2, eval_subset=0, precision="fp32",
-                   device="cpu", threads=1, schedule="constant", lr=0.05)
-DIVERGES = TrainConfig(arch="tutorial", lr=100.0, schedule="constant", batch_size=64, epochs=2, flip=False,
-                       crop_pad=0, precision="fp32", device="cpu", threads=1)  # NaN within the first epoch
+TINY = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=1,
+    batch_size=32,
+    epochs=2,
+    eval_subset=0,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+    schedule="constant",
+    lr=0.05,
+)
+DIVERGES = TrainConfig(
+    arch="tutorial",
+    lr=100.0,
+    schedule="constant",
+    batch_size=64,
+    epochs=2,
+    flip=False,
+    crop_pad=0,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+)  # NaN within the first epoch
 
 
 def rss_mb() -> float:
@@ -78,9 +100,11 @@ def test_twenty_jobs_back_to_back_leak_no_threads_or_memory_and_are_all_recorded
     leftover = [t for t in threading.enumerate() if t not in threads_before]
     rss_after = settled_rss_mb()
     records = {r.id: r for r in manager.store.list_runs()}
-    print(f"\nsoak: {JOBS} jobs in {seconds:.1f} s; threads {len(threads_before)} -> "
-          f"{len(threads_before) + len(leftover)}; RSS {rss_before:.1f} -> {rss_after:.1f} MB "
-          f"(+{rss_after - rss_before:.1f}); statuses {[status for _, _, status in outcomes]}")
+    print(
+        f"\nsoak: {JOBS} jobs in {seconds:.1f} s; threads {len(threads_before)} -> "
+        f"{len(threads_before) + len(leftover)}; RSS {rss_before:.1f} -> {rss_after:.1f} MB "
+        f"(+{rss_after - rss_before:.1f}); statuses {[status for _, _, status in outcomes]}"
+    )
     assert not leftover, f"threads left behind: {leftover}"
     assert rss_after - rss_before < MAX_GROWTH_MB
     assert len(records) == JOBS

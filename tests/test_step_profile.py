@@ -1,4 +1,5 @@
 """benchmarks/step_profile.py on a tiny model: every conv layer is found, timed and given its gradient work."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,7 +1,9 @@
 """The training loop and its schedules: learning, events, stop, divergence, reproducibility, resume."""
+
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import threading
 
@@ -45,6 +47,7 @@ def same_tree(a, b) -> bool:
 
 # --- learning-rate schedules: pure functions of the step -------------------------------------------------------
 
+
 def test_constant_schedule():
     assert [lr_factor("constant", s, 10) for s in range(11)] == [1.0] * 11
 
@@ -55,8 +58,8 @@ def test_onecycle_rises_from_low_to_peak_at_warmup_then_falls_to_zero():
     assert f[0] < 0.2  # starts low, but not at zero: the first step would be wasted
     assert f[0] > 0
     assert max(f) == pytest.approx(1.0) and f.index(max(f)) == 20  # peak at warmup * total
-    assert all(a < b for a, b in zip(f[:20], f[1:21]))  # rising
-    assert all(a > b for a, b in zip(f[20:total], f[21:]))  # falling
+    assert all(a < b for a, b in itertools.pairwise(f[:21]))  # rising
+    assert all(a > b for a, b in itertools.pairwise(f[20 : total + 1]))  # falling
     assert f[total] == pytest.approx(0.0, abs=1e-12)
     assert f[total - 1] < 0.02
     assert all(0.0 <= v <= 1.0 for v in f)
@@ -65,13 +68,13 @@ def test_onecycle_rises_from_low_to_peak_at_warmup_then_falls_to_zero():
 def test_onecycle_without_warmup_starts_at_peak():
     f = [lr_factor("onecycle", s, 10, 0.0) for s in range(11)]
     assert f[0] == pytest.approx(1.0) and f[10] == pytest.approx(0.0, abs=1e-12)
-    assert all(a >= b for a, b in zip(f, f[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(f))
 
 
 def test_cosine_schedule():
     f = [lr_factor("cosine", s, 100) for s in range(101)]
     assert f[0] == pytest.approx(1.0) and f[50] == pytest.approx(0.5) and f[100] == pytest.approx(0.0, abs=1e-12)
-    assert all(a >= b for a, b in zip(f, f[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(f))
 
 
 def test_step_schedule_divides_by_ten_at_half_and_three_quarters():
@@ -116,6 +119,7 @@ def test_build_optimizer_and_apply_schedule(opt):
 
 
 # --- a short run, shared by several tests ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def three_epochs(tiny_config, tiny_data):
@@ -192,13 +196,26 @@ def test_epoch_end_carries_a_snapshot_of_the_weights(three_epochs):
 
 # --- one batch overfits -----------------------------------------------------------------------------------------
 
+
 def test_one_batch_overfits(tiny_data):
     x = tiny_data.train_x[:32]
     y = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(0))  # random labels: memorise only
     one_batch = CifarData(x, y, x, y, tiny_data.classes, "one batch")
-    config = TrainConfig(arch="tutorial", normalize="half", opt="adam", lr=3e-3, weight_decay=0.0,
-                         schedule="constant", batch_size=32, epochs=80, flip=False, crop_pad=0,
-                         precision="fp32", device="cpu", threads=1)
+    config = TrainConfig(
+        arch="tutorial",
+        normalize="half",
+        opt="adam",
+        lr=3e-3,
+        weight_decay=0.0,
+        schedule="constant",
+        batch_size=32,
+        epochs=80,
+        flip=False,
+        crop_pad=0,
+        precision="fp32",
+        device="cpu",
+        threads=1,
+    )
     result, events = run(config, one_batch)
     losses = [s.loss for s in of(events, Step)]
     assert len(losses) == 80
@@ -208,6 +225,7 @@ def test_one_batch_overfits(tiny_data):
 
 
 # --- stop and failure -------------------------------------------------------------------------------------------
+
 
 def test_stop_event_halts_within_one_step(tiny_config, tiny_data, capsys):
     stop = threading.Event()
@@ -254,8 +272,21 @@ def test_stop_after_first_epoch_keeps_that_epoch(tiny_config, tiny_data):
 
 @pytest.mark.parametrize("arch", ["tutorial", "cnn"])
 def test_huge_learning_rate_fails_with_advice(tiny_data, arch):
-    config = TrainConfig(arch=arch, width=8, depth=2, batchnorm=False, lr=100.0, schedule="constant",
-                         batch_size=64, epochs=2, flip=False, crop_pad=0, precision="fp32", device="cpu", threads=1)
+    config = TrainConfig(
+        arch=arch,
+        width=8,
+        depth=2,
+        batchnorm=False,
+        lr=100.0,
+        schedule="constant",
+        batch_size=64,
+        epochs=2,
+        flip=False,
+        crop_pad=0,
+        precision="fp32",
+        device="cpu",
+        threads=1,
+    )
     result, events = run(config, tiny_data)
     assert result.status == "failed"
     assert "lower the learning rate" in result.message.lower()
@@ -272,18 +303,26 @@ def test_unavailable_device_is_a_clear_error(tiny_config, tiny_data):
 
 
 def test_training_set_of_one_image_is_refused(tiny_config, tiny_data):
-    one = CifarData(tiny_data.train_x[:1], tiny_data.train_y[:1], tiny_data.test_x, tiny_data.test_y,
-                    tiny_data.classes, "one image")
+    one = CifarData(
+        tiny_data.train_x[:1], tiny_data.train_y[:1], tiny_data.test_x, tiny_data.test_y, tiny_data.classes, "one image"
+    )
     with pytest.raises(ValueError, match="at least 2"):
         train(tiny_config, one)
 
 
 def test_last_batch_of_one_image_is_dropped(tiny_data):
     # 65 images at batch 64 would leave a batch of 1, which BatchNorm on a 1x1 map (depth 5) cannot take.
-    data = CifarData(tiny_data.train_x[:65], tiny_data.train_y[:65], tiny_data.test_x[:16], tiny_data.test_y[:16],
-                     tiny_data.classes, "65 images")
-    config = TrainConfig(arch="cnn", width=4, depth=5, batch_size=64, epochs=1, precision="fp32", device="cpu",
-                         threads=1)
+    data = CifarData(
+        tiny_data.train_x[:65],
+        tiny_data.train_y[:65],
+        tiny_data.test_x[:16],
+        tiny_data.test_y[:16],
+        tiny_data.classes,
+        "65 images",
+    )
+    config = TrainConfig(
+        arch="cnn", width=4, depth=5, batch_size=64, epochs=1, precision="fp32", device="cpu", threads=1
+    )
     result, events = run(config, data)
     assert result.status == "completed"
     assert of(events, Step)[-1].total_steps == 1
@@ -297,6 +336,7 @@ def test_bf16_run_completes_with_fp32_weights(tiny_config, tiny_data):
 
 
 # --- reproducibility and resume ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def two_runs(tiny_config, tiny_data):
@@ -337,8 +377,14 @@ def test_resume_through_a_checkpoint_file(two_runs, tiny_data, tmp_path):
     # The way the run store resumes: the epoch's weights and resume state written to disk and read back.
     config, (full, full_events), _ = two_runs
     first = of(full_events, EpochEnd)[0]
-    path = save_checkpoint(tmp_path / "epoch1.pth", first.state_dict, config, classes=tiny_data.classes, epoch=1,
-                           resume=copy.deepcopy(first.resume_state))
+    path = save_checkpoint(
+        tmp_path / "epoch1.pth",
+        first.state_dict,
+        config,
+        classes=tiny_data.classes,
+        epoch=1,
+        resume=copy.deepcopy(first.resume_state),
+    )
     saved = load_checkpoint(path)
     resumed, _ = run(config, tiny_data, resume={**saved.resume, "model": saved.model.state_dict()})
     assert same_weights(resumed.model.state_dict(), full.model.state_dict())
@@ -380,16 +426,30 @@ def test_alternate_flip_shows_each_image_both_ways_over_two_epochs(monkeypatch):
 
     monkeypatch.setattr(train_module, "normalize", spy)
     data = synthetic_data(n_train=16, n_test=8)
-    config = TrainConfig(arch="cnn", width=4, depth=1, batch_size=16, epochs=2, flip=True, alternate_flip=True,
-                         crop_pad=0, precision="fp32", threads=1, eval_subset=0)
+    config = TrainConfig(
+        arch="cnn",
+        width=4,
+        depth=1,
+        batch_size=16,
+        epochs=2,
+        flip=True,
+        alternate_flip=True,
+        crop_pad=0,
+        precision="fp32",
+        threads=1,
+        eval_subset=0,
+    )
     train_module.train(config, data)
     first, second = seen  # one batch per epoch, in a different order each epoch
     originals = {bytes(img.numpy()): i for i, img in enumerate(data.train_x)}
     mirrors = {bytes(img.flip(2).numpy()): i for i, img in enumerate(data.train_x)}
 
     def mirrored_ids(batch):
-        return {mirrors[bytes(img.numpy())] for img in batch if bytes(img.numpy()) in mirrors
-                and bytes(img.numpy()) not in originals}
+        return {
+            mirrors[bytes(img.numpy())]
+            for img in batch
+            if bytes(img.numpy()) in mirrors and bytes(img.numpy()) not in originals
+        }
 
     flipped_1, flipped_2 = mirrored_ids(first), mirrored_ids(second)
     assert flipped_1 and flipped_2
@@ -398,6 +458,7 @@ def test_alternate_flip_shows_each_image_both_ways_over_two_epochs(monkeypatch):
 
 
 # --- BatchNorm statistics: averaged over the last steps ----------------------------------------------------------
+
 
 def _record_norm_inputs(monkeypatch) -> list[tuple[int, torch.Tensor]]:
     """Patch the loop's model factory so each training-mode batch into the first BatchNorm is recorded as
@@ -414,6 +475,7 @@ def _record_norm_inputs(monkeypatch) -> list[tuple[int, torch.Tensor]]:
         def record(module, inputs):
             if module.training:
                 seen.append((len(seen), inputs[0].detach().float().mean(dim=(0, 2, 3))))
+
         norm.register_forward_pre_hook(record)
         return model
 
@@ -433,8 +495,9 @@ def test_norm_statistics_are_the_average_of_the_last_steps(monkeypatch, tiny_con
     norm = next(m for m in result.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     expected = torch.stack([mean for _, mean in seen[-window:]]).mean(0)
     assert torch.allclose(norm.running_mean, expected, atol=1e-5)
-    assert not torch.allclose(norm.running_mean, torch.stack([mean for _, mean in seen[-window - 4:]]).mean(0),
-                              atol=1e-3)  # batches before the window are left out
+    assert not torch.allclose(
+        norm.running_mean, torch.stack([mean for _, mean in seen[-window - 4 :]]).mean(0), atol=1e-3
+    )  # batches before the window are left out
     assert int(norm.num_batches_tracked) == window
     assert norm.momentum == 0.1  # its own momentum again once training ends
 

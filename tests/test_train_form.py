@@ -1,4 +1,5 @@
 """The Train form follows the settings: one widget per field, of the right kind, in its section, greyed when unused."""
+
 from __future__ import annotations
 
 import pytest

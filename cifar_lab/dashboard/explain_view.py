@@ -4,6 +4,7 @@ Everything here starts from the (32, 32, 3) uint8 picture the model sees (`infer
 upload, `plots.to_hwc(x)` for a data set image): every explanation depends on those pixels only, so they are
 also the cache key the dashboard uses.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ class Explanation:
 def to_input(view: np.ndarray, normalize: str = "cifar") -> torch.Tensor:
     """(32, 32, 3) uint8 picture -> the (1, 3, 32, 32) float tensor the model takes (the test transform)."""
     if view.dtype != np.uint8 or view.ndim != 3 or view.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) uint8 picture such as inference.model_view(img); "
-                         f"got {view.dtype} {view.shape}")
+        raise ValueError(
+            f"expected an (H, W, 3) uint8 picture such as inference.model_view(img); got {view.dtype} {view.shape}"
+        )
     pixels = torch.tensor(view).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8; a copy: `view` may be read-only
     return normalize_pixels(pixels, normalize)
 
@@ -71,10 +73,13 @@ def explain(model: nn.Module, view: np.ndarray, *, normalize: str = "cifar") -> 
     filters = first_layer_filters(model)  # (N, k, k, 3)
     stages = tuple(Stage(fm.name, tuple(fm.array.shape), feature_grid(fm)) for fm in feature_maps(model, x))
     return Explanation(
-        view=view, probabilities=probs, predicted=predicted,
+        view=view,
+        probabilities=probs,
+        predicted=predicted,
         heatmap=overlay(view, grad_cam(model, x, predicted), side=HEATMAP_SIDE),
         filters=spaced_filter_grid(filters),
-        filter_shape=tuple(filters.shape[:3]), stages=stages,
+        filter_shape=tuple(filters.shape[:3]),
+        stages=stages,
     )
 
 
@@ -99,5 +104,8 @@ def arch_summary(arch: str, num_classes: int = 10) -> ModelSummary:
 
 def summary_totals(summary: ModelSummary) -> dict[str, str]:
     """Headline numbers for display: parameters, trainable parameters and multiply-adds per 32x32 image."""
-    return {"Parameters": f"{summary.total_params:,}", "Trainable": f"{summary.trainable_params:,}",
-            "Multiply-adds per image": f"{summary.macs / 1e6:,.1f} M"}
+    return {
+        "Parameters": f"{summary.total_params:,}",
+        "Trainable": f"{summary.trainable_params:,}",
+        "Multiply-adds per image": f"{summary.macs / 1e6:,.1f} M",
+    }

@@ -1,4 +1,5 @@
 """What a page sees of a training job: the bounded loss curve and an immutable snapshot of the job."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ class LossSeries:
             self.points.append(_merge_raw(self._pending))
             self._pending = []
         if len(self.points) > self.cap:
-            self.points = [_merge_points(self.points[i:i + 2]) for i in range(0, len(self.points), 2)]
+            self.points = [_merge_points(self.points[i : i + 2]) for i in range(0, len(self.points), 2)]
             self.stride *= 2
 
     def snapshot(self) -> tuple[LossPoint, ...]:

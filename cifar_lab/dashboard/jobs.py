@@ -1,12 +1,13 @@
 """Background training: a job owns its worker thread and events; readers take immutable snapshots."""
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..config import TrainConfig
 from ..data import CifarData, DataError, load_data, resolve_source
@@ -24,8 +25,14 @@ LoadFn = Callable[[str | None], CifarData]
 class TrainingJob:
     """One training run on a worker thread; the worker never touches the UI, it only records events."""
 
-    def __init__(self, plan: RunPlan, *, data: CifarData | None = None, store: RunStore | None = None,
-                 load_fn: LoadFn = load_data) -> None:
+    def __init__(
+        self,
+        plan: RunPlan,
+        *,
+        data: CifarData | None = None,
+        store: RunStore | None = None,
+        load_fn: LoadFn = load_data,
+    ) -> None:
         self.plan, self.config, self.name = plan, plan.config, plan.name
         self.checkpoint_path = plan.checkpoint
         self._data, self._store, self._load_fn = data, store, load_fn
@@ -44,7 +51,7 @@ class TrainingJob:
             self._load_history(store)
 
     # --- control, from any thread ---
-    def start(self) -> "TrainingJob":
+    def start(self) -> TrainingJob:
         self._thread.start()
         return self
 
@@ -72,9 +79,22 @@ class TrainingJob:
         with self._lock:
             source = self._data.source if self._data is not None else (self.plan.data_source or "default")
             saved = self.checkpoint_path if self._saved_epoch else None
-            return JobSnapshot(self.name, self._status, self.config, source, self._losses.snapshot(),
-                               tuple(self._epochs), self._last_step, self._final, self._message, saved,
-                               self._started_at, self._finished_at, self._run_id, self._saved_epoch)
+            return JobSnapshot(
+                self.name,
+                self._status,
+                self.config,
+                source,
+                self._losses.snapshot(),
+                tuple(self._epochs),
+                self._last_step,
+                self._final,
+                self._message,
+                saved,
+                self._started_at,
+                self._finished_at,
+                self._run_id,
+                self._saved_epoch,
+            )
 
     # --- the worker ---
     def _run(self) -> None:
@@ -145,16 +165,26 @@ class TrainingJob:
 
 
 def _epoch_event(record: EpochRecord, epochs: int) -> EpochEnd:
-    return EpochEnd(record.epoch, epochs, record.train_loss, record.train_acc, record.test_loss, record.test_acc,
-                    record.seconds, 0.0)
+    return EpochEnd(
+        record.epoch,
+        epochs,
+        record.train_loss,
+        record.train_acc,
+        record.test_loss,
+        record.test_acc,
+        record.seconds,
+        0.0,
+    )
 
 
 class JobBusyError(RuntimeError):
     """A second job was asked for while one is running."""
 
     def __init__(self, job: TrainingJob) -> None:
-        super().__init__(f"training job {job.name!r} is already running (one job per server); "
-                         "wait for it to finish or stop it, then start again")
+        super().__init__(
+            f"training job {job.name!r} is already running (one job per server); "
+            "wait for it to finish or stop it, then start again"
+        )
         self.job = job
 
 
@@ -178,14 +208,21 @@ class JobManager:
         job = self.current
         return job if job is not None and not job.done else None
 
-    def start(self, config: TrainConfig, *, data: CifarData | None = None, source: str | None = None,
-              name: str | None = None) -> TrainingJob:
+    def start(
+        self, config: TrainConfig, *, data: CifarData | None = None, source: str | None = None, name: str | None = None
+    ) -> TrainingJob:
         """Start a job on its own thread; raises JobBusyError (holding the running job) if one is running, and
         SaveError or ValueError before training when the run could not be saved or trained here."""
         with self._lock:
             self._check_idle()
-            plan = new_run(config, folder=self.runs_dir, store=self.store, name=name or default_name(config),
-                           data_source=resolve_source(source) if source else None, data=data)
+            plan = new_run(
+                config,
+                folder=self.runs_dir,
+                store=self.store,
+                name=name or default_name(config),
+                data_source=resolve_source(source) if source else None,
+                data=data,
+            )
             self._job = TrainingJob(plan, data=data, store=self.store)
             log.info("job %s started", plan.run_id or plan.name)
             return self._job.start()

@@ -1,7 +1,9 @@
 """Pure plotly figure builders and image helpers; pages hand the results to st.plotly_chart / st.image."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -21,8 +23,12 @@ SMOOTHING = 0.9  # weight of the past in the loss curve's moving average (Tensor
 
 def _figure(traces: list[dict], title: str, *, height: int = 320, **layout) -> go.Figure:
     """One constructor call: a fraction of the cost of add_trace/update_layout, which matters at one redraw a second."""
-    base = dict(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
-                legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
+    base = dict(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+    )
     return go.Figure(data=traces, layout={**base, **layout})
 
 
@@ -41,20 +47,22 @@ def _column(items: Sequence, attribute: str) -> np.ndarray:
 
 
 def _line(x, y, name: str, colour: str, mode: str = "lines+markers", **style) -> dict:
-    return dict(type="scatter", x=x, y=y, name=name, mode=mode, line=dict(color=colour, **style),
-                marker=dict(color=colour))
+    return dict(
+        type="scatter", x=x, y=y, name=name, mode=mode, line=dict(color=colour, **style), marker=dict(color=colour)
+    )
 
 
-def loss_figure(losses: Sequence[LossPoint], epochs: Sequence[EpochEnd], *,
-                smoothing: float = SMOOTHING) -> go.Figure:
+def loss_figure(losses: Sequence[LossPoint], epochs: Sequence[EpochEnd], *, smoothing: float = SMOOTHING) -> go.Figure:
     """Training loss per step (raw and smoothed) and per epoch (train and test), against epochs."""
     x, y = _column(losses, "epoch"), _column(losses, "loss")
     ex = _column(epochs, "epoch")
     traces = [
         _line(x, y, "train loss per step", RAW_COLOUR, "lines", width=1),
         _line(x, np.asarray(ema(y.tolist(), smoothing)), "smoothed", TRAIN_COLOUR, "lines"),
-        {**_line(ex, _column(epochs, "train_loss"), "train loss per epoch", TRAIN_COLOUR, "markers"),
-         "marker": dict(color=TRAIN_COLOUR, size=9, symbol="diamond")},
+        {
+            **_line(ex, _column(epochs, "train_loss"), "train loss per epoch", TRAIN_COLOUR, "markers"),
+            "marker": dict(color=TRAIN_COLOUR, size=9, symbol="diamond"),
+        },
         _line(ex, _column(epochs, "test_loss"), "test loss per epoch", TEST_COLOUR, dash="dot"),
     ]
     return _figure(traces, "Loss", xaxis=dict(title="epoch"), yaxis=dict(title="cross-entropy"))
@@ -63,24 +71,48 @@ def loss_figure(losses: Sequence[LossPoint], epochs: Sequence[EpochEnd], *,
 def accuracy_figure(epochs: Sequence[EpochEnd]) -> go.Figure:
     """Train and test accuracy after each epoch, 0..1 shown as percent."""
     x = _column(epochs, "epoch")
-    traces = [_line(x, _column(epochs, "train_acc"), "train", TRAIN_COLOUR),
-              _line(x, _column(epochs, "test_acc"), "test", TEST_COLOUR)]
+    traces = [
+        _line(x, _column(epochs, "train_acc"), "train", TRAIN_COLOUR),
+        _line(x, _column(epochs, "test_acc"), "test", TEST_COLOUR),
+    ]
     top = max([1] + [e.epochs for e in epochs])
-    return _figure(traces, "Accuracy per epoch", xaxis=dict(title="epoch", range=[0.5, top + 0.5], dtick=1 if top <= 20 else None),
-                   yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]))
+    return _figure(
+        traces,
+        "Accuracy per epoch",
+        xaxis=dict(title="epoch", range=[0.5, top + 0.5], dtick=1 if top <= 20 else None),
+        yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]),
+    )
 
 
 # One colour per compared run (plotly's default sequence); a run keeps its colour in both comparison charts.
-RUN_COLOURS = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF",
-               "#FECB52")
+RUN_COLOURS = (
+    "#636EFA",
+    "#EF553B",
+    "#00CC96",
+    "#AB63FA",
+    "#FFA15A",
+    "#19D3F3",
+    "#FF6692",
+    "#B6E880",
+    "#FF97FF",
+    "#FECB52",
+)
 
 
 def runs_loss_figure(runs: Sequence[RunCurves], *, smoothing: float = SMOOTHING) -> go.Figure:
     """Training loss per step of several runs, each smoothed (bias-corrected EMA) in its own colour."""
-    traces = [_line(r.steps, np.asarray(ema(r.loss.tolist(), smoothing)), r.label,
-                    RUN_COLOURS[i % len(RUN_COLOURS)], "lines") for i, r in enumerate(runs)]
-    return _figure(traces, "Training loss (smoothed)", height=380, xaxis=dict(title="step"),
-                   yaxis=dict(title="cross-entropy"), legend=dict(orientation="h", y=-0.25))
+    traces = [
+        _line(r.steps, np.asarray(ema(r.loss.tolist(), smoothing)), r.label, RUN_COLOURS[i % len(RUN_COLOURS)], "lines")
+        for i, r in enumerate(runs)
+    ]
+    return _figure(
+        traces,
+        "Training loss (smoothed)",
+        height=380,
+        xaxis=dict(title="step"),
+        yaxis=dict(title="cross-entropy"),
+        legend=dict(orientation="h", y=-0.25),
+    )
 
 
 def runs_accuracy_figure(runs: Sequence[RunCurves]) -> go.Figure:
@@ -88,12 +120,18 @@ def runs_accuracy_figure(runs: Sequence[RunCurves]) -> go.Figure:
     traces = []
     for i, r in enumerate(runs):
         colour = RUN_COLOURS[i % len(RUN_COLOURS)]
-        traces += [{**_line(r.epochs, r.test_acc, f"{r.label} test", colour), "legendgroup": r.label},
-                   {**_line(r.epochs, r.train_acc, f"{r.label} train", colour, "lines", dash="dot"),
-                    "legendgroup": r.label}]
-    return _figure(traces, "Accuracy per epoch (test solid, train dotted)", height=380,
-                   xaxis=dict(title="epoch", dtick=1), yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]),
-                   legend=dict(orientation="h", y=-0.25))
+        traces += [
+            {**_line(r.epochs, r.test_acc, f"{r.label} test", colour), "legendgroup": r.label},
+            {**_line(r.epochs, r.train_acc, f"{r.label} train", colour, "lines", dash="dot"), "legendgroup": r.label},
+        ]
+    return _figure(
+        traces,
+        "Accuracy per epoch (test solid, train dotted)",
+        height=380,
+        xaxis=dict(title="epoch", dtick=1),
+        yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]),
+        legend=dict(orientation="h", y=-0.25),
+    )
 
 
 def per_class_figure(per_class: dict[str, float], overall: float | None = None) -> go.Figure:
@@ -102,12 +140,21 @@ def per_class_figure(per_class: dict[str, float], overall: float | None = None) 
     # Labels at the foot of each bar, above only a bar too short to hold one: on top of every bar they would
     # collide with the overall line wherever a class scores near it.
     where = ["inside" if v >= 0.1 else "outside" for v in values]
-    traces = [dict(type="bar", x=names, y=values, text=[f"{v:.0%}" for v in values], textposition=where,
-                   insidetextanchor="start", insidetextfont=dict(color="white"), marker_color=TRAIN_COLOUR,
-                   name="per class")]
+    traces = [
+        dict(
+            type="bar",
+            x=names,
+            y=values,
+            text=[f"{v:.0%}" for v in values],
+            textposition=where,
+            insidetextanchor="start",
+            insidetextfont=dict(color="white"),
+            marker_color=TRAIN_COLOUR,
+            name="per class",
+        )
+    ]
     if overall is not None:
-        traces.append(_line(names, [overall] * len(names), f"overall {overall:.1%}", TEST_COLOUR, "lines",
-                            dash="dash"))
+        traces.append(_line(names, [overall] * len(names), f"overall {overall:.1%}", TEST_COLOUR, "lines", dash="dash"))
     return _figure(traces, "Accuracy per class", yaxis=dict(tickformat=".0%", range=[0, 1.05]))
 
 
@@ -126,31 +173,64 @@ def confusion_figure(confusion: np.ndarray, classes: Sequence[str], *, normalise
     shares = row_normalised(counts)
     names = list(classes)
     hover = "true %{y}, predicted %{x}<br>%{customdata[0]} images (%{customdata[1]:.1%} of %{y})<extra></extra>"
-    heatmap = dict(type="heatmap", z=shares if normalised else counts, x=names, y=names, colorscale="Blues",
-                   texttemplate="%{z:.0%}" if normalised else "%{z}", hoverinfo="skip")
+    heatmap = dict(
+        type="heatmap",
+        z=shares if normalised else counts,
+        x=names,
+        y=names,
+        colorscale="Blues",
+        texttemplate="%{z:.0%}" if normalised else "%{z}",
+        hoverinfo="skip",
+    )
     n = len(names)
-    cells = dict(type="scatter", mode="markers", x=names * n, y=[name for name in names for _ in range(n)],
-                 customdata=np.dstack([counts, shares]).reshape(n * n, 2), hovertemplate=hover, showlegend=False,
-                 marker=dict(symbol="square", size=28, opacity=0), selected=dict(marker=dict(opacity=0)),
-                 unselected=dict(marker=dict(opacity=0)))
+    cells = dict(
+        type="scatter",
+        mode="markers",
+        x=names * n,
+        y=[name for name in names for _ in range(n)],
+        customdata=np.dstack([counts, shares]).reshape(n * n, 2),
+        hovertemplate=hover,
+        showlegend=False,
+        marker=dict(symbol="square", size=28, opacity=0),
+        selected=dict(marker=dict(opacity=0)),
+        unselected=dict(marker=dict(opacity=0)),
+    )
     title = "Confusion matrix" + (" (share of each true class)" if normalised else " (counts)")
     # Fixed ranges: the markers would otherwise pad the axes; y runs downwards so the first class is on top.
-    return _figure([heatmap, cells], title, height=520,
-                   xaxis=dict(title="predicted", range=[-0.5, n - 0.5], showgrid=False, zeroline=False),
-                   yaxis=dict(title="true", range=[n - 0.5, -0.5], showgrid=False, zeroline=False))
+    return _figure(
+        [heatmap, cells],
+        title,
+        height=520,
+        xaxis=dict(title="predicted", range=[-0.5, n - 0.5], showgrid=False, zeroline=False),
+        yaxis=dict(title="true", range=[n - 0.5, -0.5], showgrid=False, zeroline=False),
+    )
 
 
 def probability_figure(labels: Sequence[str], probabilities: Sequence[float]) -> go.Figure:
     """Horizontal bars, most likely on top, 0..1 as percent."""
-    bars = dict(type="bar", x=list(probabilities), y=list(labels), orientation="h", marker_color=TRAIN_COLOUR,
-                text=[f"{p:.1%}" for p in probabilities], textposition="auto")
-    return _figure([bars], "Top classes", height=60 + 45 * len(labels),
-                   xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis=dict(autorange="reversed"))
+    bars = dict(
+        type="bar",
+        x=list(probabilities),
+        y=list(labels),
+        orientation="h",
+        marker_color=TRAIN_COLOUR,
+        text=[f"{p:.1%}" for p in probabilities],
+        textposition="auto",
+    )
+    return _figure(
+        [bars],
+        "Top classes",
+        height=60 + 45 * len(labels),
+        xaxis=dict(range=[0, 1], tickformat=".0%"),
+        yaxis=dict(autorange="reversed"),
+    )
 
 
 def class_counts_figure(classes: Sequence[str], train: Sequence[int], test: Sequence[int]) -> go.Figure:
-    traces = [dict(type="bar", x=list(classes), y=list(train), name="train", marker_color=TRAIN_COLOUR),
-              dict(type="bar", x=list(classes), y=list(test), name="test", marker_color=TEST_COLOUR)]
+    traces = [
+        dict(type="bar", x=list(classes), y=list(train), name="train", marker_color=TRAIN_COLOUR),
+        dict(type="bar", x=list(classes), y=list(test), name="test", marker_color=TEST_COLOUR),
+    ]
     return _figure(traces, "Images per class", barmode="group")
 
 
@@ -160,10 +240,20 @@ def normalisation_figure(x: torch.Tensor, how: str = "cifar") -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("raw pixels 0..255", f"after normalize ({how})"))
     for c, (name, colour) in enumerate(zip("RGB", ("#d62728", "#2ca02c", "#1f77b4"))):
         for col, values in ((1, x[:, c].flatten().float()), (2, after[:, c].flatten())):
-            fig.add_histogram(x=values.numpy(), name=name, marker_color=colour, opacity=0.5, nbinsx=50,
-                              legendgroup=name, showlegend=col == 1, row=1, col=col)
-    return fig.update_layout(title="What normalisation does", height=320, barmode="overlay",
-                             margin=dict(l=10, r=10, t=60, b=10))
+            fig.add_histogram(
+                x=values.numpy(),
+                name=name,
+                marker_color=colour,
+                opacity=0.5,
+                nbinsx=50,
+                legendgroup=name,
+                showlegend=col == 1,
+                row=1,
+                col=col,
+            )
+    return fig.update_layout(
+        title="What normalisation does", height=320, barmode="overlay", margin=dict(l=10, r=10, t=60, b=10)
+    )
 
 
 def to_hwc(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -187,5 +277,5 @@ def mosaic(images: torch.Tensor | np.ndarray, *, cols: int | None = None, scale:
     out = np.full((rows * cell_h, cols * cell_w, 3), 255, dtype=np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
-        out[r * cell_h:r * cell_h + h * scale, c * cell_w:c * cell_w + w * scale] = upscale(to_hwc(arr[i]), scale)
+        out[r * cell_h : r * cell_h + h * scale, c * cell_w : c * cell_w + w * scale] = upscale(to_hwc(arr[i]), scale)
     return out

@@ -1,10 +1,12 @@
 """What the Runs page shows of the run store: table rows, config differences, metric curves, safe file paths."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,16 +29,20 @@ def status_of(record: RunRecord) -> str:
 
 def damaged_note(record: RunRecord) -> str:
     """What the page says of a damaged run, with the fix."""
-    return (f"Run {record.id} is damaged: {record.damaged}. It cannot be compared or resumed; "
-            "`python -m cifar_lab runs --check --repair` moves it to a quarantine table (nothing is deleted), "
-            "or delete it here.")
+    return (
+        f"Run {record.id} is damaged: {record.damaged}. It cannot be compared or resumed; "
+        "`python -m cifar_lab runs --check --repair` moves it to a quarantine table (nothing is deleted), "
+        "or delete it here."
+    )
 
 
 def store_problem(store: RunStore | None) -> str:
     """Why the run history cannot be read now (not opened, damaged, locked), with the fix; "" when it can."""
     if store is None:
-        return ("The run history could not be opened (see the warning in the server's log), so runs are not "
-                "recorded. Point CIFAR_LAB_RUNS_DB at a file in a writable folder and restart the dashboard.")
+        return (
+            "The run history could not be opened (see the warning in the server's log), so runs are not "
+            "recorded. Point CIFAR_LAB_RUNS_DB at a file in a writable folder and restart the dashboard."
+        )
     try:
         store.list_runs(limit=1)
     except RunStoreError as err:
@@ -56,18 +62,21 @@ def local_time(iso: str | None) -> str:
 
 def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
     """One row per run for the table; numbers stay numbers so the columns sort as numbers."""
-    return [{
-        "id": r.id,
-        "name": visible(r.name),
-        "arch": str(r.config.get("arch", "?")),
-        "status": status_of(r),
-        "epochs": r.epochs_done,
-        "of": r.config.get("epochs"),  # epochs planned
-        "test accuracy": r.test_accuracy,  # 0..1 on the whole test set; None unless completed
-        "started": local_time(r.started),
-        "device": r.device,
-        "message": r.damaged or r.message,
-    } for r in records]
+    return [
+        {
+            "id": r.id,
+            "name": visible(r.name),
+            "arch": str(r.config.get("arch", "?")),
+            "status": status_of(r),
+            "epochs": r.epochs_done,
+            "of": r.config.get("epochs"),  # epochs planned
+            "test accuracy": r.test_accuracy,  # 0..1 on the whole test set; None unless completed
+            "started": local_time(r.started),
+            "device": r.device,
+            "message": r.damaged or r.message,
+        }
+        for r in records
+    ]
 
 
 def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -107,14 +116,16 @@ def curves(store: RunStore, records: Iterable[RunRecord]) -> list[RunCurves]:
     out = []
     for r in records:
         steps, epochs = store.steps(r.id), store.epochs(r.id)
-        out.append(RunCurves(
-            label(r),
-            np.fromiter((s.step for s in steps), dtype=float, count=len(steps)),
-            np.fromiter((s.loss for s in steps), dtype=float, count=len(steps)),
-            np.fromiter((e.epoch for e in epochs), dtype=float, count=len(epochs)),
-            np.fromiter((e.train_acc for e in epochs), dtype=float, count=len(epochs)),
-            np.fromiter((e.test_acc for e in epochs), dtype=float, count=len(epochs)),
-        ))
+        out.append(
+            RunCurves(
+                label(r),
+                np.fromiter((s.step for s in steps), dtype=float, count=len(steps)),
+                np.fromiter((s.loss for s in steps), dtype=float, count=len(steps)),
+                np.fromiter((e.epoch for e in epochs), dtype=float, count=len(epochs)),
+                np.fromiter((e.train_acc for e in epochs), dtype=float, count=len(epochs)),
+                np.fromiter((e.test_acc for e in epochs), dtype=float, count=len(epochs)),
+            )
+        )
     return out
 
 

@@ -1,23 +1,24 @@
 """What the dashboard decides before drawing: data source, runs folder, saved models, form layout."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, MutableMapping
+from typing import Any
 
 from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from ..config import SETTINGS, TrainConfig
 from ..data import DEFAULT_SOURCE, SYNTHETIC, CifarData, load_data
 from ..datasources import detect_kind, missing_message
 from ..devices import trains_on_cpu
+from ..models import build_model, count_macs, count_params
+from ..paths import SHIPPED_MODEL, models_dir, runs_dir
 from ..settings import SECTIONS
 from .job_view import JobSnapshot
 from .jobs import JobManager
-from ..models import build_model, count_macs, count_params
-from ..paths import SHIPPED_MODEL, models_dir, runs_dir
-
 
 
 def form_sections() -> dict[str, tuple[str, ...]]:
@@ -131,8 +132,9 @@ def describe(path: Path, load: Callable[[Path], Checkpoint]) -> ModelInfo:
         ckpt = load(path)
     except CheckpointError as err:
         return ModelInfo(path, path.stem, "?", None, 0, fallback_time, size, str(err))
-    return ModelInfo(path, path.stem, ckpt.config.arch, accuracy_of(ckpt.metrics), ckpt.epoch,
-                     ckpt.created or fallback_time, size)
+    return ModelInfo(
+        path, path.stem, ckpt.config.arch, accuracy_of(ckpt.metrics), ckpt.epoch, ckpt.created or fallback_time, size
+    )
 
 
 def accuracy_of(metrics: dict[str, Any]) -> float | None:
@@ -160,8 +162,10 @@ def shipped_note(path: Path, ckpt: Checkpoint) -> str:
     score += f" on {source}" if score and isinstance(source, str) and source else ""
     card = path.with_suffix(".md")
     card_text = f" Its card: {card}." if card.is_file() else ""
-    return (f"Using the shipped pretrained model {path} ({ckpt.config.arch}{score}) because no model of your own "
-            f"is current: train your own on the Train page, or pick another on the Models page.{card_text}")
+    return (
+        f"Using the shipped pretrained model {path} ({ckpt.config.arch}{score}) because no model of your own "
+        f"is current: train your own on the Train page, or pick another on the Models page.{card_text}"
+    )
 
 
 def safe_upload_name(filename: str, folder: Path) -> Path:

@@ -3,6 +3,7 @@
 Runs `streamlit run dashboard.py` on a free localhost port and drives Debian's Chromium (/usr/bin/chromium)
 through Playwright; no browser is downloaded. (The README's screenshots come from scripts/screenshots.py.)
 """
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,14 @@ from cifar_lab.data import synthetic_data
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TIMEOUT_MS = 120_000  # training shares 2 cores with the browser and the server
 EPOCHS = 500
 
@@ -56,10 +63,27 @@ def wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float =
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
-    env = {**os.environ, "CIFAR_LAB_DATA": "synthetic", "CIFAR_LAB_RUNS": str(tmp_path / "runs"),
-           "CIFAR_LAB_RUNS_DB": str(tmp_path / "runs" / "cifar_lab.db")}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"), "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    env = {
+        **os.environ,
+        "CIFAR_LAB_DATA": "synthetic",
+        "CIFAR_LAB_RUNS": str(tmp_path / "runs"),
+        "CIFAR_LAB_RUNS_DB": str(tmp_path / "runs" / "cifar_lab.db"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "dashboard.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     log = tmp_path / "streamlit.log"  # a file, not a pipe: a pipe nobody reads would block a chatty server
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -98,13 +122,22 @@ def sample_png() -> bytes:
 def chart_points(tab, nth: int) -> int:
     """Points in the first trace of the page's nth plotly chart; 0 before it exists."""
     # _fullData holds the decoded arrays (data may still hold numpy's base64 form).
-    return tab.evaluate("n => { const c = document.querySelectorAll('.js-plotly-plot')[n];"
-                        " return c && c._fullData && c._fullData.length ? c._fullData[0].x.length : 0; }", nth)
+    return tab.evaluate(
+        "n => { const c = document.querySelectorAll('.js-plotly-plot')[n];"
+        " return c && c._fullData && c._fullData.length ? c._fullData[0].x.length : 0; }",
+        nth,
+    )
 
 
 def loss_points(tab) -> int:
     """Points in the live loss chart (the first plotly chart on the Train page)."""
     return chart_points(tab, 0)
+
+
+def epochs_done(tab, n: int) -> bool:
+    """The progress line reads epoch n + 1 or later, so n epochs have finished (and been saved)."""
+    text = tab.get_by_text(f"/{EPOCHS}, step", exact=False).first.inner_text()
+    return int(text.split("epoch ", 1)[1].split("/", 1)[0]) > n
 
 
 def accuracy_points(tab) -> int:
@@ -117,8 +150,9 @@ def click_confusion_cell(tab, *, row: int, col: int, classes: int = 10) -> None:
     chart = tab.locator(".js-plotly-plot").nth(1)
     chart.scroll_into_view_if_needed()
     area = chart.locator(".nsewdrag").first.bounding_box()  # the plotting area, axes excluded
-    tab.mouse.click(area["x"] + area["width"] * (col + 0.5) / classes,
-                    area["y"] + area["height"] * (row + 0.5) / classes)
+    tab.mouse.click(
+        area["x"] + area["width"] * (col + 0.5) / classes, area["y"] + area["height"] * (row + 0.5) / classes
+    )
 
 
 def choose(tab, label: str, option: str) -> None:
@@ -127,8 +161,11 @@ def choose(tab, label: str, option: str) -> None:
 
 
 def wait_for_value(tab, label: str, value: str) -> None:
-    tab.wait_for_function("([label, value]) => { const e = document.querySelector(`input[aria-label='${label}']`);"
-                          " return e && e.value === value; }", arg=[label, value])
+    tab.wait_for_function(
+        "([label, value]) => { const e = document.querySelector(`input[aria-label='${label}']`);"
+        " return e && e.value === value; }",
+        arg=[label, value],
+    )
 
 
 def set_number(tab, label: str, value: int) -> None:
@@ -142,7 +179,15 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
     page.get_by_text("Multiply-adds per image").first.wait_for()
     assert page.get_by_test_id("stSidebarNav").count() == 0
     assert page.get_by_test_id("stPageLink").all_inner_texts() == [
-        "Home", "Data", "Train", "Evaluate", "Classify", "Models", "Runs", "Explain"]
+        "Home",
+        "Data",
+        "Train",
+        "Evaluate",
+        "Classify",
+        "Models",
+        "Runs",
+        "Explain",
+    ]
     # A VGG-style net, 16 steps per epoch here, for more epochs than any machine finishes while the test watches:
     # how long it runs must not depend on the CPU's speed (a fast one finished 4 epochs before the page's first
     # redraw, every ui_state.CPU_LIVE_REFRESH_S seconds on a CPU). The test watches the curve grow, then stops it.
@@ -157,13 +202,16 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
 
     seen = []  # loss-chart sizes observed while the run is in progress
     deadline = time.monotonic() + TIMEOUT_MS / 1000
-    while len(seen) < 3 or accuracy_points(page) < 2:  # two finished epochs: a checkpoint to evaluate
+    # Two finished epochs (a checkpoint to evaluate), read from the progress line as well as the chart: while a
+    # redraw is under way the page can briefly hold a stale copy of the charts.
+    while len(seen) < 3 or accuracy_points(page) < 2 or not epochs_done(page, 2):
         assert time.monotonic() < deadline, f"the charts did not grow in time (loss chart sizes seen: {seen})"
         n = loss_points(page)
         if n and (not seen or n > seen[-1]):
             seen.append(n)
         page.wait_for_timeout(300)
-    page.get_by_role("button", name="Stop", exact=True).click()
+    # The page's own Stop button; Streamlit's toolbar shows another "Stop" while a rerun is under way.
+    page.get_by_test_id("stButton").get_by_role("button", name="Stop", exact=True).click()
     page.get_by_text("Stopped: kept the checkpoint of epoch").wait_for()
     assert loss_points(page) >= seen[-1]
 
@@ -177,7 +225,8 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
 
     page.goto(f"{server}/Classify")
     page.locator("input[type=file]").set_input_files(
-        files=[{"name": "sample.png", "mimeType": "image/png", "buffer": sample_png()}])
+        files=[{"name": "sample.png", "mimeType": "image/png", "buffer": sample_png()}]
+    )
     page.get_by_text("what the model sees").first.wait_for()  # the explain panel repeats it
     page.locator(".js-plotly-plot").first.wait_for()
     bars = page.evaluate("() => document.querySelector('.js-plotly-plot').data[0].y")
