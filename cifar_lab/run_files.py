@@ -56,6 +56,10 @@ def check_folder(folder: Path, *, needed_bytes: int = 0) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SaveError(err.errno, save_problem(err, folder)) from err
+    if not os.access(folder, os.W_OK):  # access(2) also says no on a read-only file system, even to root
+        readonly = hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY
+        err = OSError(errno.EROFS if readonly else errno.EACCES, "")
+        raise SaveError(err.errno, save_problem(err, folder))
     if needed_bytes:
         free = shutil.disk_usage(folder).free
         if free < needed_bytes:

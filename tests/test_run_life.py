@@ -373,3 +373,11 @@ def test_a_run_that_ran_out_of_memory_is_failed_and_not_offered_for_resume(tmp_p
     assert "ran out of memory" in record.message and "--batch-size" in record.message
     with pytest.raises(RunStoreError):
         resume_run(store, run.run_id)
+
+
+def test_a_folder_on_a_read_only_mount_is_named_as_such_before_any_space_check(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_files.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(run_files.os, "statvfs", lambda path: SimpleNamespace(f_flag=os.ST_RDONLY))
+    monkeypatch.setattr(run_files.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    code, _, err = run_cli(capsys, "train", *FLAGS, "--out", tmp_path, "--runs-db", tmp_path / "runs.db")
+    assert code == cli.EXIT_USER_ERROR and f"{tmp_path} is on a read-only file system" in err and "MB free" not in err
