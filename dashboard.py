@@ -44,7 +44,7 @@ def model_summary(lab: ui_state.Lab) -> None:
         st.info("No trained model yet: use the quick start below or the Train page.")
         return
     try:
-        ckpt = lab.model()
+        ckpt = lab.load_model(lab.model_path)
     except CheckpointError as err:
         st.error(f"The current model cannot be used: {err}")
         return

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from cifar_lab.bench import bare_step
 from cifar_lab.config import TrainConfig, preset
 from cifar_lab.devices import freed_memory_kept, resolve_device, resolve_precision, set_threads
-from cifar_lab.models import build_model
+from cifar_lab.models import EpochAware, build_model
 from cifar_lab.optim import build_optimizer
 
 # Timed with their children, so whichever kernel the backend picks counts; the children stay out of the other ops.
@@ -61,7 +61,7 @@ def profile_steps(config: TrainConfig, steps: int, frozen_whitening: bool) -> tu
     dtype = resolve_precision(config.precision, device)
     torch.manual_seed(0)
     model = build_model(config, 10).to(device).to(memory_format=torch.channels_last)
-    if hasattr(model, "start_epoch"):
+    if isinstance(model, EpochAware):
         model.start_epoch(config.epochs - 1 if frozen_whitening else 0, config.epochs)
     optimizer = build_optimizer(model, config)
     x = torch.randn(config.batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
@@ -93,7 +93,7 @@ def print_tables(layers: dict, averages, steps: int, batch: int) -> None:
     total = 0.0
     for event in averages:
         key = conv_key(event)
-        if key in layers:
+        if key is not None and key in layers:
             ms = event.cpu_time_total / 1000 / steps
             per_layer[key][event.key] += ms
         elif "convolution" in event.key:

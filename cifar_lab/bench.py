@@ -39,7 +39,7 @@ from .devices import (
     set_threads,
 )
 from .events import EpochEnd, Event, Finished
-from .models import build_model
+from .models import InitFromData, build_model
 from .optim import build_optimizer
 from .preprocess import normalize
 from .train import train
@@ -172,10 +172,12 @@ def _with_tutorial_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     tutorials = {r["seed"]: r for r in rows if row_label(r) == "tutorial" and r["test_accuracy"] is not None}
     for r in rows:
         base = tutorials.get(r["seed"])
-        ok = base is not None and r["test_accuracy"] is not None
-        timed = ok and base["train_seconds"] > 0  # a tiny run can round to 0.000 s
+        if base is None or r["test_accuracy"] is None:  # no tutorial run of this seed, or this run has no accuracy
+            r["seconds_vs_tutorial"] = r["points_vs_tutorial"] = None
+            continue
+        timed = base["train_seconds"] > 0  # a tiny run can round to 0.000 s
         r["seconds_vs_tutorial"] = round(r["train_seconds"] / base["train_seconds"], 2) if timed else None
-        r["points_vs_tutorial"] = round(100 * (r["test_accuracy"] - base["test_accuracy"]), 1) if ok else None
+        r["points_vs_tutorial"] = round(100 * (r["test_accuracy"] - base["test_accuracy"]), 1)
     return rows
 
 
@@ -216,7 +218,7 @@ def bare_images_per_s(config: TrainConfig, data: CifarData, steps: int) -> float
     x = normalize(data.train_x[: config.batch_size].to(device), config.normalize)
     x = x.contiguous(memory_format=torch.channels_last)
     y = data.train_y[: config.batch_size].to(device)
-    if hasattr(model, "init_from_data"):
+    if isinstance(model, InitFromData):
         model.init_from_data(x)
     optimizer = build_optimizer(model, config)
     model.train()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -114,9 +116,10 @@ def _shifted_sum(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     pad = max(abs(d) for d in TTA_SHIFTS)
     padded = F.pad(batch, (pad, pad, pad, pad), mode="reflect")
     side_h, side_w = batch.shape[2:]
-    return sum(
+    averages = (
         _mirror_average(model, padded[:, :, pad + d : pad + d + side_h, pad + d : pad + d + side_w]) for d in TTA_SHIFTS
     )
+    return functools.reduce(operator.add, averages)  # sum() would start from the int 0
 
 
 def evaluate(

@@ -77,7 +77,8 @@ def grad_cam(
         raise ValueError("Grad-CAM needs a conv layer and this model has none")
     with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
         # A leaf input that requires grad keeps the graph alive even where every parameter is frozen.
-        x = x.detach().clone().to(**_placement(model)).requires_grad_(True)
+        device, dtype = _placement(model)
+        x = x.detach().clone().to(device=device, dtype=dtype).requires_grad_(True)
         outputs, logits = _run(model, watched, x)
         name = "layer" if layer is not None else _last_spatial(outputs)
         activation = outputs.get(name)
@@ -154,7 +155,8 @@ def feature_maps(model: nn.Module, image: torch.Tensor) -> list[FeatureMaps]:
     x = _check_image(image)
     blocks = dict(conv_blocks(model))
     with eval_mode(model), torch.inference_mode():
-        outputs, _ = _run(model, blocks, x.to(**_placement(model)))
+        device, dtype = _placement(model)
+        outputs, _ = _run(model, blocks, x.to(device=device, dtype=dtype))
         stages = [(name, out[0].float().cpu().numpy()) for name, out in outputs.items() if out.dim() == 4]
     keep = sorted({round(i) for i in np.linspace(0, len(stages) - 1, MAX_STAGES)}) if stages else []
     return [FeatureMaps(*stages[i]) for i in keep]
@@ -192,13 +194,15 @@ def _check_image(image: torch.Tensor) -> torch.Tensor:
     return image
 
 
-def _placement(model: nn.Module) -> dict[str, torch.device | torch.dtype]:
+def _placement(model: nn.Module) -> tuple[torch.device | None, torch.dtype | None]:
+    """The parameters' device and dtype; None for each without parameters, which `.to` reads as "leave it"."""
     param = next(model.parameters(), None)
-    return {} if param is None else {"device": param.device, "dtype": param.dtype}
+    return (None, None) if param is None else (param.device, param.dtype)
 
 
 def _blank(model: nn.Module) -> torch.Tensor:
-    return torch.zeros(1, 3, 32, 32).to(**_placement(model))
+    device, dtype = _placement(model)
+    return torch.zeros(1, 3, 32, 32).to(device=device, dtype=dtype)
 
 
 def _run(

@@ -62,7 +62,7 @@ class ConvGroup(nn.Module):
             x = F.pad(x, _pooled_padding(x))
         x = F.gelu(self.norm1(F.max_pool2d(self.conv1(x), 2)))
         y = F.gelu(self.norm2(self.conv2(x)))
-        if self.conv3 is None:
+        if self.conv3 is None or self.norm3 is None:  # built and dropped together (see _load_from_state_dict)
             return y
         return F.gelu(self.norm3(self.conv3(y)) + x)
 
@@ -134,7 +134,7 @@ class FastNet(nn.Module):
         """Called by the training loop before each epoch (0-based): freezes the whitening bias after the first
         `whiten_bias_fraction` of the epochs (see WHITEN_BIAS_FRACTION). Without the call the bias trains
         throughout."""
-        self.whiten.bias.requires_grad_(epoch < max(1, round(epochs * self.whiten_bias_fraction)))
+        self._whiten_bias().requires_grad_(epoch < max(1, round(epochs * self.whiten_bias_fraction)))
 
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> None:
@@ -155,7 +155,13 @@ class FastNet(nn.Module):
         bias = -(filters @ mean)
         shape = (-1, 3, WHITEN_KERNEL, WHITEN_KERNEL)
         weight.copy_(torch.cat((filters, -filters)).reshape(shape).to(weight.dtype))
-        self.whiten.bias.copy_(torch.cat((bias, -bias)).to(self.whiten.bias.dtype))
+        whiten_bias = self._whiten_bias()
+        whiten_bias.copy_(torch.cat((bias, -bias)).to(whiten_bias.dtype))
+
+    def _whiten_bias(self) -> torch.Tensor:
+        bias = self.whiten.bias
+        assert bias is not None, "the whitening conv is built with bias=True"
+        return bias
 
     def param_groups(self, config: TrainConfig) -> list[dict[str, Any]]:
         """Optimizer groups, each with its `lr_scale`: build_optimizer gives it a peak lr of config.lr * lr_scale.

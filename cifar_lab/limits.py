@@ -109,7 +109,7 @@ def _model_profile(config: TrainConfig, half: bool) -> tuple[int, int, int, int]
 def _profile(config: TrainConfig, half: bool) -> tuple[int, int, int, int]:
     dtype = torch.bfloat16 if half else torch.float32
     with torch.device("meta"):
-        model = build_model(config).to(dtype=dtype, memory_format=torch.channels_last)
+        model = build_model(config).to(dtype=dtype).to(memory_format=torch.channels_last)
     model.train()
     one, _ = _saved_bytes(model, 1, dtype)
     two, largest = _saved_bytes(model, 2, dtype)

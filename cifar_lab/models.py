@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,20 @@ from .settings import described
 
 if TYPE_CHECKING:  # the config takes its arch choices from MODELS, so it imports this module
     from .config import TrainConfig
+
+
+@runtime_checkable
+class InitFromData(Protocol):
+    """A model with layers set from training images before the first step (fastnet's whitening filters)."""
+
+    def init_from_data(self, x: torch.Tensor) -> None: ...
+
+
+@runtime_checkable
+class EpochAware(Protocol):
+    """A model told each epoch (0-based) before it starts (fastnet freezes its whitening bias part way)."""
+
+    def start_epoch(self, epoch: int, epochs: int) -> None: ...
 
 
 class TutorialNet(nn.Module):

@@ -203,8 +203,9 @@ def _still_training(values: dict[str, Any], stale_after_s: float) -> bool:
     if values.get("status") != "running":
         return False
     try:
+        # No heartbeat reads as an unparsable one: ValueError, the same answer as None's TypeError.
         return process_alive(
-            values.get("pid"), values.get("proc_start"), values.get("host"), values.get("updated"), stale_after_s
+            values.get("pid"), values.get("proc_start"), values.get("host"), values.get("updated", ""), stale_after_s
         )
     except (TypeError, ValueError):
         return False

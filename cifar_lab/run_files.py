@@ -58,8 +58,9 @@ def check_folder(folder: Path, *, needed_bytes: int = 0) -> None:
         raise SaveError(err.errno, save_problem(err, folder)) from err
     if not os.access(folder, os.W_OK):  # access(2) also says no on a read-only file system, even to root
         readonly = hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY
-        err = OSError(errno.EROFS if readonly else errno.EACCES, "")
-        raise SaveError(err.errno, save_problem(err, folder))
+        # Its own name: `err` is unbound once the except above ends.
+        refused = OSError(errno.EROFS if readonly else errno.EACCES, "")
+        raise SaveError(refused.errno, save_problem(refused, folder))
     if needed_bytes:
         free = shutil.disk_usage(folder).free
         if free < needed_bytes:

@@ -11,7 +11,7 @@ import socket
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -483,7 +483,7 @@ class RunRecorder:
                 [self.run_id, event.step, event.epoch, event.loss, event.lr, event.images_per_s],
             )
 
-    def _update(self, assignments: str, params: list[Any], insert: str = "", row: list[Any] | None = None) -> None:
+    def _update(self, assignments: str, params: list[Any], insert: str = "", row: Sequence[Any] = ()) -> None:
         """Set `assignments` on the run (and `updated`, the heartbeat) and insert `row`, in one transaction."""
         with self.store._write() as conn:
             if insert:

@@ -12,6 +12,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import (
+    _BatchNorm,
+)  # the common base of BatchNorm1d/2d/3d, whose momentum is a float or None
 
 from .augment import augment, shrink
 from .config import TrainConfig
@@ -27,7 +30,7 @@ from .devices import (
 )
 from .evaluate import Evaluation, evaluate, predict_logits
 from .events import EpochEnd, Failed, Finished, Listener, Step, Stopped
-from .models import build_model, count_macs
+from .models import EpochAware, InitFromData, build_model, count_macs
 from .optim import apply_schedule, build_optimizer, load_optimizer_state, lr_factor
 from .preprocess import normalize
 
@@ -73,7 +76,7 @@ class _Run:
     flip_bits: torch.Tensor | None  # (N,) bool, alternate_flip only: mirror image i in even epochs
     steps_per_epoch: int
     total_steps: int
-    norm_momenta: list[tuple[nn.Module, float | None]]  # each BatchNorm and its own momentum, restored at the end
+    norm_momenta: list[tuple[_BatchNorm, float | None]]  # each BatchNorm and its own momentum, restored at the end
     notes: list[str] = field(default_factory=list)
     step: int = 0
     start_epoch: int = 0
@@ -164,7 +167,7 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     if resume is not None:  # before the optimizer: a checkpoint of an older layout may leave out a layer
         model.load_state_dict(resume["model"])
-    elif hasattr(model, "init_from_data"):
+    elif isinstance(model, InitFromData):
         sample = train_x[torch.randperm(len(train_x), generator=generator, device=device)[:WHITENING_SAMPLE]]
         model.init_from_data(normalize(sample, config.normalize))
     optimizer = build_optimizer(model, config)
@@ -211,7 +214,7 @@ def _auto_threads(config: TrainConfig, model: nn.Module) -> int:
 def _train_epoch(run: _Run, epoch: int, stop: threading.Event, emit: Listener):
     """One pass over the shuffled training set; returns (loss, acc, seconds) or a Failed/Stopped event."""
     c, model = run.config, run.model
-    if hasattr(model, "start_epoch"):  # fastnet freezes its whitening bias after the first third of the epochs
+    if isinstance(model, EpochAware):  # fastnet freezes its whitening bias after the first third of the epochs
         model.start_epoch(epoch, c.epochs)
     model.train()
     if run.step > run.norm_average_from:  # resumed inside the window: the saved statistics are a running average
@@ -280,7 +283,7 @@ def _average_norm_statistics(model: nn.Module, *, restart: bool) -> None:
         module.momentum = None
 
 
-def _batch_norms(model: nn.Module) -> list[nn.Module]:
+def _batch_norms(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d))]
 
 

@@ -101,7 +101,8 @@ def explain_panel(ckpt: Checkpoint, path: Path, view: np.ndarray, *, key: str) -
 
     text, chooser = st.columns([2, 1])  # the chooser sits above the third picture, so the pictures line up
     text.markdown(CAM_HELP)
-    target = chooser.selectbox(
+    # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
+    target: int = chooser.selectbox(  # type: ignore[assignment]
         "Evidence for class",
         range(len(classes)),
         index=runner_up,

@@ -43,7 +43,8 @@ for k, name in enumerate(data.classes):
     st.image(plots.mosaic(data.train_x[picks], scale=2), caption=name)
 
 st.subheader("Normalisation")
-how = st.radio(
+# streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
+how: str = st.radio(  # type: ignore[assignment]
     "Statistics",
     ("cifar", "half"),
     horizontal=True,

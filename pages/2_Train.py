@@ -117,7 +117,9 @@ def resume_section(lab: ui_state.Lab) -> None:
             f"{visible(r.name)} · {r.status} after epoch {r.epochs_done}/{r.config.get('epochs', '?')} · {r.id}": r
             for r in runs
         }
-        run = labels[st.selectbox("Run", list(labels), key="resume_run")]
+        # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
+        label: str = st.selectbox("Run", list(labels), key="resume_run")  # type: ignore[assignment]
+        run = labels[label]
         if run.message:
             st.caption(run.message)
         if st.button("Resume from its last finished epoch"):
@@ -174,7 +176,7 @@ if job is not None:
 
 config = config_form()
 if config is not None:
-    params, macs = st.cache_data(ui_state.model_cost, max_entries=64, show_spinner=False)(
+    params, macs = st.cache_data(max_entries=64, show_spinner=False)(ui_state.model_cost)(
         config.arch, config.width, config.depth, config.batchnorm
     )
     a, b = st.columns(2)
@@ -189,7 +191,7 @@ if st.session_state.get("busy"):
         st.rerun()
 if st.session_state.get("start_error"):
     st.error(st.session_state.pop("start_error"))
-if st.button("Start training", type="primary", disabled=config is None):
+if st.button("Start training", type="primary", disabled=config is None) and config is not None:
     start(lab, config)
     st.rerun()
 resume_section(lab)

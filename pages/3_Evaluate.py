@@ -53,6 +53,8 @@ normalised = st.sidebar.toggle("Row-normalised confusion matrix", help="each row
 st.title("Evaluate")
 
 ckpt = require_model(lab)
+model_path = lab.model_path
+assert model_path is not None, "require_model stops the page when there is no model file"
 try:
     data = lab.load_data()
     # Starts as the model's training scored it, so the figure matches the one training reported.
@@ -63,16 +65,16 @@ try:
         "shifts (the best preset) also scores shifted copies of its least confident "
         "images. On at first when the model's training scored it so",
     )
-    result = scored(str(lab.model_path), lab.model_path.stat().st_mtime_ns, lab.source, tta, lab)
+    result = scored(str(model_path), model_path.stat().st_mtime_ns, lab.source, tta, lab)
 except (DataError, CheckpointError, ValueError) as err:
-    st.error(f"Cannot evaluate {lab.model_path.name} on {lab.source}: {err}")
+    st.error(f"Cannot evaluate {model_path.name} on {lab.source}: {err}")
     st.stop()
 
 a, b, c = st.columns(3)
 a.metric("Test accuracy", f"{result.accuracy:.1%}")
 b.metric("Test loss", f"{result.loss:.3f}")
 c.metric("Test images", f"{len(result.labels):,}")
-st.caption(f"Model {lab.model_path.stem} on {data.source}.")
+st.caption(f"Model {model_path.stem} on {data.source}.")
 st.plotly_chart(plots.per_class_figure(result.per_class_accuracy, result.accuracy))
 st.plotly_chart(
     plots.confusion_figure(result.confusion, result.classes, normalised=normalised),
@@ -96,7 +98,7 @@ picked = st.selectbox(
 )
 if picked is not None:
     with st.expander(f"Why this prediction? Sample #{picked + 1}: {labels[picked]}", expanded=True):
-        explain_panel(lab.model(), lab.model_path, plots.to_hwc(data.test_x[picked]), key="evaluate")
+        explain_panel(ckpt, model_path, plots.to_hwc(data.test_x[picked]), key="evaluate")
 
 st.subheader("Misclassified")
 options = (ANY, *result.classes)

@@ -19,7 +19,9 @@ lab = ui_state.open_lab(st.cache_resource, st.session_state)
 st.title("Classify")
 
 ckpt = require_model(lab)
-st.caption(f"Model {lab.model_path.stem} ({ckpt.config.arch}). Classes: {', '.join(ckpt.classes)}.")
+model_path = lab.model_path
+assert model_path is not None, "require_model stops the page when there is no model file"
+st.caption(f"Model {model_path.stem} ({ckpt.config.arch}). Classes: {', '.join(ckpt.classes)}.")
 
 source = st.segmented_control("Picture from", SOURCES, default=SOURCES[0], key="classify_source") or SOURCES[0]
 
@@ -40,4 +42,4 @@ bars.subheader(f"{top[0].label} ({top[0].probability:.0%})")
 bars.plotly_chart(plots.probability_figure([p.label for p in top], [p.probability for p in top]))
 
 with st.expander("Why this prediction?"):
-    explain_panel(ckpt, lab.model_path, view, key="classify")
+    explain_panel(ckpt, model_path, view, key="classify")

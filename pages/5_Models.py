@@ -60,7 +60,9 @@ def model_table(lab: ui_state.Lab, infos: list[ui_state.ModelInfo]) -> None:
 
 def model_actions(lab: ui_state.Lab, infos: list[ui_state.ModelInfo]) -> None:
     names = {f"{info.name}  ({info.path.parent})": info for info in infos}
-    chosen = names[st.selectbox("Model", list(names))]
+    # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
+    name: str = st.selectbox("Model", list(names))  # type: ignore[assignment]
+    chosen = names[name]
     left, right = st.columns(2)
     if left.button("Make current", disabled=bool(chosen.error) or chosen.path == lab.model_path):
         st.session_state["model_path"] = str(chosen.path)

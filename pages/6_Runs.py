@@ -112,7 +112,11 @@ def confirm_delete(lab: ui_state.Lab, store: RunStore, run: RunRecord) -> None:
 def manage(lab: ui_state.Lab, store: RunStore, runs: dict[str, RunRecord]) -> None:
     """One run: rename, download its checkpoint, resume it, delete it."""
     forget_deleted("manage_run", runs, next(iter(runs)))
-    run = runs[st.selectbox("Run", list(runs), key="manage_run", format_func=lambda i: run_views.label(runs[i]))]
+    # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
+    run_id: str = st.selectbox(  # type: ignore[assignment]
+        "Run", list(runs), key="manage_run", format_func=lambda i: run_views.label(runs[i])
+    )
+    run = runs[run_id]
     if run.damaged:
         st.error(run_views.damaged_note(run))
     else:

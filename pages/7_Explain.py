@@ -48,14 +48,15 @@ def summary_section(lab: ui_state.Lab, ckpt: Checkpoint | None) -> None:
         CURRENT: f"current model: {lab.model_path.stem if lab.model_path else ''}",
         **{arch: f"{arch}: {DESCRIPTIONS.get(arch, '')} (untrained, default width)" for arch in ARCHS},
     }
-    chosen = st.selectbox(
+    # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
+    chosen: str = st.selectbox(  # type: ignore[assignment]
         "Model",
         options,
-        format_func=label.get,
+        format_func=lambda option: label[option],
         key="summary_model",
         help="the current model, or a fresh one of any architecture in the registry",
     )
-    if chosen == CURRENT:
+    if chosen == CURRENT and ckpt is not None and lab.model_path is not None:  # offered only with a model
         summary_view(summary_of(model_id(lab.model_path), ckpt.model))
     else:
         summary_view(summary_of_arch(chosen))
@@ -77,14 +78,15 @@ st.write(
 ckpt = current_model(
     lab, no_model_note=" Then its explanations show here; the layer table below works for every architecture already."
 )
-if ckpt is not None:
-    st.caption(f"Model {lab.model_path.stem} ({ckpt.config.arch}).")
+model_path = lab.model_path  # not None wherever ckpt is not: current_model needs a file to load
+if ckpt is not None and model_path is not None:
+    st.caption(f"Model {model_path.stem} ({ckpt.config.arch}).")
     source = st.segmented_control("Picture from", SOURCES, default=SOURCES[0], key="explain_source") or SOURCES[0]
     view = picture(lab, source)
     if view is not None:
-        result = explained(model_id(lab.model_path), view, ckpt.config.normalize, ckpt.model)
+        result = explained(model_id(model_path), view, ckpt.config.normalize, ckpt.model)
         best = result.predicted
         st.subheader(f"Predicted: {ckpt.classes[best]} ({result.probabilities[best]:.0%})")
-        explain_panel(ckpt, lab.model_path, view, key="explain")
+        explain_panel(ckpt, model_path, view, key="explain")
 
 summary_section(lab, ckpt)

@@ -22,10 +22,10 @@ import urllib.request
 from pathlib import Path
 
 from PIL import Image
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import FilePayload, Page, ViewportSize, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
-VIEWPORT = {"width": 1400, "height": 1000}
+VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
 WAIT_MS = 600_000  # the Train shot waits for an epoch of real CIFAR-10, minutes on a 2-core CPU
 
 
@@ -97,7 +97,7 @@ def shoot(page: Page, url: str, data: Path, folder: Path) -> None:
 
     page.goto(f"{url}/Classify")
     page.locator("input[type=file]").set_input_files(
-        files=[{"name": "cat.png", "mimeType": "image/png", "buffer": phone_photo(data)}]
+        files=[FilePayload(name="cat.png", mimeType="image/png", buffer=phone_photo(data))]
     )
     page.get_by_text("what the model sees").first.wait_for()
     settle(page)

@@ -59,9 +59,9 @@ def to_input(view: np.ndarray, normalize: str = "cifar") -> torch.Tensor:
 def probabilities(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     """Softmax (num_classes,) float32 for one normalised image; the model's modes are left as found."""
     param = next(model.parameters(), None)
-    placement = {} if param is None else {"device": param.device, "dtype": param.dtype}
+    device, dtype = (None, None) if param is None else (param.device, param.dtype)  # None: `.to` leaves it as is
     with eval_mode(model), torch.inference_mode():
-        logits = model(x.to(**placement)).float()
+        logits = model(x.to(device=device, dtype=dtype)).float()
     return torch.softmax(logits[0], dim=0).cpu().numpy()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..data import CifarData, DataError, load_data, resolve_source
-from ..events import EpochEnd, Event, Step
+from ..events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from ..run_files import SaveError
 from ..runner import RunPlan, TrainingRun, abandon, default_name, new_run, resume_run
 from ..runs import RESUMABLE, EpochRecord, RunRecord, RunStore, RunStoreError, default_db_path
@@ -43,9 +43,10 @@ class TrainingJob:
         self._losses = LossSeries()
         self._epochs: list[EpochEnd] = []
         self._last_step: Step | None = None
-        self._final: Event | None = None
+        self._final: Finished | Stopped | Failed | None = None
         self._saved_epoch = plan.saved_epoch  # what the checkpoint file holds: a resumed run's last epoch at first
-        self._started_at, self._finished_at = time.time(), None
+        self._started_at = time.time()
+        self._finished_at: float | None = None
         self.result: TrainResult | None = None
         if plan.resume is not None and store is not None:
             self._load_history(store)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,7 +86,7 @@ class DataChoice:
     options: tuple[str, ...]  # what the data selectbox offers, the default first
 
 
-def data_choice(env: dict[str, str] | None = None) -> DataChoice:
+def data_choice(env: Mapping[str, str] | None = None) -> DataChoice:
     """Env CIFAR_LAB_DATA, else ./data when it holds CIFAR-10; otherwise no default and a message with the fix."""
     env = os.environ if env is None else env
     given = env.get("CIFAR_LAB_DATA", "")
@@ -209,7 +209,8 @@ def checkpoint_at(path: str, mtime_ns: int) -> Checkpoint:
     return load_checkpoint(path)
 
 
-def open_lab(cache: Cache, state: MutableMapping[str, Any]) -> Lab:
+# Any keys: st.session_state is a MutableMapping[str | int, Any], and a test's plain dict[str, Any] is not one.
+def open_lab(cache: Cache, state: MutableMapping[Any, Any]) -> Lab:
     """The shared objects for a page: `cache` keeps them process-wide, `state` (the session) holds the choices."""
     choice = data_choice()
     source = state.get("data_source") or choice.options[0]
