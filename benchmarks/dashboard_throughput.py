@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from cifar_lab import plots
 from cifar_lab.cli import ProgressPrinter
 from cifar_lab.config import PRESETS, TrainConfig, preset
+from cifar_lab.dashboard import plots
 from cifar_lab.dashboard.jobs import JobManager
 from cifar_lab.data import CifarData, load_data, synthetic_data
+from cifar_lab.runner import TrainingRun, new_run
 from cifar_lab.runs import RunStore
-from cifar_lab.session import TrainSession
 
 REFRESH_S = 1.0  # the Train page's st.fragment(run_every=1.0)
 
@@ -34,9 +34,10 @@ REFRESH_S = 1.0  # the Train page's st.fragment(run_every=1.0)
 def cli_path(config: TrainConfig, data: CifarData, folder: Path) -> float:
     """images/s of the run as `python -m cifar_lab train` does it: run store, progress listener, checkpoints."""
     store = RunStore(folder / "cli.db")
-    run_id = store.create_run(config, "cli", "benchmark", folder / "cli.pth")
-    session = TrainSession(config, data, folder / "cli.pth", store=store, run_id=run_id)
-    return session.run(on_event=ProgressPrinter(io.StringIO()), stop=threading.Event()).images_per_s
+    run = TrainingRun(
+        new_run(config, folder=folder, store=store, name="cli", data_source="benchmark"), data, store=store
+    )
+    return run.run(on_event=ProgressPrinter(io.StringIO()), stop=threading.Event()).images_per_s
 
 
 def dashboard_path(config: TrainConfig, data: CifarData, folder: Path) -> tuple[float, list[float]]:
@@ -94,12 +95,16 @@ def main() -> None:
     )
     cli, dash, ratios, redraws = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        TrainSession(
-            config.replace(epochs=1), data.subset(n_train=2 * config.batch_size, n_test=100), Path(tmp) / "warmup.pth"
+        warmup = config.replace(epochs=1)
+        TrainingRun(
+            new_run(warmup, folder=Path(tmp), name="warmup"), data.subset(n_train=2 * config.batch_size, n_test=100)
         ).run()  # first-call costs (kernel selection, allocator) left out
         for i in range(args.repeats):
             c, d, r = measure_pair(config, data, Path(tmp), dashboard_first=i % 2 == 1)
-            cli.append(c), dash.append(d), ratios.append(d / c), redraws.extend(r)
+            cli.append(c)
+            dash.append(d)
+            ratios.append(d / c)
+            redraws.extend(r)
             print(f"  pair {i + 1}: cli {c:,.0f} img/s, dashboard {d:,.0f} img/s, ratio {d / c:.3f} ({len(r)} redraws)")
     report(args.repeats, cli, dash, ratios, redraws)
 
