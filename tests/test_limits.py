@@ -252,7 +252,7 @@ def test_the_estimate_of_a_small_real_run_is_within_its_stated_factor_of_the_mea
     )
     assert done.returncode == 0, done.stderr
     measured, estimated = map(int, done.stdout.split())
-    assert 0.8 <= estimated / measured <= 1.3, (measured, estimated)  # docs/memory.md: -20 %..+30 %
+    assert 0.8 <= estimated / measured <= 1.35, (measured, estimated)  # docs/memory.md: -20 %..+35 %
 
 
 # --- out of memory while training -------------------------------------------------------------------------------
