@@ -40,7 +40,7 @@ CHILD = """
 import json, sys, tempfile
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
-from cifar_lab.session import TrainSession
+from cifar_lab.runner import TrainingRun, new_run
 
 def status(key):
     with open("/proc/self/status") as f:
@@ -50,8 +50,8 @@ data = synthetic_data(int(sys.argv[2]), int(sys.argv[3]))
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak starts again from here: generating the data is not training
 before = status("VmRSS")
-with tempfile.TemporaryDirectory() as out:
-    result = TrainSession(config, data, out + "/run.pth").run()
+with tempfile.TemporaryDirectory() as out:  # a checkpoint after every epoch, as `train` keeps
+    result = TrainingRun(new_run(config, folder=out, data=data), data).run()
 print(json.dumps({"before": before, "after": status("VmHWM"), "status": result.status}))
 """
 
