@@ -10,21 +10,22 @@ import secrets
 import socket
 import sqlite3
 import time
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import paths
 from .config import TrainConfig
-from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from .labels import clean_label
-from .oom import oom_kills, out_of_memory_message, peak_rss
+from .oom import out_of_memory_message
 from .processes import process_alive, this_process
 from .run_check import Quarantined, decode_run_row, decode_text, quarantine_damaged
+
+if TYPE_CHECKING:
+    from .run_recorder import RunRecorder
 
 ENV_DB = "CIFAR_LAB_RUNS_DB"
 DB_NAME = "cifar_lab.db"
@@ -184,14 +185,14 @@ class RunStore:
     ) -> str:
         """Record a new run as 'running' by this process; returns its id, e.g. "250612-3fa9". A given `run_id`
         that is taken raises RunIdTaken; without one, ids are drawn until a free one is found."""
-        now = _now()
+        started = now()
         values = [
             clean_name(name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"),
             json.dumps(config.to_dict()),
             str(checkpoint_path) if checkpoint_path else None,
             data_source,
-            now,
-            now,
+            started,
+            started,
             *this_process(),
         ]
         for _ in range(1 if run_id else 20):
@@ -213,6 +214,8 @@ class RunStore:
     def listener(self, run_id: str) -> RunRecorder:
         """The training listener that records `run_id`'s steps, epochs and outcome. Made as the run (re)starts, it
         notes the cgroup's OOM-kill count, so that a kill for memory is told apart at the next start."""
+        from .run_recorder import RunRecorder  # it writes through this store: imported here, not at the top
+
         recorder = RunRecorder(self, run_id)
         recorder.note_start()
         return recorder
@@ -232,7 +235,7 @@ class RunStore:
         marks a run that resuming as it is would end the same way."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status={status!r} is not valid; choose one of: {', '.join(STATUSES)}")
-        changes: dict[str, Any] = {"updated": _now()}
+        changes: dict[str, Any] = {"updated": now()}
         if status is not None:
             changes.update(status=status, ended=None if status == "running" else changes["updated"])
         if message is not None:
@@ -262,7 +265,7 @@ class RunStore:
             conn.execute(
                 "UPDATE runs SET status = 'running', message = ?, ended = NULL, updated = ?, "
                 "epochs_done = ?, pid = ?, proc_start = ?, host = ? WHERE id = ?",
-                [f"resumed after epoch {epoch}", _now(), epoch, *this_process(), run_id],
+                [f"resumed after epoch {epoch}", now(), epoch, *this_process(), run_id],
             )
             conn.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", [run_id, epoch])
             conn.execute("DELETE FROM steps WHERE run_id = ? AND step > ?", [run_id, step])
@@ -283,14 +286,14 @@ class RunStore:
                 conn.execute(
                     "UPDATE runs SET status = ?, message = ?, ended = ?, out_of_memory = ? WHERE id = ? "
                     "AND status = 'running' AND updated = ?",
-                    ["failed" if oom else "interrupted", message, _now(), int(bool(oom)), r["id"], r["updated"]],
+                    ["failed" if oom else "interrupted", message, now(), int(bool(oom)), r["id"], r["updated"]],
                 )
         return [r["id"] for r in gone]
 
     def quarantine_damaged(self) -> Quarantined:
         """Move damaged rows out of `runs` (with their epochs and steps) into the quarantine tables; see run_check."""
         with self._write() as conn:
-            return quarantine_damaged(conn, STATUSES, _now(), STALE_AFTER_S)
+            return quarantine_damaged(conn, STATUSES, now(), STALE_AFTER_S)
 
     def rename(self, run_id: str, name: str) -> None:
         with self._write() as conn:
@@ -416,88 +419,13 @@ class RunStore:
             return conn.execute(sql, list(params)).fetchall()
 
 
-class RunRecorder:
-    """A training listener writing one run's events. A database error is warned about once and kept in
-    `error`, never raised into the loop: a lost metric row must not end a training run."""
-
-    def __init__(self, store: RunStore, run_id: str) -> None:
-        self.store, self.run_id = store, run_id
-        self.error: Exception | None = None
-
-    def __call__(self, event: Event) -> None:
-        try:
-            self._record(event)
-        except (sqlite3.Error, RunStoreError) as err:
-            self._failed(err)
-
-    def note_start(self) -> None:
-        """The cgroup's OOM-kill count as the run (re)starts; mark_interrupted compares it with the count then."""
-        try:
-            self._update("oom_kills = ?", [oom_kills()])
-        except (sqlite3.Error, RunStoreError) as err:
-            self._failed(err)
-
-    def _failed(self, err: Exception) -> None:
-        if self.error is None:
-            warnings.warn(f"run {self.run_id}: metrics not recorded: {err}", RuntimeWarning, stacklevel=3)
-        self.error = err
-
-    def _record(self, event: Event) -> None:
-        if isinstance(event, Finished):
-            metrics = {
-                "test_accuracy": event.test_accuracy,
-                "train_seconds": event.train_seconds,
-                "images_per_s": event.images_per_s,
-            }
-            self._update(
-                "status = 'completed', message = '', ended = ?, epochs_done = ?, test_accuracy = ?, metrics = ?",
-                [_now(), event.epochs, event.test_accuracy, json.dumps(metrics)],
-            )
-        elif isinstance(event, Stopped):
-            self._update(
-                "status = 'stopped', message = ?, ended = ?, epochs_done = ?",
-                [f"stopped by request after {event.epochs_done} epoch(s)", _now(), event.epochs_done],
-            )
-        elif isinstance(event, Failed):
-            self._update("status = 'failed', message = ?, ended = ?", [event.message, _now()])
-        elif isinstance(event, EpochEnd):
-            self._update(
-                "epochs_done = ?, peak_rss = ?",
-                [event.epoch, peak_rss()],
-                "INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    self.run_id,
-                    event.epoch,
-                    event.train_loss,
-                    event.train_acc,
-                    event.test_loss,
-                    event.test_acc,
-                    event.seconds,
-                ],
-            )
-        elif isinstance(event, Step):  # the memory high-water mark with each heartbeat: the last one before an OOM kill
-            self._update(
-                "peak_rss = ?",
-                [peak_rss()],
-                "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?, ?)",
-                [self.run_id, event.step, event.epoch, event.loss, event.lr, event.images_per_s],
-            )
-
-    def _update(self, assignments: str, params: list[Any], insert: str = "", row: Sequence[Any] = ()) -> None:
-        """Set `assignments` on the run (and `updated`, the heartbeat) and insert `row`, in one transaction."""
-        with self.store._write() as conn:
-            if insert:
-                conn.execute(insert, row)
-            sets = f"{assignments}, updated = ?" if assignments else "updated = ?"
-            conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*params, _now(), self.run_id])
-
-
 def clean_name(name: str) -> str:
     """A display name: visible text of 1 to MAX_NAME characters (see labels.clean_label)."""
     return clean_label(name, "run name", max_chars=MAX_NAME)
 
 
-def _now() -> str:
+def now() -> str:
+    """The time as the store writes it: ISO 8601, UTC, to the millisecond."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
