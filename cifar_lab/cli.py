@@ -236,6 +236,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .data import load_data, resolve_source
     from .devices import slow_cpu_note
+    from .limits import machine_notes
     from .runner import TrainingRun, check_run, new_run
 
     if args.resume is not None:
@@ -251,7 +252,7 @@ def _train(args: argparse.Namespace) -> int:
         f"run {plan.run_id} (resume it, if it ends early, with: {args.prog} train --resume {plan.run_id})",
         file=sys.stderr,
     )
-    notes = check_run(config, args.out)
+    notes = machine_notes(config)
     if config.precision == "auto" and (note := slow_cpu_note(config.device)):
         notes.append(note)
     for note in notes:

@@ -37,6 +37,7 @@ class RunPlan:
     data_source: str | None  # what load_data takes: recorded so that a resume reloads the same data
     run_id: str | None = None  # None when no run store records it
     resume: dict[str, Any] | None = None  # the state of its last saved epoch, when continuing a run
+    memory_checked: bool = False  # new_run checked the memory against the data it trains on: not again at the start
 
     @property
     def saved_epoch(self) -> int:
@@ -91,8 +92,9 @@ def new_run(
             continue  # another process or machine drew the same id for the same name
         except OSError as err:
             raise SaveError(err.errno, save_problem(err, folder)) from err
+        checked = data is not None
         if store is None:
-            return RunPlan(config, label, path, data_source)
+            return RunPlan(config, label, path, data_source, memory_checked=checked)
         try:
             store.create_run(config, label, data_source, path, run_id=run_id)
         except RunIdTaken:
@@ -102,7 +104,7 @@ def new_run(
             release_unused(path)
             raise
         log.info("run %s (%s) recorded; its checkpoint is %s", run_id, label, path)
-        return RunPlan(config, label, path, data_source, run_id)
+        return RunPlan(config, label, path, data_source, run_id, memory_checked=checked)
     raise RunStoreError(f"no free run id after {CLAIM_TRIES} tries in {folder}; is it shared by far too many runs?")
 
 
@@ -151,8 +153,9 @@ class TrainingRun:
 
     def run(self, *, on_event: Listener | None = None, stop: threading.Event | None = None) -> TrainResult:
         """Train to the end, a stop or a failure. Raises ValueError, before the record is touched, when the run
-        cannot fit in the memory that is free now."""
-        check_memory(self.plan.config, len(self.data.train_x), n_test_images=len(self.data.test_x))
+        cannot fit in the memory that is free now (unless new_run has just checked that)."""
+        if not self.plan.memory_checked:
+            check_memory(self.plan.config, len(self.data.train_x), n_test_images=len(self.data.test_x))
         recorder = self._begin()
         listeners = (self._save_epoch, *recorder, *self.listeners, *([on_event] if on_event else []))
         started = time.perf_counter()

@@ -12,9 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import (
-    _BatchNorm,
-)  # the common base of BatchNorm1d/2d/3d, whose momentum is a float or None
+from torch.nn.modules.batchnorm import _BatchNorm  # base of BatchNorm1d/2d/3d; momentum: float or None
 
 from .augment import augment, shrink
 from .config import TrainConfig

@@ -8,6 +8,21 @@ import torch
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import CifarData, synthetic_data
 
+# A run that trains in about a second on the CPU: the run store, job and page tests train it for real.
+TINY_RUN = TrainConfig(
+    arch="cnn",
+    width=8,
+    depth=1,
+    batch_size=32,
+    epochs=2,
+    eval_subset=0,
+    precision="fp32",
+    device="cpu",
+    threads=1,
+    schedule="constant",
+    lr=0.05,
+)
+
 
 @pytest.fixture(scope="session")
 def tiny_data() -> CifarData:

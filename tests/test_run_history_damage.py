@@ -11,26 +11,14 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TINY_RUN
 
 from cifar_lab import cli
-from cifar_lab.config import TrainConfig
 from cifar_lab.events import EpochEnd, Step
 from cifar_lab.resume import resume_problem
 from cifar_lab.runs import RunStore, RunStoreError
 
-TINY = TrainConfig(
-    arch="cnn",
-    width=8,
-    depth=1,
-    batch_size=32,
-    epochs=2,
-    eval_subset=0,
-    precision="fp32",
-    device="cpu",
-    threads=1,
-    schedule="constant",
-    lr=0.05,
-)
+TINY = TINY_RUN
 
 
 @pytest.fixture()

@@ -8,29 +8,17 @@ import sqlite3
 import pytest
 import streamlit as st
 from apptest_helpers import ROOT, button_starting, open_page
+from conftest import TINY_RUN
 from streamlit.testing.v1 import AppTest
 
 from cifar_lab.checkpoint import save_checkpoint
-from cifar_lab.config import TrainConfig
 from cifar_lab.dashboard import run_views, ui_state
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd, Step
 from cifar_lab.models import build_model
 from cifar_lab.runs import RunStore
 
-TINY = TrainConfig(
-    arch="cnn",
-    width=8,
-    depth=1,
-    batch_size=32,
-    epochs=3,
-    eval_subset=0,
-    precision="fp32",
-    device="cpu",
-    threads=1,
-    schedule="constant",
-    lr=0.05,
-)
+TINY = TINY_RUN.replace(epochs=3)
 PAGES = {"Home": None, "Train": "pages/2_Train.py", "Runs": "pages/6_Runs.py", "Models": "pages/5_Models.py"}
 
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import start_run
+from conftest import TINY_RUN, start_run
 
 import cifar_lab
 from cifar_lab import checkpoint as ckpt_module
@@ -25,23 +25,12 @@ from cifar_lab.config import TrainConfig
 from cifar_lab.dashboard.jobs import JobManager
 from cifar_lab.data import load_data, synthetic_data
 from cifar_lab.run_files import claim_checkpoint, sweep_stale_temporaries
-from cifar_lab.runner import new_run, resume_run
+from cifar_lab.runner import TrainingRun, new_run, resume_run
 from cifar_lab.runs import RunStore, RunStoreError
 from cifar_lab.train import train
 
 REPO = Path(cifar_lab.__file__).resolve().parent.parent
-TINY = TrainConfig(
-    arch="cnn",
-    width=8,
-    depth=1,
-    batch_size=32,
-    epochs=2,
-    precision="fp32",
-    device="cpu",
-    threads=1,
-    schedule="constant",
-    lr=0.05,
-)
+TINY = TINY_RUN
 FLAGS = [
     "--data",
     "synthetic",
@@ -381,3 +370,15 @@ def test_a_folder_on_a_read_only_mount_is_named_as_such_before_any_space_check(t
     monkeypatch.setattr(run_files.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
     code, _, err = run_cli(capsys, "train", *FLAGS, "--out", tmp_path, "--runs-db", tmp_path / "runs.db")
     assert code == cli.EXIT_USER_ERROR and f"{tmp_path} is on a read-only file system" in err and "MB free" not in err
+
+
+def test_the_memory_is_checked_once_per_start(tmp_path, data, monkeypatch):
+    import cifar_lab.runner as runner_module
+
+    calls = []
+    real = runner_module.check_memory
+    monkeypatch.setattr(runner_module, "check_memory", lambda *a, **k: calls.append(a) or real(*a, **k))
+    plan = new_run(TINY.replace(epochs=1), folder=tmp_path, data=data)  # checked here, with the data
+    assert TrainingRun(plan, data).run().status == "completed" and len(calls) == 1
+    plan = new_run(TINY.replace(epochs=1), folder=tmp_path)  # no data yet (a job loading its own): checked at start
+    assert TrainingRun(plan, data).run().status == "completed" and len(calls) == 2

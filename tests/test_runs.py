@@ -14,27 +14,14 @@ import threading
 import time
 
 import pytest
-from conftest import start_run
+from conftest import TINY_RUN, start_run
 
 from cifar_lab import paths
-from cifar_lab.config import TrainConfig
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd, Failed, Finished, Step, Stopped
 from cifar_lab.runs import RunStore, RunStoreError, _enable_wal, default_db_path, safe_child
 
-TINY = TrainConfig(
-    arch="cnn",
-    width=8,
-    depth=1,
-    batch_size=32,
-    epochs=2,
-    eval_subset=0,
-    precision="fp32",
-    device="cpu",
-    threads=1,
-    schedule="constant",
-    lr=0.05,
-)
+TINY = TINY_RUN
 
 
 @pytest.fixture()

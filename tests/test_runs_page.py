@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import streamlit as st
 from apptest_helpers import button_starting, open_page
+from conftest import TINY_RUN
 from streamlit.testing.v1 import AppTest
 
 from cifar_lab import paths
@@ -23,19 +24,7 @@ from cifar_lab.runs import RunStore, RunStoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/6_Runs.py"
-TINY = TrainConfig(
-    arch="cnn",
-    width=8,
-    depth=1,
-    batch_size=32,
-    epochs=3,
-    eval_subset=0,
-    precision="fp32",
-    device="cpu",
-    threads=1,
-    schedule="constant",
-    lr=0.05,
-)
+TINY = TINY_RUN.replace(epochs=3)
 
 
 @pytest.fixture(autouse=True)
