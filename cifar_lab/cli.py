@@ -237,6 +237,7 @@ def _train(args: argparse.Namespace) -> int:
     from .data import load_data, resolve_source
     from .devices import slow_cpu_note
     from .limits import machine_notes
+    from .roles import cli_owner
     from .runner import TrainingRun, check_run, new_run
 
     if args.resume is not None:
@@ -246,7 +247,14 @@ def _train(args: argparse.Namespace) -> int:
     data = load_data(args.data, download=args.download)
     store = _open_store(args.runs_db, args.out)
     plan = new_run(
-        config, folder=args.out, store=store, name=args.name, data_source=resolve_source(args.data), data=data
+        config,
+        folder=args.out,
+        store=store,
+        name=args.name,
+        data_source=resolve_source(args.data),
+        data=data,
+        owner=cli_owner(),
+        preset=args.preset,
     )
     print(
         f"run {plan.run_id} (resume it, if it ends early, with: {args.prog} train --resume {plan.run_id})",

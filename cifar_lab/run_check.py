@@ -70,6 +70,14 @@ def _fraction(value: Any) -> float | None:
     return float(value)
 
 
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
 def _field_readers(statuses: Collection[str]) -> dict[str, tuple[Callable[[Any], Any], Any]]:
     """Column -> (reader raising ValueError with what is wrong, stand-in when it cannot be read)."""
 
@@ -99,6 +107,10 @@ def _field_readers(statuses: Collection[str]) -> dict[str, tuple[Callable[[Any],
         "pid": (lambda v: _whole(v, optional=True), None),
         "host": (optional_text, None),
         "out_of_memory": (lambda v: bool(_whole(v)), False),
+        "owner": (_text, ""),
+        "preset": (_text, ""),
+        "position": (_number, None),
+        "hidden": (lambda v: bool(_whole(v)), False),
     }
 
 

@@ -84,7 +84,7 @@ class RunRecorder:
 
     def _update(self, assignments: str, params: list[Any], insert: str = "", row: Sequence[Any] = ()) -> None:
         """Set `assignments` on the run (and `updated`, the heartbeat) and insert `row`, in one transaction."""
-        with self.store._write() as conn:
+        with self.store.transaction() as conn:
             if insert:
                 conn.execute(insert, row)
             sets = f"{assignments}, updated = ?" if assignments else "updated = ?"

@@ -20,7 +20,7 @@ from .limits import check_memory, machine_notes, memory_failure_message
 from .models import build_model, count_params
 from .resume import load_resume, resume_problem
 from .run_files import SaveError, check_folder, claim_checkpoint, release_unused, save_problem, sweep_stale_temporaries
-from .runs import RunIdTaken, RunStore, RunStoreError, clean_name, new_run_id
+from .runs import RunIdTaken, RunRecord, RunStore, RunStoreError, clean_name, new_run_id
 from .train import TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,11 @@ def new_run(
     name: str | None = None,
     data_source: str | None = None,
     data: CifarData | None = None,
+    owner: str = "",
+    preset: str = "",
 ) -> RunPlan:
     """Check (the memory too when `data` is given), then claim a unique checkpoint file and (with a store) record
-    the run as running."""
+    the run as running, started by `owner` from `preset`."""
     label = clean_name(name or default_name(config))
     folder = Path(folder)
     check_run(config, folder, data)
@@ -96,7 +98,7 @@ def new_run(
         if store is None:
             return RunPlan(config, label, path, data_source, memory_checked=checked)
         try:
-            store.create_run(config, label, data_source, path, run_id=run_id)
+            store.create_run(config, label, data_source, path, run_id=run_id, owner=owner, preset=preset)
         except RunIdTaken:
             release_unused(path)
             continue
@@ -106,6 +108,28 @@ def new_run(
         log.info("run %s (%s) recorded; its checkpoint is %s", run_id, label, path)
         return RunPlan(config, label, path, data_source, run_id, memory_checked=checked)
     raise RunStoreError(f"no free run id after {CLAIM_TRIES} tries in {folder}; is it shared by far too many runs?")
+
+
+def start_queued(store: RunStore, record: RunRecord, folder: str | Path) -> RunPlan:
+    """A new run the queue has just claimed (run_queue.claim_next): checked again, since the machine may have
+    changed while it waited, and its checkpoint file claimed under its id. A problem fails the run, with the fix."""
+    folder = Path(folder)
+    try:
+        config = record.train_config
+        check_run(config, folder)
+        path = claim_checkpoint(folder, record.name, record.id)
+    except SaveError as err:  # the folder cannot hold it (now)
+        message = str(err)
+    except OSError as err:
+        message = save_problem(err, folder)
+    except ValueError as err:  # a device gone, a folder full, a config this version cannot read
+        message = str(err)
+    else:
+        store.finish(record.id, checkpoint=path)
+        log.info("run %s (%s) left the queue; its checkpoint is %s", record.id, record.name, path)
+        return RunPlan(config, record.name, path, record.data_source, record.id)
+    store.finish(record.id, "failed", message=message)
+    raise RunStoreError(f"run {record.id} could not start: {message}")
 
 
 def resume_run(store: RunStore, run_id: str) -> RunPlan:
@@ -163,7 +187,7 @@ class TrainingRun:
             result = train(
                 self.plan.config, self.data, stop=stop, on_event=fan_out(*listeners), resume=self.plan.resume
             )
-            metrics = self._final_metrics(result)
+            metrics = self._final_metrics(result, time.perf_counter() - started)
             if metrics is not None:
                 self._save(result.model, result.epochs_done, metrics)
         except SaveError as err:
@@ -208,13 +232,15 @@ class TrainingRun:
             ) from err
         self.saved_epoch = epoch
 
-    def _final_metrics(self, result: TrainResult) -> dict[str, Any] | None:
+    def _final_metrics(self, result: TrainResult, total_seconds: float) -> dict[str, Any] | None:
         if result.status != "completed" or result.evaluation is None:
             return None
         metrics = {
             **result.evaluation.summary(),
             "train_seconds": result.train_seconds,
             "images_per_s": result.images_per_s,
+            "total_seconds": total_seconds,  # training and every evaluation: what a queue's estimates go by
+            "train_images": len(self.data.train_x),
             "device": result.device,
             "data": self.data.source,
         }

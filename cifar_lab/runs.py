@@ -10,7 +10,7 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -29,11 +29,12 @@ if TYPE_CHECKING:
 
 ENV_DB = "CIFAR_LAB_RUNS_DB"
 DB_NAME = "cifar_lab.db"
-STATUSES = ("running", "completed", "stopped", "failed", "interrupted")
+STATUSES = ("queued", "running", "completed", "stopped", "failed", "interrupted")
 RESUMABLE = frozenset({"stopped", "interrupted", "failed"})
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's lock; each transaction holds it for milliseconds
 STALE_AFTER_S = 900.0  # a run of another host (pid unverifiable) silent this long is taken as interrupted
 MAX_NAME = 100  # characters of a run's display name (and at most labels.MAX_BYTES bytes)
+MAX_OWNER = 40  # characters of a participant's name
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -47,11 +48,16 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS steps (
         run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER, loss REAL, lr REAL, images_per_s REAL,
         PRIMARY KEY (run_id, step))""",
+    "CREATE TABLE IF NOT EXISTS class_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",  # class_settings.py
 )
 ADDED_COLUMNS = {  # columns newer than the first stores: added to an existing file when it is opened
     "oom_kills": "INTEGER",  # the cgroup's OOM-kill count when the run (re)started; NULL where not shown
     "peak_rss": "INTEGER",  # bytes: the training process's memory high-water mark at its last report
     "out_of_memory": "INTEGER NOT NULL DEFAULT 0",  # 1: the kernel's OOM killer ended it (see oom.py)
+    "owner": "TEXT NOT NULL DEFAULT ''",  # who started it: a participant's name, or the user who ran the CLI
+    "preset": "TEXT NOT NULL DEFAULT ''",  # the preset its settings started from; '' when none was named
+    "position": "REAL",  # its place in the queue while queued (smallest first); see run_queue.py
+    "hidden": "INTEGER NOT NULL DEFAULT 0",  # 1: the teacher took it off the leaderboard
 }
 
 
@@ -87,6 +93,10 @@ class RunRecord:
     pid: int | None
     host: str | None
     out_of_memory: bool = False  # the kernel's OOM killer ended it: resuming it as is would end the same way
+    owner: str = ""  # who started it: a participant's name, the CLI user's login; "" in stores older than owners
+    preset: str = ""  # the preset its settings started from; "" when none was named
+    position: float | None = None  # its place in the queue while queued, smallest first
+    hidden: bool = False  # the teacher took it off the leaderboard
     damaged: str = ""  # what is wrong with the row as stored, e.g. "config is not valid JSON: ..."; "" when sound
     unreadable: frozenset[str] = frozenset()  # fields of a damaged row holding a stand-in, not the stored value
 
@@ -163,7 +173,7 @@ class RunStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with _wrapped(self.path), closing(self._connect()) as conn:
                 _enable_wal(conn)
-            with self._write() as conn:
+            with self.transaction() as conn:
                 for statement in SCHEMA:
                     conn.execute(statement)
                 _add_missing_columns(conn)
@@ -182,27 +192,36 @@ class RunStore:
         checkpoint_path: str | os.PathLike | None = None,
         *,
         run_id: str | None = None,
+        owner: str = "",
+        preset: str = "",
+        place: Callable[[sqlite3.Connection], float] | None = None,
     ) -> str:
         """Record a new run as 'running' by this process; returns its id, e.g. "250612-3fa9". A given `run_id`
-        that is taken raises RunIdTaken; without one, ids are drawn until a free one is found."""
+        that is taken raises RunIdTaken; without one, ids are drawn until a free one is found. With `place` the run
+        is queued instead: called inside the insert's transaction, it returns the run's queue position or raises."""
         started = now()
-        values = [
-            clean_name(name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"),
-            json.dumps(config.to_dict()),
-            str(checkpoint_path) if checkpoint_path else None,
-            data_source,
-            started,
-            started,
-            *this_process(),
-        ]
+        values: dict[str, Any] = {
+            "name": clean_name(name or f"{config.arch}-{time.strftime('%Y%m%d-%H%M%S')}"),
+            "config": json.dumps(config.to_dict()),
+            "status": "running" if place is None else "queued",
+            "checkpoint": str(checkpoint_path) if checkpoint_path else None,
+            "data_source": data_source,
+            "started": started,
+            "updated": started,
+            "owner": clean_owner(owner) if owner else "",
+            "preset": preset,
+        }
+        if place is None:
+            values.update(zip(("pid", "proc_start", "host"), this_process()))
         for _ in range(1 if run_id else 20):
             candidate = run_id or new_run_id()
             try:
-                with self._write() as conn:
+                with self.transaction() as conn:
+                    row = {"id": candidate, **values}
+                    if place is not None:
+                        row["position"] = place(conn)
                     conn.execute(
-                        "INSERT INTO runs (id, name, config, status, checkpoint, data_source, started, "
-                        "updated, pid, proc_start, host) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-                        [candidate, *values],
+                        f"INSERT INTO runs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
                     )
                 return candidate
             except sqlite3.IntegrityError:
@@ -230,9 +249,10 @@ class RunStore:
         device: str | None = None,
         only_if_running: bool = False,
         out_of_memory: bool = False,
+        checkpoint: str | os.PathLike | None = None,
     ) -> bool:
         """Set the outcome fields given (None leaves one as is); True when the run was updated. `out_of_memory`
-        marks a run that resuming as it is would end the same way."""
+        marks a run that resuming as it is would end the same way; `checkpoint` is the file a queued run claimed."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status={status!r} is not valid; choose one of: {', '.join(STATUSES)}")
         changes: dict[str, Any] = {"updated": now()}
@@ -246,15 +266,17 @@ class RunStore:
             changes.update(metrics=json.dumps(metrics), test_accuracy=metrics.get("test_accuracy"))
         if out_of_memory:
             changes["out_of_memory"] = 1
+        if checkpoint is not None:
+            changes["checkpoint"] = str(checkpoint)
         sql = f"UPDATE runs SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?"
         sql += " AND status = 'running'" if only_if_running else ""
-        with self._write() as conn:
+        with self.transaction() as conn:
             return conn.execute(sql, [*changes.values(), run_id]).rowcount == 1
 
     def begin_resume(self, run_id: str, *, epoch: int, step: int) -> None:
         """Claim a stopped/interrupted/failed run for this process, dropping metrics recorded after `step`."""
         self.mark_interrupted()
-        with self._write() as conn:
+        with self.transaction() as conn:
             row = conn.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
             if row is None:
                 raise _unknown(run_id)
@@ -272,7 +294,7 @@ class RunStore:
 
     def mark_interrupted(self, *, stale_after_s: float = STALE_AFTER_S) -> list[str]:
         """Mark 'running' runs whose process is gone as 'interrupted'; returns their ids. Call at start-up."""
-        rows = self._read(
+        rows = self.query(
             "SELECT id, pid, proc_start, host, updated, oom_kills, peak_rss FROM runs WHERE status = 'running'"
         )
         gone = [r for r in rows if _process_gone(r, stale_after_s)]
@@ -282,7 +304,7 @@ class RunStore:
                 f"the process training it (pid {r['pid']} on {r['host']}) ended without finishing; "
                 f"resume it with `python -m cifar_lab train --resume {r['id']}`"
             )
-            with self._write() as conn:  # `updated` unchanged: the run has not reported since we looked
+            with self.transaction() as conn:  # `updated` unchanged: the run has not reported since we looked
                 conn.execute(
                     "UPDATE runs SET status = ?, message = ?, ended = ?, out_of_memory = ? WHERE id = ? "
                     "AND status = 'running' AND updated = ?",
@@ -292,11 +314,11 @@ class RunStore:
 
     def quarantine_damaged(self) -> Quarantined:
         """Move damaged rows out of `runs` (with their epochs and steps) into the quarantine tables; see run_check."""
-        with self._write() as conn:
+        with self.transaction() as conn:
             return quarantine_damaged(conn, STATUSES, now(), STALE_AFTER_S)
 
     def rename(self, run_id: str, name: str) -> None:
-        with self._write() as conn:
+        with self.transaction() as conn:
             if conn.execute("UPDATE runs SET name = ? WHERE id = ?", [clean_name(name), run_id]).rowcount == 0:
                 raise _unknown(run_id)
 
@@ -304,7 +326,7 @@ class RunStore:
         """Remove the run's rows; with delete_checkpoint also its file, only if inside the runs folder and no
         other run points at it. Returns True when a file was removed."""
         self.mark_interrupted()
-        with self._write() as conn:
+        with self.transaction() as conn:
             row = conn.execute("SELECT status, checkpoint FROM runs WHERE id = ?", [run_id]).fetchone()
             if row is None:
                 raise _unknown(run_id)
@@ -324,7 +346,7 @@ class RunStore:
 
     # --- reading ---
     def get_run(self, run_id: str) -> RunRecord:
-        rows = self._read(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id])
+        rows = self.query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", [run_id])
         if not rows:
             raise _unknown(run_id)
         return _record(rows[0])
@@ -354,10 +376,10 @@ class RunStore:
             f"SELECT {_RUN_COLUMNS} FROM runs{' WHERE ' + ' AND '.join(where) if where else ''} "
             f"ORDER BY started DESC, rowid DESC{' LIMIT ?' if limit is not None else ''}"
         )
-        return [_record(r) for r in self._read(sql, params + ([limit] if limit is not None else []))]
+        return [_record(r) for r in self.query(sql, params + ([limit] if limit is not None else []))]
 
     def epochs(self, run_id: str) -> list[EpochRecord]:
-        rows = self._read(
+        rows = self.query(
             "SELECT epoch, train_loss, train_acc, test_loss, test_acc, seconds FROM epochs "
             "WHERE run_id = ? ORDER BY epoch",
             [run_id],
@@ -365,7 +387,7 @@ class RunStore:
         return [EpochRecord(*r) for r in rows if _all_numbers(r)]  # a damaged metric row is left off the curves
 
     def steps(self, run_id: str) -> list[StepRecord]:
-        rows = self._read(
+        rows = self.query(
             "SELECT step, epoch, loss, lr, images_per_s FROM steps WHERE run_id = ? ORDER BY step", [run_id]
         )
         return [StepRecord(*r) for r in rows if _all_numbers(r)]
@@ -403,7 +425,7 @@ class RunStore:
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         """One transaction that takes the write lock at once, so concurrent writers queue instead of failing."""
         with _wrapped(self.path), closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -414,9 +436,14 @@ class RunStore:
                 raise
             conn.execute("COMMIT")
 
-    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with _wrapped(self.path), closing(self._connect()) as conn:
             return conn.execute(sql, list(params)).fetchall()
+
+
+def clean_owner(name: str) -> str:
+    """A participant's name as runs record it: visible text of 1 to MAX_OWNER characters."""
+    return clean_label(name, "name", max_chars=MAX_OWNER)
 
 
 def clean_name(name: str) -> str:

@@ -218,7 +218,7 @@ def test_a_stopped_run_resumes_from_the_runs_page_and_the_train_page_shows_it():
 def test_a_run_whose_config_this_version_cannot_read_is_listed_and_refused_clearly(lab_env):
     store = manager().store
     run_id = record(store, "from the future", status="interrupted", checkpoint=saved_model(lab_env / "future.pth"))
-    with store._write() as conn:  # as a newer version of the lab might have written it
+    with store.transaction() as conn:  # as a newer version of the lab might have written it
         conn.execute("UPDATE runs SET config = json_set(config, '$.arch', 'vit', '$.patch', 4) WHERE id = ?", [run_id])
     record(store, "today")
     at = open_runs()

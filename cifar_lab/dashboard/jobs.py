@@ -1,185 +1,30 @@
-"""Background training: a job owns its worker thread and events; readers take immutable snapshots."""
+"""The dashboard's scheduler: runs wait in the store's queue and train one per slot; who may act on which run."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from .. import class_settings, run_queue
+from ..class_settings import ClassSettings
 from ..config import TrainConfig
-from ..data import CifarData, DataError, load_data, resolve_source
-from ..events import EpochEnd, Event, Failed, Finished, Step, Stopped
-from ..run_files import SaveError
-from ..runner import RunPlan, TrainingRun, abandon, default_name, new_run, resume_run
-from ..runs import RESUMABLE, EpochRecord, RunRecord, RunStore, RunStoreError, default_db_path
-from ..train import TrainResult
-from .job_view import DONE, JobSnapshot, LossSeries
+from ..data import CifarData, load_data, resolve_source
+from ..roles import Viewer, check_may_manage, check_teacher
+from ..run_time import CIFAR_TRAIN_IMAGES, Throughput, start_times
+from ..runner import RunPlan, check_run, default_name, new_run, resume_run, start_queued
+from ..runs import RESUMABLE, RunRecord, RunStore, RunStoreError, default_db_path
+from .training_job import LoadFn, TrainingJob
 
 log = logging.getLogger(__name__)
-LoadFn = Callable[[str | None], CifarData]
-
-
-class TrainingJob:
-    """One training run on a worker thread; the worker never touches the UI, it only records events."""
-
-    def __init__(
-        self,
-        plan: RunPlan,
-        *,
-        data: CifarData | None = None,
-        store: RunStore | None = None,
-        load_fn: LoadFn = load_data,
-    ) -> None:
-        self.plan, self.config, self.name = plan, plan.config, plan.name
-        self.checkpoint_path = plan.checkpoint
-        self._data, self._store, self._load_fn = data, store, load_fn
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"train-{plan.run_id or plan.name}", daemon=True)
-        self._status, self._message, self._run_id = "queued", "waiting to start", plan.run_id
-        self._losses = LossSeries()
-        self._epochs: list[EpochEnd] = []
-        self._last_step: Step | None = None
-        self._final: Finished | Stopped | Failed | None = None
-        self._saved_epoch = plan.saved_epoch  # what the checkpoint file holds: a resumed run's last epoch at first
-        self._started_at = time.time()
-        self._finished_at: float | None = None
-        self.result: TrainResult | None = None
-        if plan.resume is not None and store is not None:
-            self._load_history(store)
-
-    # --- control, from any thread ---
-    def start(self) -> TrainingJob:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Ask the loop to stop; it checks before every step, so it ends within one step."""
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the worker; True when it has ended."""
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def status(self) -> str:
-        """queued, running, then one of DONE: completed, stopped or failed."""
-        with self._lock:
-            return self._status
-
-    @property
-    def done(self) -> bool:
-        return self.status in DONE
-
-    def snapshot(self) -> JobSnapshot:
-        with self._lock:
-            source = self._data.source if self._data is not None else (self.plan.data_source or "default")
-            saved = self.checkpoint_path if self._saved_epoch else None
-            return JobSnapshot(
-                self.name,
-                self._status,
-                self.config,
-                source,
-                self._losses.snapshot(),
-                tuple(self._epochs),
-                self._last_step,
-                self._final,
-                self._message,
-                saved,
-                self._started_at,
-                self._finished_at,
-                self._run_id,
-                self._saved_epoch,
-            )
-
-    # --- the worker ---
-    def _run(self) -> None:
-        try:
-            self._set(status="running", message="loading data")
-            if self._data is None:
-                data = self._load_fn(self.plan.data_source)
-                with self._lock:
-                    self._data = data
-            self._set(message="training")
-            run = TrainingRun(self.plan, self._data, store=self._store, listeners=(self._record,))
-            self.result = run.run(stop=self._stop)
-            self._set(status=self.result.status, message=self.result.message or self.result.status)
-        except (DataError, ValueError, SaveError) as err:  # the page shows these as they are: they name the fix
-            self._fail(str(err))
-        except Exception as err:  # the worker must always end in a final status the page can show
-            log.exception("run %s failed", self._run_id)
-            self._fail(f"{type(err).__name__}: {err}")
-        finally:
-            with self._lock:
-                self._finished_at = time.time()
-                if self._status not in DONE:
-                    self._status = "failed"
-
-    def _fail(self, message: str) -> None:
-        log.warning("job %s failed: %s", self._run_id or self.name, message)
-        self._set(status="failed", message=message)
-        if self.result is None and self._saved_epoch == 0:  # it never trained: no record of a half-run to keep
-            abandon(self.plan, self._store, message)
-
-    def _record(self, event: Event) -> None:
-        """The train loop's listener: keeps a compact copy of each event (an epoch's weights stay in its file).
-        It runs after the run's own checkpoint listener, so an EpochEnd here is an epoch saved to the file."""
-        if isinstance(event, EpochEnd):
-            event = dataclasses.replace(event, state_dict={}, resume_state={})
-        with self._lock:
-            if isinstance(event, Step):
-                per_epoch = event.total_steps / self.config.epochs
-                self._losses.add(event.step, event.step / per_epoch, event.loss)
-                self._last_step = event
-            elif isinstance(event, EpochEnd):
-                self._epochs.append(event)
-                self._saved_epoch = event.epoch
-            else:
-                self._final = event
-
-    def _load_history(self, store: RunStore) -> None:
-        """A resumed run's charts start with the epochs and steps it trained before, up to its saved epoch."""
-        assert self.plan.run_id is not None and self.plan.resume is not None
-        last_step = int(self.plan.resume["step"])
-        try:
-            epochs = [e for e in store.epochs(self.plan.run_id) if e.epoch <= self._saved_epoch]
-            steps = [s for s in store.steps(self.plan.run_id) if s.step <= last_step]
-        except RunStoreError as err:
-            log.warning("run %s: earlier metrics not shown: %s", self.plan.run_id, err)
-            return
-        self._epochs = [_epoch_event(e, self.config.epochs) for e in epochs]
-        per_epoch = last_step / max(1, self._saved_epoch)
-        for s in steps:
-            self._losses.add(s.step, s.step / per_epoch, s.loss)
-
-    def _set(self, *, status: str | None = None, message: str | None = None) -> None:
-        with self._lock:
-            if status is not None:
-                self._status = status
-            if message is not None:
-                self._message = message
-
-
-def _epoch_event(record: EpochRecord, epochs: int) -> EpochEnd:
-    return EpochEnd(
-        record.epoch,
-        epochs,
-        record.train_loss,
-        record.train_acc,
-        record.test_loss,
-        record.test_acc,
-        record.seconds,
-        0.0,
-    )
+__all__ = ["JobBusyError", "JobManager", "QueuedRun", "TrainingJob", "open_store"]
 
 
 class JobBusyError(RuntimeError):
-    """A second job was asked for while one is running."""
+    """A run was asked to start at once while one is running."""
 
     def __init__(self, job: TrainingJob) -> None:
         super().__init__(
@@ -189,44 +34,178 @@ class JobBusyError(RuntimeError):
         self.job = job
 
 
-class JobManager:
-    """The process-wide owner of the training job: at most one runs at a time; every run goes to the store."""
+@dataclass(frozen=True)
+class QueuedRun:
+    record: RunRecord
+    starts_in_s: float | None  # estimated from this machine's measured throughput; None when unknown
+    seconds: float | None  # its own estimated length
 
-    def __init__(self, runs_dir: Path | str, store: RunStore | None = None) -> None:
+
+def default_slots() -> int:
+    """Runs trained at once: one per GPU, else one (a CPU run already uses every core)."""
+    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
+class JobManager:
+    """The process-wide owner of training: a queue in the run store, one job per slot, and the class's settings."""
+
+    def __init__(
+        self,
+        runs_dir: Path | str,
+        store: RunStore | None = None,
+        *,
+        slots: int | None = None,
+        load_fn: LoadFn = load_data,
+    ) -> None:
         self.runs_dir = Path(runs_dir)
         self.store = store if store is not None else open_store(self.runs_dir)
-        self._lock = threading.Lock()
-        self._job: TrainingJob | None = None
+        self.slots = slots or default_slots()
+        self._load_fn = load_fn
+        self._lock = threading.RLock()  # an ending job starts the next from its own thread, under this lock
+        self._jobs: dict[str, TrainingJob] = {}  # every job this process started, by run id (or name), oldest first
+        self._data: dict[str | None, CifarData] = {}  # the last data loaded, by source: thirty runs load it once
+        self._data_lock = threading.Lock()
+        self.pump()  # runs queued before a restart start now
 
+    # --- what is training ---
     @property
     def current(self) -> TrainingJob | None:
         """The latest job, running or finished; None before the first."""
         with self._lock:
-            return self._job
+            return next(reversed(self._jobs.values()), None)
+
+    @property
+    def active(self) -> list[TrainingJob]:
+        with self._lock:
+            return [job for job in self._jobs.values() if not job.done]
 
     @property
     def running(self) -> TrainingJob | None:
-        job = self.current
-        return job if job is not None and not job.done else None
+        """The oldest job still training, if any."""
+        active = self.active
+        return active[0] if active else None
 
-    def start(
-        self, config: TrainConfig, *, data: CifarData | None = None, source: str | None = None, name: str | None = None
-    ) -> TrainingJob:
-        """Start a job on its own thread; raises JobBusyError (holding the running job) if one is running, and
-        SaveError or ValueError before training when the run could not be saved or trained here."""
+    def job(self, run_id: str) -> TrainingJob | None:
         with self._lock:
-            self._check_idle()
-            plan = new_run(
-                config,
-                folder=self.runs_dir,
-                store=self.store,
-                name=name or default_name(config),
-                data_source=resolve_source(source) if source else None,
-                data=data,
-            )
-            self._job = TrainingJob(plan, data=data, store=self.store)
-            log.info("job %s started", plan.run_id or plan.name)
-            return self._job.start()
+            return self._jobs.get(run_id)
+
+    # --- the queue ---
+    def settings(self) -> ClassSettings:
+        return class_settings.load(self.store) if self.store is not None else ClassSettings()
+
+    def submit(
+        self,
+        config: TrainConfig,
+        *,
+        owner: str,
+        data: CifarData | None = None,
+        source: str | None = None,
+        name: str | None = None,
+        preset: str = "",
+        limit: int | None = 1,
+    ) -> str:
+        """Check the run can train and be saved here, queue it for `owner` (QueueFull past `limit` runs queued or
+        running; None: no limit) and start it if a slot is free. Returns its run id."""
+        store = self._need_store("queue a run")
+        check_run(config, self.runs_dir, data)
+        resolved = resolve_source(source) if source else None
+        if data is not None:
+            self._remember(resolved, data)
+        run_id = run_queue.enqueue(
+            store,
+            config,
+            owner=owner,
+            name=name or default_name(config),
+            data_source=resolved,
+            preset=preset,
+            limit=limit,
+        )
+        log.info("run %s queued for %s", run_id, owner or "nobody")
+        self.pump()
+        return run_id
+
+    def pump(self) -> list[TrainingJob]:
+        """Start queued runs while slots are free and the queue is not paused; returns the jobs started."""
+        if self.store is None:
+            return []
+        started: list[TrainingJob] = []
+        with self._lock:
+            if self.settings().paused:
+                return started
+            while len(self.active) < self.slots:
+                record = run_queue.claim_next(self.store)
+                if record is None:
+                    break
+                plan = self._plan(record)
+                if plan is not None:
+                    started.append(self._launch(plan, record.owner))
+        return started
+
+    def waiting(self) -> list[QueuedRun]:
+        """The queue in start order, with estimated start times."""
+        if self.store is None:
+            return []
+        records = run_queue.waiting(self.store)
+        throughput = Throughput.from_runs(self.store.list_runs(status="completed", limit=200))
+        durations = [self._seconds(r, throughput) for r in records]
+        busy = [job.snapshot().eta_s or 0.0 for job in self.active]
+        starts = start_times(busy, durations, self.slots)
+        return [QueuedRun(r, s, d) for r, s, d in zip(records, starts, durations)]
+
+    def estimate_seconds(self, config: TrainConfig, source: str | None = None) -> float | None:
+        """Estimated seconds for `config` on this machine, from its finished runs; None before any comparable one."""
+        if self.store is None:
+            return None
+        throughput = Throughput.from_runs(self.store.list_runs(status="completed", limit=200))
+        return throughput.run_seconds(config, self._train_images(resolve_source(source) if source else None))
+
+    # --- acting on runs: `by` None is the server itself (tests, benchmarks); a Viewer is checked ---
+    def stop(self, run_id: str | None = None, *, by: Viewer | None = None, timeout: float = 5.0) -> bool:
+        """Stop a run (every running one when `run_id` is None) and wait; a queued run leaves the queue. True when
+        it is not training afterwards."""
+        if run_id is None:
+            return all([self._stop_job(job, timeout) for job in self.active])
+        record = self._record(run_id)
+        check_may_manage(by, record.owner, "stop", run_id)
+        if record.status == "queued":
+            run_queue.cancel(self._need_store("stop a run"), run_id)
+            return True
+        job = self.job(run_id)
+        return self._stop_job(job, timeout) if job is not None else record.status != "running"
+
+    def requeue(self, run_id: str, *, by: Viewer | None = None) -> None:
+        """Put a stopped, interrupted or failed run back in the queue to continue from its last saved epoch."""
+        record = self._record(run_id)
+        check_may_manage(by, record.owner, "resume", run_id)
+        limit = None if by is None or by.teacher else self.settings().runs_per_participant
+        run_queue.requeue(self._need_store("resume a run"), run_id, limit=limit)
+        self.pump()
+
+    def rename(self, run_id: str, name: str, *, by: Viewer | None = None) -> None:
+        check_may_manage(by, self._record(run_id).owner, "rename", run_id)
+        self._need_store("rename a run").rename(run_id, name)
+
+    def delete(self, run_id: str, *, by: Viewer | None = None, delete_checkpoint: bool = False) -> bool:
+        """Remove a run from the history (a queued one from the queue); True when its checkpoint file went too."""
+        record = self._record(run_id)
+        check_may_manage(by, record.owner, "delete", run_id)
+        store = self._need_store("delete a run")
+        if record.status == "queued":
+            run_queue.cancel(store, run_id)
+            if record.epochs_done == 0:
+                return False
+        return store.delete(run_id, delete_checkpoint=delete_checkpoint)
+
+    def move_up(self, run_id: str, *, by: Viewer | None = None) -> bool:
+        check_teacher(by, "change the order of the queue")
+        return run_queue.move_up(self._need_store("reorder the queue"), run_id)
+
+    def set_class(self, *, by: Viewer | None = None, **changes: object) -> ClassSettings:
+        """Change the class's settings (the teacher's); the queue starts again when it is unpaused."""
+        check_teacher(by, "change the class's settings")
+        settings = class_settings.update(self._need_store("keep the class's settings"), **changes)
+        self.pump()
+        return settings
 
     def resumable(self, limit: int = 20) -> list[RunRecord]:
         """Stopped, interrupted or failed runs that may continue as they are, newest first (none without a store):
@@ -234,29 +213,116 @@ class JobManager:
         runs = self.store.list_runs(status=RESUMABLE, limit=limit) if self.store is not None else []
         return [r for r in runs if not (r.damaged or r.out_of_memory)]
 
-    def resume(self, run_id: str) -> TrainingJob:
-        """Continue a run from its last finished epoch, with its own config and data (loaded by the job)."""
-        if self.store is None:
-            raise RunStoreError("no run store is open, so there is nothing to resume; see the warning at start-up")
+    # --- starting at once, outside the queue (tests, benchmarks, a lab used by one person) ---
+    def start(
+        self,
+        config: TrainConfig,
+        *,
+        data: CifarData | None = None,
+        source: str | None = None,
+        name: str | None = None,
+        owner: str = "",
+    ) -> TrainingJob:
+        """Start a job now; JobBusyError (holding the running job) if one is running, and SaveError or ValueError
+        before training when the run could not be saved or trained here."""
         with self._lock:
             self._check_idle()
-            plan = resume_run(self.store, run_id)  # a problem is said at once, not by a job failing a moment later
-            self._job = TrainingJob(plan, store=self.store)
-            log.info("job %s resumed after epoch %d", run_id, plan.saved_epoch)
-            return self._job.start()
+            resolved = resolve_source(source) if source else None
+            plan = new_run(
+                config,
+                folder=self.runs_dir,
+                store=self.store,
+                name=name or default_name(config),
+                data_source=resolved,
+                data=data,
+                owner=owner,
+            )
+            if data is not None:
+                self._remember(resolved, data)
+            return self._launch(plan, owner)
 
-    def stop(self, timeout: float = 5.0) -> bool:
-        """Stop the running job, if any, and wait for it; True when nothing is running afterwards."""
-        job = self.running
-        if job is None:
-            return True
+    def resume(self, run_id: str) -> TrainingJob:
+        """Continue a run now from its last finished epoch, with its own config and data (loaded by the job)."""
+        store = self._need_store("resume a run")
+        with self._lock:
+            self._check_idle()
+            plan = resume_run(store, run_id)  # a problem is said at once, not by a job failing a moment later
+            return self._launch(plan, store.get_run(run_id).owner)
+
+    # --- inside ---
+    def _plan(self, record: RunRecord) -> RunPlan | None:
+        """The plan of a run just claimed from the queue; None (its record says why) when it cannot start."""
+        assert self.store is not None
+        try:
+            if record.status == "stopped":  # it waited to resume
+                return resume_run(self.store, record.id)
+            return start_queued(self.store, record, self.runs_dir)
+        except (RunStoreError, ValueError) as err:
+            log.warning("queued run %s cannot start: %s", record.id, err)
+            if record.status == "stopped":
+                self.store.finish(record.id, message=f"could not resume: {err}")
+            return None
+
+    def _launch(self, plan: RunPlan, owner: str) -> TrainingJob:
+        slot = len(self.active)
+        job = TrainingJob(
+            plan,
+            data=self._data.get(plan.data_source),
+            store=self.store,
+            load_fn=self._load,
+            owner=owner,
+            on_end=self._job_ended,
+            cuda_index=slot if self.slots > 1 and torch.cuda.is_available() else None,
+        )
+        self._jobs[plan.run_id or plan.name] = job
+        log.info("job %s started", plan.run_id or plan.name)
+        return job.start()
+
+    def _job_ended(self, job: TrainingJob) -> None:
+        self.pump()
+
+    def _stop_job(self, job: TrainingJob, timeout: float) -> bool:
         job.stop()
         log.info("job %s asked to stop", job.plan.run_id or job.name)
         return job.join(timeout)
 
+    def _load(self, source: str | None) -> CifarData:
+        with self._data_lock:
+            if source not in self._data:
+                data = self._load_fn(source)
+                self._data = {source: data}  # one data set in memory: a class trains on one
+            return self._data[source]
+
+    def _remember(self, source: str | None, data: CifarData) -> None:
+        with self._data_lock:
+            self._data = {source: data}
+
+    def _train_images(self, source: str | None) -> int:
+        data = self._data.get(source)
+        return len(data.train_x) if data is not None else CIFAR_TRAIN_IMAGES
+
+    def _seconds(self, record: RunRecord, throughput: Throughput) -> float | None:
+        try:
+            config = record.train_config
+        except ValueError:
+            return None
+        seconds = throughput.run_seconds(config, self._train_images(record.data_source))
+        if seconds is not None and record.epochs_done:  # it resumes: only the epochs left
+            seconds *= max(0.0, 1 - record.epochs_done / config.epochs)
+        return seconds
+
+    def _record(self, run_id: str) -> RunRecord:
+        return self._need_store("act on a run").get_run(run_id)
+
+    def _need_store(self, action: str) -> RunStore:
+        if self.store is None:
+            raise RunStoreError(f"no run store is open, so the lab cannot {action}; see the warning at start-up")
+        return self.store
+
     def _check_idle(self) -> None:
-        if self._job is not None and not self._job.done:
-            raise JobBusyError(self._job)
+        running = self.running
+        if running is not None:
+            raise JobBusyError(running)
 
 
 def open_store(runs_dir: Path) -> RunStore | None:
