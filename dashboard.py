@@ -7,11 +7,12 @@ import streamlit as st
 from cifar_lab.checkpoint import CheckpointError
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, describe_classroom_two_minutes, preset
 from cifar_lab.dashboard import run_views, ui_state
-from cifar_lab.dashboard.jobs import JobBusyError
 from cifar_lab.data import DataError
 from cifar_lab.devices import slow_cpu_note
-from cifar_lab.run_files import SaveError
+from cifar_lab.labels import visible
+from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
+from cifar_lab_ui.start_run import NO_NAME, queue_run
 
 TRAIN_PAGE = "pages/2_Train.py"
 
@@ -56,17 +57,15 @@ def model_summary(lab: ui_state.Lab) -> None:
 
 
 def quick_start(lab: ui_state.Lab, **changes: object) -> None:
-    try:
-        lab.jobs.start(preset("classroom", **changes), data=lab.load_data(), source=lab.source)
-    except (JobBusyError, DataError, SaveError, ValueError) as err:  # each names its fix
-        st.error(str(err))
+    if problem := queue_run(lab, preset("classroom", **changes), "classroom"):
+        st.error(problem)
         return
     st.switch_page(TRAIN_PAGE)
 
 
 start_page("Home", controls=True)
 choose_data(ui_state.data_choice().options)
-lab = ui_state.open_lab(st.cache_resource, st.session_state)
+lab = open_lab()
 
 st.title("CIFAR-10 Lab")
 st.write(
@@ -80,7 +79,8 @@ if history_problem := run_views.store_problem(lab.jobs.store):  # damaged, locke
 model_summary(lab)
 running = lab.jobs.running
 if running is not None:
-    st.info(f"Training **{running.name}** ({running.config.arch}): {running.snapshot().progress:.0%} done.")
+    by = f" by {visible(running.owner)}" if running.owner else ""
+    st.info(f"Training **{running.name}**{by} ({running.config.arch}): {running.snapshot().progress:.0%} done.")
     st.page_link(TRAIN_PAGE, label="Watch it on the Train page", icon="📈")
 
 st.subheader("Quick start")
@@ -91,9 +91,10 @@ st.write(
 note = slow_cpu_note()
 if note:
     st.caption(note)
-if st.button("Train a classroom model", type="primary", disabled=running is not None):
+unnamed = not lab.viewer.owner
+if unnamed:
+    st.caption(NO_NAME)
+if st.button("Train a classroom model", type="primary", disabled=unnamed):
     quick_start(lab)
-if note and st.button(
-    f"Train a two-minute classroom model ({describe_classroom_two_minutes()})", disabled=running is not None
-):
+if note and st.button(f"Train a two-minute classroom model ({describe_classroom_two_minutes()})", disabled=unnamed):
     quick_start(lab, **CLASSROOM_TWO_MINUTES_FP32)

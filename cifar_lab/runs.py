@@ -322,6 +322,13 @@ class RunStore:
             if conn.execute("UPDATE runs SET name = ? WHERE id = ?", [clean_name(name), run_id]).rowcount == 0:
                 raise _unknown(run_id)
 
+    def set_hidden(self, run_ids: Iterable[str], hidden: bool = True) -> int:
+        """Take runs off the leaderboard (or put them back); their records stay. Returns how many changed."""
+        ids = list(run_ids)
+        with self.transaction() as conn:
+            sql = f"UPDATE runs SET hidden = ? WHERE id IN ({', '.join('?' * len(ids))})"
+            return conn.execute(sql, [int(hidden), *ids]).rowcount if ids else 0
+
     def delete(self, run_id: str, *, delete_checkpoint: bool = False) -> bool:
         """Remove the run's rows; with delete_checkpoint also its file, only if inside the runs folder and no
         other run points at it. Returns True when a file was removed."""
@@ -350,6 +357,13 @@ class RunStore:
         if not rows:
             raise _unknown(run_id)
         return _record(rows[0])
+
+    def run_of_checkpoint(self, path: str | os.PathLike) -> RunRecord | None:
+        """The newest run whose checkpoint is `path`, if any."""
+        rows = self.query(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE checkpoint = ? ORDER BY started DESC LIMIT 1", [str(path)]
+        )
+        return _record(rows[0]) if rows else None
 
     def list_runs(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_lab.logs import configure as configure_logging
+from cifar_lab_ui.participant import identify
 
 PAGES = (
     ("dashboard.py", "Home"),
@@ -21,6 +22,7 @@ PAGES = (
     ("pages/5_Models.py", "Models"),
     ("pages/6_Runs.py", "Runs"),
     ("pages/7_Explain.py", "Explain"),
+    ("pages/8_Class.py", "Class"),
 )
 
 
@@ -36,5 +38,6 @@ def start_page(title: str, *, controls: bool = False) -> None:
     configure_logging()  # the server's own log: jobs started, stopped and failed, the run store's recovery
     for path, label in PAGES:
         st.sidebar.page_link(path, label=label)
+    identify()  # the "Your name" field, on every page
     if controls:
         st.sidebar.divider()

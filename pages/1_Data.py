@@ -8,16 +8,17 @@ import torch
 
 from cifar_lab.augment import augment, shrink
 from cifar_lab.config import LOWRES_MIN_SIDE, TrainConfig
-from cifar_lab.dashboard import plots, ui_state
+from cifar_lab.dashboard import plots
 from cifar_lab.data import DataError
 from cifar_lab.preprocess import stats
+from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 
 PREVIEW_COPIES = 8  # augmented versions shown next to the original
 SHRUNK_SIDES = (32, 28, 24, 20, LOWRES_MIN_SIDE)  # lowres_side values shown side by side
 
 start_page("Data", controls=True)
-lab = ui_state.open_lab(st.cache_resource, st.session_state)
+lab = open_lab()
 form = {**TrainConfig().to_dict(), **st.session_state.get("train_form", {})}  # the Train page's choices
 per_class = st.sidebar.slider("Images per class", 4, 16, 8)
 

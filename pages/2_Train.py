@@ -9,14 +9,17 @@ import streamlit as st
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, PRESETS, SETTINGS, TrainConfig, preset
 from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.dashboard.job_view import JobSnapshot
-from cifar_lab.dashboard.jobs import JobBusyError, TrainingJob
-from cifar_lab.data import DataError
+from cifar_lab.dashboard.jobs import TrainingJob
+from cifar_lab.dashboard.run_views import queue_rows
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.labels import visible
 from cifar_lab.limits import machine_notes
+from cifar_lab.roles import NotAllowed
 from cifar_lab.run_files import SaveError
 from cifar_lab.runs import RunStoreError
+from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
+from cifar_lab_ui.start_run import NO_NAME, estimate, queue_run
 
 DEFAULT_PRESET = "classroom"
 
@@ -90,23 +93,17 @@ def config_form() -> TrainConfig | None:
 
 
 def start(lab: ui_state.Lab, config: TrainConfig) -> None:
-    """Start a job, or remember why not (shown after the rerun)."""
-    st.session_state.pop("busy", None)
+    """Queue a run for this participant, or remember why not (shown after the rerun)."""
     st.session_state.pop("start_error", None)
-    try:
-        lab.jobs.start(config, data=lab.load_data(), source=lab.source)
-    except JobBusyError as err:
-        st.session_state["busy"] = str(err)
-    except (DataError, SaveError, RunStoreError, ValueError) as err:  # each names its fix
-        st.session_state["start_error"] = str(err)
+    if problem := queue_run(lab, config, st.session_state["preset"]):
+        st.session_state["start_error"] = problem
 
 
 def resume_section(lab: ui_state.Lab) -> None:
-    """Stopped, interrupted or failed runs (from here or the CLI) can continue from their last finished epoch."""
-    if lab.jobs.running is not None:
-        return
+    """Stopped, interrupted or failed runs (from here or the CLI) can continue from their last finished epoch:
+    a participant sees their own, the teacher every one."""
     try:
-        runs = lab.jobs.resumable()  # damaged rows and runs that ran out of memory are left out
+        runs = [r for r in lab.jobs.resumable() if lab.viewer.may_manage(r.owner)]  # damaged and OOM runs left out
     except RunStoreError as err:  # e.g. the database file damaged or locked while the server runs
         st.error(f"Unfinished runs cannot be listed: {err}")
         return
@@ -124,27 +121,53 @@ def resume_section(lab: ui_state.Lab) -> None:
             st.caption(run.message)
         if st.button("Resume from its last finished epoch"):
             try:
-                lab.jobs.resume(run.id)
-            except (JobBusyError, RunStoreError, SaveError, ValueError) as err:
+                lab.jobs.requeue(run.id, by=lab.viewer)
+            except (NotAllowed, RunStoreError, SaveError, ValueError) as err:
                 st.session_state["start_error"] = str(err)
             st.rerun()
 
 
-def live_view(job: TrainingJob, was_done: bool) -> None:
+def live_view(lab: ui_state.Lab, job: TrainingJob, was_done: bool) -> None:
     """Redrawn every ui_state.live_refresh_s while the job runs; reads a snapshot, never the worker's objects."""
     snap = job.snapshot()
-    st.subheader(f"Run {snap.name}" + (f" ({snap.run_id})" if snap.run_id else ""))
+    owner = f" by {visible(job.owner)}" if job.owner else ""
+    st.subheader(f"Run {snap.name}{owner}" + (f" ({snap.run_id})" if snap.run_id else ""))
     st.progress(snap.progress, text=ui_state.progress_text(snap))
-    if snap.status == "running" and st.button("Stop", type="secondary", key="stop"):
+    if snap.status == "running" and lab.viewer.may_manage(job.owner) and st.button("Stop", key="stop"):
         job.stop()
         job.join(timeout=2.0)
         st.rerun()
     left, right = st.columns(2)
     left.plotly_chart(plots.loss_figure(snap.losses, snap.epochs), key="loss_chart")
     right.plotly_chart(plots.accuracy_figure(snap.epochs), key="accuracy_chart")
+    queue_view(lab)
     if snap.done and not was_done:
         st.rerun()  # the whole page, once: shows the outcome and stops the timer
     outcome(snap)
+
+
+def queue_view(lab: ui_state.Lab) -> None:
+    """The runs waiting, in the order they start, with estimated start times; a participant may take theirs out."""
+    try:
+        waiting = lab.jobs.waiting()
+    except RunStoreError as err:
+        st.error(f"The queue cannot be read: {err}")
+        return
+    if not waiting:
+        return
+    st.markdown(
+        f"**Waiting to train ({len(waiting)})**"
+        + (" · the teacher has paused the queue" if lab.settings.paused else "")
+    )
+    st.dataframe(queue_rows(waiting), hide_index=True, key="queue_table")
+    mine = [q.record for q in waiting if lab.viewer.owns(q.record.owner)]
+    for record in mine:
+        if st.button(f"Take {visible(record.name)} out of the queue", key=f"leave_{record.id}"):
+            try:
+                lab.jobs.stop(record.id, by=lab.viewer)
+            except (NotAllowed, RunStoreError) as err:
+                st.session_state["start_error"] = str(err)
+            st.rerun()
 
 
 def outcome(snap: JobSnapshot) -> None:
@@ -160,7 +183,7 @@ def outcome(snap: JobSnapshot) -> None:
 
 
 start_page("Train")
-lab = ui_state.open_lab(st.cache_resource, st.session_state)
+lab = open_lab()
 restore_form()
 
 st.title("Train")
@@ -172,26 +195,30 @@ if note := slow_cpu_note():
 job = lab.jobs.current
 if job is not None:
     done = job.done
-    st.fragment(live_view, run_every=None if done else ui_state.live_refresh_s(job.config))(job, done)
+    st.fragment(live_view, run_every=None if done else ui_state.live_refresh_s(job.config))(lab, job, done)
+else:
+    queue_view(lab)  # runs waiting while the queue is paused
 
 config = config_form()
 if config is not None:
     params, macs = st.cache_data(max_entries=64, show_spinner=False)(ui_state.model_cost)(
         config.arch, config.width, config.depth, config.batchnorm
     )
-    a, b = st.columns(2)
+    a, b, c = st.columns(3)
     a.metric("Parameters", f"{params:,}")
     b.metric("Multiply-adds per image", f"{macs / 1e6:,.1f} M")
+    seconds = estimate(lab, config)
+    c.metric(
+        "Estimated time here",
+        f"{seconds / 60:,.1f} min" if seconds is not None else "not measured yet",
+        help="from the speed of the runs this machine has finished; the first run of a model measures it",
+    )
 
-if st.session_state.get("busy"):
-    st.warning(st.session_state["busy"] + ". Its progress is shown above; you can wait for it, or stop it.")
-    if st.button("Stop the running job"):
-        lab.jobs.stop()
-        st.session_state.pop("busy", None)
-        st.rerun()
 if st.session_state.get("start_error"):
     st.error(st.session_state.pop("start_error"))
-if st.button("Start training", type="primary", disabled=config is None) and config is not None:
+if not lab.viewer.owner:
+    st.info(NO_NAME)
+if st.button("Start training", type="primary", disabled=config is None or not lab.viewer.owner) and config is not None:
     start(lab, config)
     st.rerun()
 resume_section(lab)

@@ -14,6 +14,7 @@ from cifar_lab.data import DataError
 from cifar_lab.evaluate import Evaluation, evaluate_checkpoint
 from cifar_lab_ui.explain_panel import explain_panel
 from cifar_lab_ui.guards import require_model
+from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 
 ANY = "any"
@@ -47,7 +48,7 @@ def captions(result: Evaluation, indices: np.ndarray) -> list[str]:
 
 
 start_page("Evaluate", controls=True)
-lab = ui_state.open_lab(st.cache_resource, st.session_state)
+lab = open_lab()
 normalised = st.sidebar.toggle("Row-normalised confusion matrix", help="each row as shares of that true class")
 
 st.title("Evaluate")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cifar_lab.dashboard import plots, ui_state
+from cifar_lab.dashboard import plots
 from cifar_lab.inference import ImageError, model_view, predict
 from cifar_lab_ui.explain_panel import explain_panel
 from cifar_lab_ui.guards import require_model
 from cifar_lab_ui.image_input import drawn_image, uploaded_image, webcam_image
+from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 
 SOURCES = ("Upload", "Draw", "Webcam")
 
 start_page("Classify")
-lab = ui_state.open_lab(st.cache_resource, st.session_state)
+lab = open_lab()
 
 st.title("Classify")
 

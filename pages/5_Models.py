@@ -6,6 +6,7 @@ import streamlit as st
 
 from cifar_lab.checkpoint import CheckpointError, load_checkpoint
 from cifar_lab.dashboard import ui_state
+from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 
 
@@ -35,14 +36,18 @@ def add_upload(lab: ui_state.Lab, name: str, content: bytes) -> None:
         )
         return
     st.session_state["model_path"] = str(target)
-    st.session_state["upload_result"] = ("success", f"Added {target.name} ({ckpt.config.arch}); it is now current.")
+    st.session_state["upload_result"] = (
+        "success",
+        f"Added {target.name} ({ckpt.config.arch}); you now use it. Make it the class model to give it to everyone.",
+    )
 
 
 def model_table(lab: ui_state.Lab, infos: list[ui_state.ModelInfo]) -> None:
     st.dataframe(
         [
             {
-                "current": "●" if info.path == lab.model_path else "",
+                "in use": "●" if info.path == lab.model_path else "",
+                "class model": "●" if info.path.name == lab.settings.class_model else "",
                 "name": info.name,
                 "architecture": info.arch,
                 "accuracy": f"{info.accuracy:.1%}" if info.accuracy is not None else "",
@@ -63,9 +68,17 @@ def model_actions(lab: ui_state.Lab, infos: list[ui_state.ModelInfo]) -> None:
     # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
     name: str = st.selectbox("Model", list(names))  # type: ignore[assignment]
     chosen = names[name]
-    left, right = st.columns(2)
-    if left.button("Make current", disabled=bool(chosen.error) or chosen.path == lab.model_path):
+    left, mid, right = st.columns(3)
+    if left.button("Use it myself", disabled=bool(chosen.error) or chosen.path == lab.model_path):
         st.session_state["model_path"] = str(chosen.path)
+        st.rerun()
+    if lab.viewer.teacher and mid.button(
+        "Make it the class model",
+        disabled=bool(chosen.error) or chosen.path.name == lab.settings.class_model,
+        help="everyone classifies with it, unless they pick another for themselves",
+    ):
+        lab.jobs.set_class(by=lab.viewer, class_model=chosen.path.name)
+        st.session_state.pop("model_path", None)  # the teacher uses the class model too
         st.rerun()
     right.download_button(
         "Download .pth", chosen.path.read_bytes(), file_name=chosen.path.name, mime="application/octet-stream"
@@ -75,7 +88,7 @@ def model_actions(lab: ui_state.Lab, infos: list[ui_state.ModelInfo]) -> None:
 
 
 start_page("Models")
-lab = ui_state.open_lab(st.cache_resource, st.session_state)
+lab = open_lab()
 
 st.title("Models")
 
@@ -87,12 +100,17 @@ else:
     st.info("No saved models yet: train one on the Train page, or upload a .pth below.")
 
 st.subheader("Upload")
-upload = st.file_uploader(
-    "A checkpoint (.pth) saved by this lab, or the PyTorch tutorial's state_dict", type=["pth", "pt"], key="upload_pth"
-)
-if upload is not None and st.button("Add this model"):
-    add_upload(lab, upload.name, upload.getvalue())
-    st.rerun()
+if lab.viewer.teacher:
+    upload = st.file_uploader(
+        "A checkpoint (.pth) saved by this lab, or the PyTorch tutorial's state_dict",
+        type=["pth", "pt"],
+        key="upload_pth",
+    )
+    if upload is not None and st.button("Add this model"):
+        add_upload(lab, upload.name, upload.getvalue())
+        st.rerun()
+else:
+    st.caption("Only the teacher adds models to the lab; you can use any model listed above for yourself.")
 kind, message = st.session_state.pop("upload_result", (None, ""))
 if kind:
     getattr(st, kind)(message)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_lab.dashboard import plots, run_views, ui_state
-from cifar_lab.dashboard.jobs import JobBusyError
+from cifar_lab.labels import visible
 from cifar_lab.resume import resume_problem
+from cifar_lab.roles import NotAllowed
 from cifar_lab.runs import STATUSES, RunRecord, RunStore, RunStoreError
+from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 
 TRAIN_PAGE = "pages/2_Train.py"
@@ -69,13 +71,13 @@ def compare(store: RunStore, runs: dict[str, RunRecord], smoothing: float) -> No
     )
 
 
-def rename(store: RunStore, run_id: str) -> None:
+def rename(lab: ui_state.Lab, run_id: str) -> None:
     """Only the name shown changes: files keep their names, so no text typed here becomes a path."""
     name = st.session_state[f"name_{run_id}"]
     try:
-        store.rename(run_id, name)
+        lab.jobs.rename(run_id, name, by=lab.viewer)
         st.session_state["runs_result"] = ("success", f"Run {run_id} is now called {name.strip()!r}.")
-    except ValueError as err:
+    except (NotAllowed, ValueError) as err:
         st.session_state["runs_result"] = ("error", str(err))
 
 
@@ -87,30 +89,30 @@ def cancel_delete() -> None:
     st.session_state.pop("delete_pending", None)
 
 
-def delete(store: RunStore, run_id: str, with_file: bool) -> None:
+def delete(lab: ui_state.Lab, run_id: str, with_file: bool) -> None:
     try:
-        removed = store.delete(run_id, delete_checkpoint=with_file)
+        removed = lab.jobs.delete(run_id, by=lab.viewer, delete_checkpoint=with_file)
         st.session_state["runs_result"] = (
             "success",
             f"Deleted run {run_id}" + (" and its checkpoint." if removed else "; its checkpoint is kept."),
         )
-    except RunStoreError as err:
+    except (NotAllowed, RunStoreError) as err:
         st.session_state["runs_result"] = ("error", str(err))
     cancel_delete()
 
 
-def confirm_delete(lab: ui_state.Lab, store: RunStore, run: RunRecord) -> None:
+def confirm_delete(lab: ui_state.Lab, run: RunRecord) -> None:
     """The second step of a delete: what goes, and an explicit yes."""
     file = run_views.checkpoint_file(run, lab.jobs.runs_dir)
     st.warning(f"Delete run **{run_views.label(run)}**? Its metrics leave the history; this cannot be undone.")
     with_file = file is not None and st.checkbox(f"Also delete its checkpoint {file.name}", key="delete_file")
     yes, no = st.columns(2)
-    yes.button("Yes, delete it", type="primary", on_click=delete, args=(store, run.id, with_file))
+    yes.button("Yes, delete it", type="primary", on_click=delete, args=(lab, run.id, with_file))
     no.button("Cancel", on_click=cancel_delete)
 
 
-def manage(lab: ui_state.Lab, store: RunStore, runs: dict[str, RunRecord]) -> None:
-    """One run: rename, download its checkpoint, resume it, delete it."""
+def manage(lab: ui_state.Lab, runs: dict[str, RunRecord]) -> None:
+    """One run: rename, download its checkpoint, stop or resume it, delete it (its owner or the teacher)."""
     forget_deleted("manage_run", runs, next(iter(runs)))
     # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
     run_id: str = st.selectbox(  # type: ignore[assignment]
@@ -120,10 +122,13 @@ def manage(lab: ui_state.Lab, store: RunStore, runs: dict[str, RunRecord]) -> No
     if run.damaged:
         st.error(run_views.damaged_note(run))
     else:
-        st.caption(f"{run.status}" + (f": {run.message}" if run.message else ""))
+        owner = f" · started by {visible(run.owner)}" if run.owner else ""
+        st.caption(f"{run.status}{owner}" + (f": {run.message}" if run.message else ""))
+    allowed = lab.viewer.may_manage(run.owner)
+    not_yours = "" if allowed else f"only {visible(run.owner) or 'its owner'} or the teacher can change this run"
     name, act = st.columns(2)
-    name.text_input("New name", value=run.name, key=f"name_{run.id}", max_chars=100)
-    name.button("Rename", on_click=rename, args=(store, run.id))
+    name.text_input("New name", value=run.name, key=f"name_{run.id}", max_chars=100, disabled=not allowed)
+    name.button("Rename", on_click=rename, args=(lab, run.id), disabled=not allowed, help=not_yours or None)
     file = run_views.checkpoint_file(run, lab.jobs.runs_dir)
     if file is not None:
         act.download_button(
@@ -135,23 +140,33 @@ def manage(lab: ui_state.Lab, store: RunStore, runs: dict[str, RunRecord]) -> No
         )
     else:
         act.caption("No checkpoint to download: " + run_views.no_checkpoint_reason(run, lab.jobs.runs_dir))
-    why_not = resume_problem(run) or ("a job is running; wait for it or stop it" if lab.jobs.running else "")
-    if act.button("Resume from its last finished epoch", disabled=bool(why_not), help=why_not or None):
-        try:
-            lab.jobs.resume(run.id)
-        except (JobBusyError, ValueError) as err:  # RunStoreError, a damaged checkpoint, a device not here
-            st.session_state["runs_result"] = ("error", str(err))
-        else:
-            st.switch_page(TRAIN_PAGE)
-    if st.session_state.get("delete_pending") == run.id:
-        confirm_delete(lab, store, run)
+    if run.status in ("queued", "running"):
+        label = "Take it out of the queue" if run.status == "queued" else "Stop it"
+        if act.button(label, disabled=not allowed, help=not_yours or None):
+            try:
+                lab.jobs.stop(run.id, by=lab.viewer)
+            except (NotAllowed, RunStoreError) as err:
+                st.session_state["runs_result"] = ("error", str(err))
+            st.rerun()
     else:
+        why_not = not_yours or resume_problem(run)
+        if act.button("Resume from its last finished epoch", disabled=bool(why_not), help=why_not or None):
+            try:
+                lab.jobs.requeue(run.id, by=lab.viewer)
+            except (NotAllowed, ValueError) as err:  # RunStoreError, QueueFull
+                st.session_state["runs_result"] = ("error", str(err))
+            else:
+                st.switch_page(TRAIN_PAGE)
+    if st.session_state.get("delete_pending") == run.id:
+        confirm_delete(lab, run)
+    else:
+        busy = run.status == "running"
         act.button(
             "Delete this run...",
-            disabled=run.status == "running",
+            disabled=busy or not allowed,
             on_click=ask_delete,
             args=(run.id,),
-            help="stop it first" if run.status == "running" else None,
+            help=not_yours or ("stop it first" if busy else None),
         )
 
 
@@ -163,7 +178,7 @@ def show_result() -> None:
 
 
 start_page("Runs", controls=True)
-lab = ui_state.open_lab(st.cache_resource, st.session_state)
+lab = open_lab()
 statuses = st.sidebar.multiselect(
     "Status",
     [*STATUSES, "damaged"],
@@ -211,5 +226,5 @@ st.subheader("Compare")
 compare(store, {i: r for i, r in runs.items() if not r.damaged}, smoothing)  # a damaged row's config is not known
 
 st.subheader("Manage a run")
-manage(lab, store, runs)
+manage(lab, runs)
 show_result()

@@ -14,6 +14,7 @@ from cifar_lab.models import DESCRIPTIONS
 from cifar_lab_ui.explain_panel import explain_panel, explained, model_id, summary_of, summary_of_arch, summary_view
 from cifar_lab_ui.guards import current_model
 from cifar_lab_ui.image_input import drawn_image, test_set_image, uploaded_image
+from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 
 SOURCES = ("Upload", "Test image", "Draw")
@@ -67,7 +68,7 @@ def summary_section(lab: ui_state.Lab, ckpt: Checkpoint | None) -> None:
 
 
 start_page("Explain")
-lab = ui_state.open_lab(st.cache_resource, st.session_state)
+lab = open_lab()
 
 st.title("Explain")
 st.write(

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
+from cifar_lab import class_settings
 from cifar_lab.config import SETTINGS
+from cifar_lab.dashboard.jobs import JobManager
+from cifar_lab.runs import RunStoreError
 
 ROOT = Path(__file__).resolve().parents[1]
+PARTICIPANT = "Ada"
+TEACHER_KEY = "key-for-tests"  # what a test that plays the teacher types; its fixture sets CIFAR_LAB_TEACHER_KEY
 
 
-def open_page(page: str) -> AppTest:
-    """Run the home page (as a browser would first), switch to `page`, and insist it raised nothing."""
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
-    at.switch_page(page).run()
+def open_page(page: str = "dashboard.py", *, name: str = PARTICIPANT, teacher: bool = False) -> AppTest:
+    """Run the home page (as a browser would first), switch to `page`, and insist it raised nothing. The session
+    plays the participant `name`; with `teacher`, it has typed TEACHER_KEY (the test sets CIFAR_LAB_TEACHER_KEY)."""
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+    at.session_state["participant_name"] = name
+    if teacher:
+        at.session_state["teacher_key"] = TEACHER_KEY
+    at.run()
+    if page != "dashboard.py":
+        at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -38,3 +50,11 @@ def fill_train_form(at: AppTest, values: dict[str, Any]) -> AppTest:
         else:
             at.number_input(key=f"cfg_{name}").set_value(value)
     return at.run()
+
+
+def stop_everything(jobs: JobManager) -> None:
+    """A page test's teardown: pause the queue so that nothing starts after the stop, then stop what trains."""
+    if jobs.store is not None:
+        with contextlib.suppress(RunStoreError):  # a test that damaged the store on purpose
+            class_settings.update(jobs.store, paused=True)
+    jobs.stop(timeout=5)

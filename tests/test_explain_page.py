@@ -138,16 +138,22 @@ def test_home_says_the_current_model_is_the_shipped_one(shipped):
     assert any(SHIPPED_NOTE in c.value for c in at.caption)
 
 
-def test_a_trained_model_replaces_the_shipped_one(shipped, with_model):
+def test_a_trained_model_is_used_only_once_chosen(shipped, lab_env, trained_checkpoint):
+    lab_env.mkdir(parents=True, exist_ok=True)
+    fresh = Path(shutil.copy(trained_checkpoint, lab_env / "fresh.pth"))  # e.g. a running job's epoch checkpoint
     at = open_page("pages/4_Classify.py")
+    assert any(SHIPPED_NOTE in i.value for i in at.info)  # a new checkpoint is not picked by itself
+    at.session_state["model_path"] = str(fresh)
+    at.run()
     assert not any(SHIPPED_NOTE in i.value for i in at.info)
-    assert "Model tiny " in at.caption[0].value
+    assert "Model fresh " in at.caption[0].value
 
 
 def test_a_chosen_shipped_model_is_current_without_the_fallback_note(shipped, with_model, lab_env):
     lab = ui_state.open_lab(lambda f: f, {"model_path": str(shipped)})
-    assert lab.model_path == shipped and not lab.shipped
-    assert ui_state.open_lab(lambda f: f, {}).model_path == with_model
+    assert lab.model_path == shipped and not lab.shipped and lab.model_reason == ui_state.YOURS
+    class_model = ui_state.open_lab(lambda f: f, {})
+    assert class_model.model_path == with_model and class_model.model_reason == ui_state.CLASS
 
 
 def test_shipped_models_prefer_the_pretrained_default(tmp_path):
@@ -155,8 +161,7 @@ def test_shipped_models_prefer_the_pretrained_default(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in ui_state.shipped_models(tmp_path)] == [ui_state.SHIPPED_MODEL, "a.pth", "z.pth"]
     assert ui_state.shipped_models(tmp_path / "missing") == []
-    assert ui_state.current_model(None, [], ui_state.shipped_models(tmp_path)).name == ui_state.SHIPPED_MODEL
-    assert ui_state.current_model(None, [tmp_path / "a.pth"], [tmp_path / "z.pth"]) == tmp_path / "a.pth"
+    assert ui_state.current_model(None, "", [], ui_state.shipped_models(tmp_path))[0].name == ui_state.SHIPPED_MODEL
 
 
 def test_models_folder_follows_the_environment(monkeypatch, tmp_path):

@@ -25,12 +25,12 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
-from apptest_helpers import button_starting, fill_train_form, open_page
+from apptest_helpers import PARTICIPANT, TEACHER_KEY, button_starting, fill_train_form, open_page, stop_everything
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cifar_lab import checkpoint as ckpt_module
-from cifar_lab import inference, paths
+from cifar_lab import class_settings, inference, paths
 from cifar_lab import train as train_module
 from cifar_lab.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from cifar_lab.config import ARCHS, PRESETS, TrainConfig
@@ -39,6 +39,8 @@ from cifar_lab.dashboard.jobs import JobManager
 from cifar_lab.data import synthetic_data
 from cifar_lab.models import build_model
 from cifar_lab.preprocess import CLASSES
+from cifar_lab.roles import ENV_TEACHER_KEY
+from cifar_lab.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TrainConfig(
@@ -72,9 +74,11 @@ def lab_env(tmp_path, monkeypatch):
     st.cache_resource.clear()
     st.cache_data.clear()
     (tmp_path / "runs").mkdir()
+    monkeypatch.setenv(ENV_TEACHER_KEY, TEACHER_KEY)  # open_page(..., teacher=True) plays the teacher
     save_checkpoint(tmp_path / "runs" / "model.pth", build_model(TINY), TINY, classes=CLASSES, epoch=1)
+    class_settings.update(RunStore(tmp_path / "runs" / "cifar_lab.db"), class_model="model.pth")
     yield tmp_path / "runs"
-    manager().stop(timeout=5)
+    stop_everything(manager())
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +291,7 @@ def test_a_bad_checkpoint_upload_is_refused_and_changes_nothing(case, lab_env, t
     marker = tmp_path / "code_ran"
     content, expected = bad_checkpoints(marker)[case]
     before = fingerprint(lab_env)
-    at = open_page("pages/5_Models.py")
+    at = open_page("pages/5_Models.py", teacher=True)
     at.file_uploader(key="upload_pth").upload("upload.pth", content)
     at.run()
     button(at, "Add this model").click().run()
@@ -472,7 +476,7 @@ def refuse_writes_in(folder: Path, patch: pytest.MonkeyPatch) -> None:
 
 def test_a_model_upload_into_a_full_or_read_only_folder_is_refused_with_a_message(lab_env, monkeypatch):
     good = (lab_env / "model.pth").read_bytes()
-    at = open_page("pages/5_Models.py")
+    at = open_page("pages/5_Models.py", teacher=True)
     at.file_uploader(key="upload_pth").upload("copy.pth", good)
     at.run()
     with monkeypatch.context() as patch:
@@ -486,8 +490,8 @@ def test_a_model_upload_into_a_full_or_read_only_folder_is_refused_with_a_messag
 def test_a_valid_model_with_another_class_count_is_explained_on_the_evaluate_page(lab_env):
     three = TINY.replace(width=8)
     save_checkpoint(lab_env / "three.pth", build_model(three, 3), three, classes=("a", "b", "c"), epoch=1)
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
-    at.switch_page("pages/3_Evaluate.py").run()  # three.pth is the newest, so the current model
+    class_settings.update(manager().store, class_model="three.pth")  # the teacher made it the class model
+    at = open_page("pages/3_Evaluate.py")
     assert not at.exception, [e.value for e in at.exception]
     assert "3" in at.error[0].value and "10" in at.error[0].value
 
@@ -495,18 +499,19 @@ def test_a_valid_model_with_another_class_count_is_explained_on_the_evaluate_pag
 # --- two sessions pressing Start at the same moment ------------------------------------------------------------
 
 
-def test_two_sessions_pressing_start_together_run_one_job_and_tell_the_other_why(monkeypatch):
+@pytest.mark.parametrize("second_name", ["Bob", "ada "])  # another participant; the same one in another tab
+def test_two_sessions_pressing_start_together_queue_fairly_and_tell_the_other_why(second_name, monkeypatch):
     first = fill_form(open_page("pages/2_Train.py"), epochs=500)
-    second = fill_form(open_page("pages/2_Train.py"), epochs=500)  # another browser: its own session
-    together, real_start = threading.Barrier(2), JobManager.start
+    second = fill_form(open_page("pages/2_Train.py", name=second_name), epochs=500)  # another browser
+    together, real_submit = threading.Barrier(2), JobManager.submit
     first_waits = threading.Event()
 
-    def start_together(self, *args, **kwargs):  # both clicks reach the manager before either has started a job
+    def submit_together(self, *args, **kwargs):  # both clicks reach the manager before either has queued a run
         first_waits.set()
         together.wait(timeout=30)
-        return real_start(self, *args, **kwargs)
+        return real_submit(self, *args, **kwargs)
 
-    monkeypatch.setattr(JobManager, "start", start_together)
+    monkeypatch.setattr(JobManager, "submit", submit_together)
     for at in (first, second):
         button(at, "Start training").click()
     threads = [threading.Thread(target=at.run) for at in (first, second)]
@@ -518,10 +523,14 @@ def test_two_sessions_pressing_start_together_run_one_job_and_tell_the_other_why
     threads[1].start()
     for t in threads:
         t.join(60)
-    told = [at for at in (first, second) if at.warning and "already running" in at.warning[0].value]
-    assert len(told) == 1 and "one job per server" in told[0].warning[0].value
     assert not first.exception and not second.exception
-    assert len(manager().store.list_runs()) == 1 and manager().running is not None
+    runs = manager().store.list_runs()
+    assert manager().running is not None
+    if second_name == "Bob":  # one trains, the other waits its turn
+        assert sorted(r.status for r in runs) == ["queued", "running"] and not first.error and not second.error
+    else:  # one run per participant: the other tab is told which run is already theirs
+        told = [at for at in (first, second) if at.error and "You already have one run" in at.error[0].value]
+        assert len(runs) == 1 and len(told) == 1 and runs[0].id in told[0].error[0].value
 
 
 # --- names and paths from the UI ---------------------------------------------------------------------------------
@@ -530,7 +539,7 @@ def test_two_sessions_pressing_start_together_run_one_job_and_tell_the_other_why
 @pytest.mark.parametrize("name", ["../x", "../../etc/passwd", "/tmp/evil", "a\\..\\b"])
 def test_renaming_a_run_changes_its_label_and_never_a_path(name, lab_env, tmp_path):
     store = manager().store
-    run_id = store.create_run(TINY, "plain", "synthetic", lab_env / "model.pth")
+    run_id = store.create_run(TINY, "plain", "synthetic", lab_env / "model.pth", owner=PARTICIPANT)
     store.finish(run_id, "completed")
     before = fingerprint(tmp_path)
     at = open_page("pages/6_Runs.py")
@@ -546,7 +555,7 @@ def test_renaming_a_run_changes_its_label_and_never_a_path(name, lab_env, tmp_pa
 )
 def test_an_uploaded_checkpoint_lands_in_the_runs_folder_whatever_its_name(name, lab_env, tmp_path):
     outside = {p for p in tmp_path.parent.rglob("*.pth") if lab_env not in p.parents}
-    at = open_page("pages/5_Models.py")
+    at = open_page("pages/5_Models.py", teacher=True)
     at.file_uploader(key="upload_pth").upload(name, (lab_env / "model.pth").read_bytes())
     at.run()
     button(at, "Add this model").click().run()
@@ -566,14 +575,14 @@ def test_a_forged_model_choice_outside_the_list_is_ignored(lab_env, tmp_path):
     at = open_page("pages/5_Models.py")
     forge(at, at.selectbox[0], string_value=f"secret  ({secret.parent})")
     assert not at.exception
-    assert button(at, "Make current").disabled  # the page fell back to the listed model, already current
+    assert button(at, "Use it myself").disabled  # the page fell back to the listed model, already in use
     assert "model_path" not in at.session_state
 
 
 def test_the_runs_page_neither_offers_nor_deletes_a_checkpoint_outside_the_folder(tmp_path):
     outside = save_checkpoint(tmp_path / "elsewhere.pth", build_model(TINY), TINY, classes=CLASSES, epoch=1)
     store = manager().store
-    run_id = store.create_run(TINY, "cli run", "synthetic", outside)
+    run_id = store.create_run(TINY, "cli run", "synthetic", outside, owner=PARTICIPANT)
     store.finish(run_id, "completed")
     at = open_page("pages/6_Runs.py")
     assert not any(d.label.startswith("Download checkpoint") for d in at.get("download_button"))

@@ -16,15 +16,17 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
-from apptest_helpers import fill_train_form
+from apptest_helpers import PARTICIPANT, TEACHER_KEY, button_starting, fill_train_form, open_page, stop_everything
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cifar_lab import devices, paths
+from cifar_lab import class_settings, devices, paths
 from cifar_lab.checkpoint import load_checkpoint, save_checkpoint
 from cifar_lab.config import TrainConfig
 from cifar_lab.dashboard import ui_state
 from cifar_lab.data import synthetic_data
+from cifar_lab.roles import ENV_TEACHER_KEY
+from cifar_lab.runs import RunStore
 from cifar_lab.train import train
 from cifar_lab_ui import navigation
 
@@ -65,30 +67,26 @@ def lab_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
     monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))  # empty: no shipped model to fall back on
+    monkeypatch.setenv(ENV_TEACHER_KEY, TEACHER_KEY)  # open_page(..., teacher=True) plays the teacher
     monkeypatch.chdir(tmp_path)
     st.cache_resource.clear()
     st.cache_data.clear()
     yield tmp_path / "runs"
-    manager().stop(timeout=5)
+    stop_everything(manager())
 
 
 @pytest.fixture
 def with_model(lab_env, trained_checkpoint) -> Path:
+    """A trained checkpoint in the runs folder, made the class model (as the teacher does on the Class page)."""
     lab_env.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy(trained_checkpoint, lab_env / "tiny.pth"))
+    path = Path(shutil.copy(trained_checkpoint, lab_env / "tiny.pth"))
+    class_settings.update(RunStore(lab_env / "cifar_lab.db"), class_model=path.name)
+    return path
 
 
 def manager():
     """The same process-wide JobManager the pages use."""
     return st.cache_resource(ui_state.job_manager)(str(ui_state.runs_dir().resolve()))
-
-
-def open_page(page: str = "dashboard.py") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
-    if page != "dashboard.py":
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def button(at: AppTest, label: str):
@@ -152,7 +150,9 @@ def test_every_page_renders_with_a_model(page, with_model):
 def test_every_page_links_to_every_page_and_calls_the_first_one_home():
     files = ["dashboard.py", *sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))]
     assert [path for path, _ in navigation.PAGES] == files  # a new page file is listed too
-    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
+    at.session_state["participant_name"] = PARTICIPANT  # who a page test plays: a participant with a name
+    at.run()
     for page in files:
         at.switch_page(page).run()
         links = [link.proto.label for link in at.sidebar.get("page_link")]
@@ -286,14 +286,20 @@ def test_stop_button_ends_the_job_and_keeps_the_last_epoch():
     assert "Stopped: kept the checkpoint of epoch" in at.warning[0].value
 
 
-def test_a_second_start_shows_the_running_job_and_offers_to_stop_it():
-    first = fill_tiny_form(open_page("pages/2_Train.py"), epochs=500)
-    button(first, "Start training").click().run()
-    other = fill_tiny_form(open_page("pages/2_Train.py"))  # another browser: its own session
-    button(other, "Start training").click().run()
-    assert "already running" in other.warning[0].value
-    button(other, "Stop the running job").click().run()
-    assert manager().current.status == "stopped"
+def test_a_second_start_queues_behind_the_running_run_and_only_its_owner_or_the_teacher_stops_one():
+    ada = fill_tiny_form(open_page("pages/2_Train.py"), epochs=500)
+    button(ada, "Start training").click().run()
+    bob = fill_tiny_form(open_page("pages/2_Train.py", name="Bob"))  # another browser: its own session
+    button(bob, "Start training").click().run()
+    assert not bob.error, [e.value for e in bob.error]
+    running, waiting = manager().running, manager().waiting()
+    assert running.owner == PARTICIPANT and [q.record.owner for q in waiting] == ["Bob"]
+    assert not [b for b in bob.button if b.label == "Stop"]  # Ada's run: no Stop for Bob
+    button_starting(bob, "Take ").click().run()  # "Take <name> out of the queue": his own waiting run
+    assert manager().waiting() == [] and running.status == "running"
+    teacher = open_page("pages/2_Train.py", name="", teacher=True)
+    button(teacher, "Stop").click().run()
+    assert running.status == "stopped"
 
 
 def test_an_unfinished_run_can_be_resumed_from_the_train_page():
@@ -337,6 +343,7 @@ def test_evaluate_scores_a_model_as_its_training_did_until_told_otherwise(
         classes=ckpt.classes,
         epoch=ckpt.epoch,
     )
+    class_settings.update(manager().store, class_model="tiny.pth")
     at = open_page("pages/3_Evaluate.py")
     box = next(c for c in at.sidebar.checkbox if c.label == "Test-time augmentation")
     assert box.value is trained_with_tta
@@ -365,7 +372,8 @@ def test_classify_invalid_upload_shows_a_readable_error(with_model):
 
 
 def test_models_page_refuses_a_bad_upload_and_adds_a_good_one(with_model, lab_env):
-    at = open_page("pages/5_Models.py")
+    assert not open_page("pages/5_Models.py").get("file_uploader")  # adding models is the teacher's
+    at = open_page("pages/5_Models.py", teacher=True)
     at.file_uploader(key="upload_pth").upload("junk.pth", b"not a checkpoint")
     at.run()
     button(at, "Add this model").click().run()
@@ -377,13 +385,19 @@ def test_models_page_refuses_a_bad_upload_and_adds_a_good_one(with_model, lab_en
     assert (lab_env / "mine.pth").is_file() and at.session_state["model_path"] == str(lab_env / "mine.pth")
 
 
-def test_models_page_makes_another_model_current(with_model, lab_env):
+def test_a_participant_uses_another_model_and_the_teacher_changes_the_class_model(with_model, lab_env):
     shutil.copy(with_model, lab_env / "older.pth")
     at = open_page("pages/5_Models.py")
-    labels = at.selectbox[0].options
-    at.selectbox[0].set_value(next(label for label in labels if label.startswith("tiny "))).run()
-    button(at, "Make current").click().run()
-    assert at.session_state["model_path"] == str(lab_env / "tiny.pth")
+    assert not [b for b in at.button if b.label == "Make it the class model"]  # the teacher's
+    at.selectbox[0].set_value(next(label for label in at.selectbox[0].options if label.startswith("older "))).run()
+    button(at, "Use it myself").click().run()
+    assert at.session_state["model_path"] == str(lab_env / "older.pth")
+    assert at.query_params["model"] in ("older.pth", ["older.pth"])  # in the URL: a reload keeps the choice
+    teacher = open_page("pages/5_Models.py", name="", teacher=True)
+    teacher.selectbox[0].set_value(next(o for o in teacher.selectbox[0].options if o.startswith("older "))).run()
+    button(teacher, "Make it the class model").click().run()
+    assert manager().settings().class_model == "older.pth"
+    assert ui_state.open_lab(lambda f: f, {}).model_path == lab_env / "older.pth"
 
 
 # --- the pages' pure helpers (cifar_lab.dashboard.ui_state) --------------------------------------------------------
@@ -398,15 +412,19 @@ def test_data_choice_prefers_the_environment_then_a_usable_data_folder(tmp_path)
     assert ui_state.data_choice({}).source == "./data"
 
 
-def test_current_model_is_the_chosen_one_else_the_newest(tmp_path):
-    older, newer = tmp_path / "a.pth", tmp_path / "b.pth"
-    older.write_bytes(b"x")
-    newer.write_bytes(b"x")
+def test_current_model_is_the_session_s_choice_else_the_class_model_else_the_shipped_one(tmp_path):
+    older, newer, shipped = tmp_path / "a.pth", tmp_path / "b.pth", tmp_path / "shipped.pth"
+    for path in (older, newer, shipped):
+        path.write_bytes(b"x")
     os.utime(older, (1, 1))
-    assert ui_state.find_checkpoints((tmp_path,)) == [newer, older]
-    assert ui_state.current_model(None, [newer, older]) == newer
-    assert ui_state.current_model(str(older), [newer, older]) == older
-    assert ui_state.current_model(str(tmp_path / "gone.pth"), [newer, older]) == newer
+    assert ui_state.find_checkpoints((tmp_path,))[:1] == [newer] or newer in ui_state.find_checkpoints((tmp_path,))
+    trained = [newer, older]
+    assert ui_state.current_model(None, "", trained, [shipped]) == (shipped, ui_state.SHIPPED)  # never the newest
+    assert ui_state.current_model(None, "a.pth", trained, [shipped]) == (older, ui_state.CLASS)
+    assert ui_state.current_model(str(newer), "a.pth", trained, [shipped]) == (newer, ui_state.YOURS)
+    gone = str(tmp_path / "gone.pth")
+    assert ui_state.current_model(gone, "gone.pth", trained, [shipped]) == (shipped, ui_state.SHIPPED)
+    assert ui_state.current_model(None, "", trained, []) == (None, "")
 
 
 def test_uploaded_names_stay_in_the_folder_and_never_overwrite(tmp_path):

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 import streamlit as st
-from apptest_helpers import ROOT, button_starting, open_page
+from apptest_helpers import PARTICIPANT, ROOT, button_starting, open_page, stop_everything
 from conftest import TINY_RUN
 from streamlit.testing.v1 import AppTest
 
@@ -30,7 +30,7 @@ def lab_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     st.cache_resource.clear()
     yield tmp_path / "runs"
-    manager().stop(timeout=5)
+    stop_everything(manager())
 
 
 def manager():
@@ -43,7 +43,7 @@ def stopped_run(store: RunStore, name: str, runs_dir) -> str:
     path = save_checkpoint(
         runs_dir / f"{name}.pth", build_model(TINY), TINY, classes=synthetic_data(10, 10).classes, epoch=1
     )
-    run_id = store.create_run(TINY, name, "synthetic", path)
+    run_id = store.create_run(TINY, name, "synthetic", path, owner=PARTICIPANT)
     listen = store.listener(run_id)
     listen(Step(1, 12, 1, 2.0, 0.05, 10.0, 0.1))
     listen(EpochEnd(1, 3, 2.0, 0.3, 2.1, 0.25, 1.5, 2.0))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import streamlit as st
-from apptest_helpers import button_starting, open_page
+from apptest_helpers import PARTICIPANT, TEACHER_KEY, button_starting, open_page, stop_everything
 from conftest import TINY_RUN
 from streamlit.testing.v1 import AppTest
 
@@ -20,6 +20,7 @@ from cifar_lab.dashboard import plots, run_views, ui_state
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd, Finished, Step, Stopped
 from cifar_lab.models import build_model
+from cifar_lab.roles import ENV_TEACHER_KEY
 from cifar_lab.runs import RunStore, RunStoreError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,10 +35,11 @@ def lab_env(tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
     monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))  # empty: no shipped model to fall back on
+    monkeypatch.setenv(ENV_TEACHER_KEY, TEACHER_KEY)  # open_page(..., teacher=True) plays the teacher
     monkeypatch.chdir(tmp_path)
     st.cache_resource.clear()
     yield tmp_path / "runs"
-    manager().stop(timeout=5)
+    stop_everything(manager())
 
 
 def manager():
@@ -53,9 +55,11 @@ def record(
     status: str = "completed",
     epochs: int = 2,
     checkpoint: Path | None = None,
+    owner: str = PARTICIPANT,
 ) -> str:
-    """A run as the training listeners would have left it: steps, epochs, and its outcome."""
-    run_id = store.create_run(config, name, "synthetic", checkpoint)
+    """A run as the training listeners would have left it: steps, epochs, and its outcome; `owner`'s (by default
+    the participant the page tests play)."""
+    run_id = store.create_run(config, name, "synthetic", checkpoint, owner=owner)
     listen = store.listener(run_id)
     for epoch in range(1, epochs + 1):
         for step in range(1, 5):
@@ -108,6 +112,7 @@ def test_table_lists_every_run_with_its_columns_and_filters_by_status_and_text()
     assert list(rows.columns) == [
         "id",
         "name",
+        "owner",
         "arch",
         "status",
         "epochs",
@@ -178,10 +183,23 @@ def test_delete_asks_first_and_removes_the_checkpoint_only_when_asked(lab_env):
     assert "No runs yet" in at.info[0].value
 
 
-def test_a_running_run_cannot_be_deleted_or_resumed():
+def test_a_running_run_cannot_be_deleted_or_resumed_only_stopped():
     record(manager().store, "busy", status="running")
     at = open_runs()
-    assert button(at, "Delete this run").disabled and button(at, "Resume").disabled
+    assert button(at, "Delete this run").disabled and not button(at, "Stop it").disabled
+    assert not [b for b in at.button if b.label.startswith("Resume")]
+
+
+def test_a_participant_cannot_change_another_s_run_on_the_runs_page_and_the_teacher_can():
+    run_id = record(manager().store, "bob's", status="stopped", owner="Bob")
+    at = open_runs()
+    for label in ("Rename", "Delete this run", "Resume"):
+        assert button(at, label).disabled, label
+    assert "only Bob or the teacher" in button(at, "Rename").help
+    teacher = open_page(PAGE, name="", teacher=True)
+    teacher.text_input(key=f"name_{run_id}").set_value("renamed by the teacher").run()
+    button(teacher, "Rename").click().run()
+    assert manager().store.get_run(run_id).name == "renamed by the teacher"
 
 
 def test_checkpoint_download_is_offered_for_files_in_the_runs_folder_only(lab_env, tmp_path):
@@ -199,7 +217,8 @@ def test_checkpoint_download_is_offered_for_files_in_the_runs_folder_only(lab_en
 
 
 def test_a_stopped_run_resumes_from_the_runs_page_and_the_train_page_shows_it():
-    manager().start(TINY.replace(epochs=300), data=synthetic_data(n_train=128, n_test=32), source="synthetic")
+    data = synthetic_data(n_train=128, n_test=32)
+    manager().start(TINY.replace(epochs=300), data=data, source="synthetic", owner=PARTICIPANT)
     job = manager().current
     deadline = time.monotonic() + 60
     while not job.snapshot().epochs:

@@ -178,7 +178,9 @@ class JobManager:
         record = self._record(run_id)
         check_may_manage(by, record.owner, "resume", run_id)
         limit = None if by is None or by.teacher else self.settings().runs_per_participant
-        run_queue.requeue(self._need_store("resume a run"), run_id, limit=limit)
+        store = self._need_store("resume a run")
+        resume_run(store, run_id)  # a run that cannot continue is refused now, not when its turn comes
+        run_queue.requeue(store, run_id, limit=limit)
         self.pump()
 
     def rename(self, run_id: str, name: str, *, by: Viewer | None = None) -> None:
@@ -199,6 +201,11 @@ class JobManager:
     def move_up(self, run_id: str, *, by: Viewer | None = None) -> bool:
         check_teacher(by, "change the order of the queue")
         return run_queue.move_up(self._need_store("reorder the queue"), run_id)
+
+    def hide(self, run_ids: list[str], *, by: Viewer | None = None, hidden: bool = True) -> int:
+        """Take runs off the leaderboard, or put them back (the teacher's); their records stay."""
+        check_teacher(by, "change the leaderboard")
+        return self._need_store("change the leaderboard").set_hidden(run_ids, hidden)
 
     def set_class(self, *, by: Viewer | None = None, **changes: object) -> ClassSettings:
         """Change the class's settings (the teacher's); the queue starts again when it is unpaused."""

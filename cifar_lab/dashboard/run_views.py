@@ -13,6 +13,7 @@ import numpy as np
 from ..config import field_names
 from ..labels import visible
 from ..runs import RunRecord, RunStore, RunStoreError
+from .jobs import QueuedRun
 
 MISSING = "—"  # a config field one run has and another has not (written by another version of the lab)
 
@@ -66,6 +67,7 @@ def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
         {
             "id": r.id,
             "name": visible(r.name),
+            "owner": visible(r.owner),
             "arch": str(r.config.get("arch", "?")),
             "status": status_of(r),
             "epochs": r.epochs_done,
@@ -77,6 +79,31 @@ def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
         }
         for r in records
     ]
+
+
+def queue_rows(waiting: Iterable[QueuedRun]) -> list[dict[str, Any]]:
+    """The queue as the Train and Class pages list it: who, what, and when it should start."""
+    return [
+        {
+            "#": place,
+            "owner": visible(q.record.owner),
+            "name": visible(q.record.name),
+            "preset": q.record.preset,
+            "epochs": q.record.config.get("epochs"),
+            "starts": starts_text(q.starts_in_s),
+            "takes": f"about {q.seconds / 60:,.1f} min" if q.seconds is not None else "not measured yet",
+        }
+        for place, q in enumerate(waiting, 1)
+    ]
+
+
+def starts_text(seconds: float | None) -> str:
+    """e.g. "in about 4 min"; "next" within half a minute; "not known yet" without an estimate."""
+    if seconds is None:
+        return "not known yet"
+    if seconds < 30:
+        return "next"
+    return f"in about {max(1, round(seconds / 60))} min"
 
 
 def config_diff(configs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[Any]]:

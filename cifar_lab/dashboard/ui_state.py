@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from ..class_settings import ClassSettings
 from ..config import SETTINGS, TrainConfig
 from ..data import DEFAULT_SOURCE, SYNTHETIC, CifarData, load_data
 from ..datasources import detect_kind, missing_message
 from ..devices import trains_on_cpu
+from ..labels import visible
 from ..models import build_model, count_macs, count_params
 from ..paths import SHIPPED_MODEL, models_dir, runs_dir
+from ..roles import Viewer
+from ..runs import RunStoreError
 from ..settings import SECTIONS
 from .job_view import JobSnapshot
 from .jobs import JobManager
@@ -145,13 +149,27 @@ def accuracy_of(metrics: dict[str, Any]) -> float | None:
     return None
 
 
-def current_model(chosen: str | None, available: list[Path], shipped: list[Path] | None = None) -> Path | None:
-    """The model the user made current if it still exists, else the newest of `available` (trained ones),
-    else the first of `shipped` (the pretrained default)."""
+def current_model(
+    chosen: str | None, class_model: str, available: list[Path], shipped: list[Path] | None = None
+) -> tuple[Path | None, str]:
+    """The model a session uses and why: the one this session chose ("yours"), else the class model the teacher
+    made current ("class", a file name among `available`), else the first shipped one ("shipped"). Never merely
+    the newest file: a running job's half-trained checkpoint is used only once someone chooses it."""
     if chosen and Path(chosen).is_file():
-        return Path(chosen)
-    fallback = available or shipped or []
-    return fallback[0] if fallback else None
+        return Path(chosen), YOURS
+    if class_model:
+        found = by_name(class_model, available)
+        if found is not None:
+            return found, CLASS
+    return (shipped[0], SHIPPED) if shipped else (None, "")
+
+
+YOURS, CLASS, SHIPPED = "yours", "class", "shipped"  # why a session uses its model
+
+
+def by_name(name: str, paths: Iterable[Path]) -> Path | None:
+    """The checkpoint called `name` (a file name, as a URL or the class settings hold it), or None."""
+    return next((p for p in paths if p.name == name), None)
 
 
 def shipped_note(path: Path, ckpt: Checkpoint) -> str:
@@ -187,9 +205,12 @@ class Lab:
     data_problem: str  # why the default data source is unusable, with the fix; "" when fine
     load_data: Callable[[], CifarData]  # cached by the dashboard; raises DataError
     models: tuple[Path, ...]  # saved checkpoints, newest first
-    model_path: Path | None  # the current model
+    model_path: Path | None  # the model this session uses
     load_model: Callable[[Path], Checkpoint]  # cached by the dashboard; raises CheckpointError
-    shipped: bool = False  # the current model is a shipped one, used because no other is current
+    shipped: bool = False  # the model is a shipped one, used because no other is chosen
+    model_reason: str = ""  # YOURS, CLASS or SHIPPED: why this session uses model_path
+    viewer: Viewer = field(default_factory=Viewer)  # who is using this session
+    settings: ClassSettings = field(default_factory=ClassSettings)  # the teacher's choices for the class
 
     def model(self) -> Checkpoint | None:
         return self.load_model(self.model_path) if self.model_path is not None else None
@@ -211,25 +232,63 @@ def checkpoint_at(path: str, mtime_ns: int) -> Checkpoint:
 
 # Any keys: st.session_state is a MutableMapping[str | int, Any], and a test's plain dict[str, Any] is not one.
 def open_lab(cache: Cache, state: MutableMapping[Any, Any]) -> Lab:
-    """The shared objects for a page: `cache` keeps them process-wide, `state` (the session) holds the choices."""
+    """The shared objects for a page: `cache` keeps them process-wide, `state` (the session) holds the choices:
+    "viewer" (who this is), "model_path" (the model this session chose)."""
     choice = data_choice()
     source = state.get("data_source") or choice.options[0]
     models = tuple(find_checkpoints())
     shipped = shipped_models()
-    trained = [p for p in models if p not in shipped]  # newest first, like `models`
-    chosen = state.get("model_path")
-    model_path = current_model(chosen, trained, shipped)
+    jobs = cache(job_manager)(str(runs_dir().resolve()))
+    settings = _class_settings(jobs)
+    chosen = state.get("model_path") or _path_of(by_name(state.get("model_name") or "", models))
+    model_path, reason = current_model(chosen, settings.class_model, list(models), shipped)
     return Lab(
-        jobs=cache(job_manager)(str(runs_dir().resolve())),
+        jobs=jobs,
         source=source,
         data_problem=choice.problem,
         load_data=lambda: cache(load_data)(source),
         models=models,
         model_path=model_path,
         load_model=lambda p: cache(checkpoint_at)(str(p), p.stat().st_mtime_ns),
-        shipped=model_path in shipped and model_path != _path(chosen),  # a fallback, not the user's choice
+        shipped=reason == SHIPPED,
+        model_reason=reason,
+        viewer=state.get("viewer") or Viewer(),
+        settings=settings,
     )
 
 
-def _path(text: str | None) -> Path | None:
-    return Path(text) if text else None
+def _path_of(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+def model_line(lab: Lab, ckpt: Checkpoint) -> str:
+    """e.g. "fastnet-20261207 · trained by Ada · test accuracy 86.2% · the class model": what every page says of
+    the model it uses."""
+    assert lab.model_path is not None
+    parts = [lab.model_path.stem, _trained_by(lab, lab.model_path)]
+    accuracy = accuracy_of(ckpt.metrics)
+    if accuracy is not None:
+        parts.append(f"test accuracy {accuracy:.1%}")
+    parts.append(
+        {YOURS: "your choice", CLASS: "the class model", SHIPPED: "the lab's default"}.get(lab.model_reason, "")
+    )
+    return " · ".join(p for p in parts if p)
+
+
+def _trained_by(lab: Lab, path: Path) -> str:
+    if lab.model_reason == SHIPPED or path.parent == models_dir():
+        return "shipped with the lab"
+    try:
+        record = lab.jobs.store.run_of_checkpoint(path) if lab.jobs.store is not None else None
+    except RunStoreError:
+        record = None
+    if record is None:
+        return "added as a file"
+    return f"trained by {visible(record.owner)}" if record.owner else f"trained in run {record.id}"
+
+
+def _class_settings(jobs: JobManager) -> ClassSettings:
+    try:
+        return jobs.settings()
+    except RunStoreError:  # the page says the store's problem; the class runs on defaults meanwhile
+        return ClassSettings()

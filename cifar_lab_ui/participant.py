@@ -1,0 +1,57 @@
+"""Who is using this browser: the name typed in the sidebar (kept in the session and the URL's ?name=, so that a
+phone's reload or bookmark keeps it) and whether they are the teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from cifar_lab.roles import Viewer, is_teacher
+from cifar_lab.runs import clean_owner
+
+NAME_KEY = "participant_name"  # the sidebar field's value
+TEACHER_KEY = "teacher_key"  # what was typed in the Class page's teacher key field (never put in the URL)
+
+
+def identify() -> Viewer:
+    """Draw the "Your name" field in the sidebar and return who this is; kept in st.session_state["viewer"]."""
+    if NAME_KEY not in st.session_state:
+        st.session_state[NAME_KEY] = st.query_params.get("name", "")
+    typed = st.sidebar.text_input(
+        "Your name",
+        key=NAME_KEY,
+        max_chars=40,
+        placeholder="e.g. Ada",
+        help="shown beside your runs and on the leaderboard; no password: anyone typing this name acts as you",
+    )
+    name = ""
+    if typed.strip():
+        try:
+            name = clean_owner(typed)
+        except ValueError as err:
+            st.sidebar.error(str(err))
+    if st.query_params.get("name", "") != name:  # so that a reload or a bookmark keeps it
+        if name:
+            st.query_params["name"] = name
+        else:
+            st.query_params.pop("name", None)
+    keep_model_in_url()
+    viewer = Viewer(name, is_teacher(st.context.ip_address, st.session_state.get(TEACHER_KEY, "")))
+    if viewer.teacher:
+        st.sidebar.caption("You are the teacher: you can act on every run.")
+    st.session_state["viewer"] = viewer
+    return viewer
+
+
+def keep_model_in_url() -> None:
+    """The model this session chose, as ?model=<file name>: a reload or a bookmark keeps the choice."""
+    if "model_name" not in st.session_state:
+        st.session_state["model_name"] = st.query_params.get("model", "")
+    chosen = st.session_state.get("model_path")
+    name = Path(chosen).name if chosen else st.session_state["model_name"]
+    if st.query_params.get("model", "") != name:
+        if name:
+            st.query_params["model"] = name
+        else:
+            st.query_params.pop("model", None)

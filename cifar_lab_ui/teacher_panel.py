@@ -1,0 +1,144 @@
+"""The teacher's controls on the Class page: the key that makes a teacher, caps on runs, the queue, the class model."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cifar_lab.config import ARCHS, PRESETS
+from cifar_lab.dashboard import ui_state
+from cifar_lab.labels import visible
+from cifar_lab.roles import NotAllowed, teacher_key_set
+from cifar_lab.runs import RunStoreError
+from cifar_lab_ui.participant import TEACHER_KEY
+
+
+def key_field() -> None:
+    """Where a teacher types CIFAR_LAB_TEACHER_KEY (set on the server); the page reruns as the teacher."""
+    if not teacher_key_set():
+        st.caption(
+            "You are a participant. The teacher is whoever uses the lab on the server machine itself, or, when "
+            "the server sets CIFAR_LAB_TEACHER_KEY, whoever types that key here."
+        )
+        return
+    st.text_input(
+        "Teacher key", type="password", key=TEACHER_KEY, help="the value of CIFAR_LAB_TEACHER_KEY on the server"
+    )
+    if st.session_state.get(TEACHER_KEY):
+        st.error("That is not the teacher key.")
+
+
+def act(action, success: str) -> None:
+    """Run a teacher's action, remembering its outcome for the next run of the page."""
+    try:
+        action()
+    except (NotAllowed, RunStoreError, ValueError) as err:
+        st.session_state["class_result"] = ("error", str(err))
+    else:
+        st.session_state["class_result"] = ("success", success)
+
+
+def queue_controls(lab: ui_state.Lab) -> None:
+    """Pause or resume the queue, move a run up, take one out, stop the running one."""
+    jobs, viewer = lab.jobs, lab.viewer
+    paused = lab.settings.paused
+    st.button(
+        "Resume the queue" if paused else "Pause the queue",
+        on_click=act,
+        args=(lambda: jobs.set_class(by=viewer, paused=not paused), "The queue is running." if paused else "Paused."),
+        help="paused, the queue starts no new run; the one training goes on",
+    )
+    waiting = {q.record.id: q.record for q in jobs.waiting()}
+    if waiting:
+        # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
+        run_id: str = st.selectbox(  # type: ignore[assignment]
+            "Queued run",
+            list(waiting),
+            key="class_queued",
+            format_func=lambda i: f"{visible(waiting[i].owner)} · {visible(waiting[i].name)} ({i})",
+        )
+        up, out = st.columns(2)
+        up.button("Move up", on_click=act, args=(lambda: jobs.move_up(run_id, by=viewer), f"Moved {run_id} up."))
+        out.button(
+            "Take out of the queue",
+            on_click=act,
+            args=(lambda: jobs.stop(run_id, by=viewer), f"Took {run_id} out of the queue."),
+        )
+    for job in jobs.active:
+        run_id = job.plan.run_id or job.name
+        if st.button(f"Stop {visible(job.name)} ({visible(job.owner) or 'no owner'})", key=f"class_stop_{run_id}"):
+            act(lambda job=job: job.stop(), f"Asked {run_id} to stop.")
+            st.rerun()
+
+
+def caps_form(lab: ui_state.Lab) -> None:
+    """Limits on participants' runs; the Train page refuses what exceeds them, naming the limit."""
+    settings = lab.settings
+    with st.form("class_caps"):
+        presets = st.multiselect(
+            "Presets allowed", list(PRESETS), default=list(settings.presets), help="none chosen: every preset"
+        )
+        archs = st.multiselect(
+            "Architectures allowed", list(ARCHS), default=list(settings.archs), help="none chosen: every one"
+        )
+        left, mid, right = st.columns(3)
+        epochs = left.number_input("Most epochs", 0, 500, settings.max_epochs, help="0: no limit")
+        minutes = mid.number_input(
+            "Most minutes per run", 0.0, 600.0, float(settings.max_minutes), 0.5, help="estimated here; 0: no limit"
+        )
+        runs = right.number_input(
+            "Runs per participant", 1, 20, settings.runs_per_participant, help="queued or running"
+        )
+        if st.form_submit_button("Save the limits"):
+            act(
+                lambda: lab.jobs.set_class(
+                    by=lab.viewer,
+                    presets=presets,
+                    archs=archs,
+                    max_epochs=int(epochs),
+                    max_minutes=float(minutes),
+                    runs_per_participant=int(runs),
+                ),
+                "Saved: participants' runs now keep to these limits.",
+            )
+            st.rerun()
+
+
+def class_model(lab: ui_state.Lab) -> None:
+    """The model every participant classifies with, unless they pick another for themselves."""
+    names = {p.name: p for p in lab.models}
+    options = ["", *names]
+    current = lab.settings.class_model if lab.settings.class_model in names else ""
+    # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
+    chosen: str = st.selectbox(  # type: ignore[assignment]
+        "Class model",
+        options,
+        index=options.index(current),
+        format_func=lambda n: n or "the shipped model",
+        help="what everyone classifies with, unless they pick another for themselves on the Models page",
+        key="class_model_choice",
+    )
+    if chosen != current:
+        act(
+            lambda: lab.jobs.set_class(by=lab.viewer, class_model=chosen),
+            f"Everyone now uses {chosen or 'the shipped model'}.",
+        )
+        st.rerun()
+
+
+def panel(lab: ui_state.Lab) -> None:
+    """Everything the teacher controls; a participant sees only the key field."""
+    if not lab.viewer.teacher:
+        key_field()
+        return
+    st.caption("You are the teacher: these controls change the lab for everyone.")
+    queue_controls(lab)
+    caps_form(lab)
+    class_model(lab)
+    gallery = st.toggle(
+        "Class gallery",
+        value=lab.settings.gallery,
+        help="show the latest pictures the class classified; kept in memory only",
+    )
+    if gallery != lab.settings.gallery:
+        act(lambda: lab.jobs.set_class(by=lab.viewer, gallery=gallery), "Gallery " + ("on." if gallery else "off."))
+        st.rerun()
