@@ -15,7 +15,10 @@ ROUTE_TABLE = Path("/proc/net/route")  # Linux: one route a line, addresses as l
 SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's (first) IPv4 address
 RTF_UP = 0x1
 # Interfaces that only this machine's containers, VMs or tunnels sit behind: listed after the others, not dropped.
-VIRTUAL_PREFIXES = ("docker", "br-", "veth", "virbr", "vmnet", "vboxnet", "lxc", "lxd", "tun", "tap", "wg", "zt")
+VIRTUAL_PREFIXES = (
+    *("docker", "br-", "veth", "virbr", "vmnet", "vboxnet", "lxc", "lxd"),  # containers and VMs
+    *("tun", "utun", "tap", "wg", "zt", "tailscale"),  # VPNs
+)
 # RFC 5737 TEST-NET-1: routed like any internet address, never a real host; connect() on UDP sends nothing to it.
 PROBE_ADDRESS = ("192.0.2.1", 9)
 _T = TypeVar("_T")
@@ -52,16 +55,16 @@ def order_addresses(
     by_interface: Iterable[tuple[str, str]], default: str | None = None, likely: str | None = None
 ) -> list[str]:
     """The usable addresses of (interface, address) pairs, each once: `likely`, then the `default` interface's,
-    then the other interfaces' in their order, virtual ones (VIRTUAL_PREFIXES) last."""
+    then the other interfaces' in their order; virtual ones (VIRTUAL_PREFIXES) last, whatever the route."""
     pairs = list(by_interface)
 
     def rank(pair: tuple[str, str]) -> int:
         name, address = pair
+        if name.startswith(VIRTUAL_PREFIXES):  # even the default route's: a VPN carrying it is not the classroom
+            return 3
         if address == likely:
             return 0
-        if default is not None and name == default:
-            return 1
-        return 3 if name.startswith(VIRTUAL_PREFIXES) else 2
+        return 1 if default is not None and name == default else 2
 
     ordered = sorted(pairs, key=rank)  # sorted() is stable: the sources' own order breaks ties
     return list(dict.fromkeys(address for _, address in ordered if usable(address)))

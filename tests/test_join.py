@@ -60,6 +60,13 @@ def test_addresses_put_the_default_interface_first_virtual_ones_last_and_drop_lo
     assert found == ["10.0.0.5", "192.168.1.20", "172.17.0.1"]
 
 
+def test_a_vpn_carrying_the_default_route_comes_after_the_classroom_network():
+    routes = ROUTES.replace("eth0\t00000000\t0100000A", "wg0\t00000000\t0100000A")
+    found = lan.lan_addresses(sources(routes, [("wg0", "10.8.0.2"), ("wlan0", "192.168.1.20")]))
+    assert lan.default_interface(routes) == "wg0"
+    assert found == ["192.168.1.20", "10.8.0.2"]
+
+
 def test_usable_refuses_what_no_other_machine_can_reach():
     assert lan.usable("192.168.1.20") and lan.usable("10.1.2.3")
     for address in ("127.0.0.1", "127.0.1.1", "169.254.0.9", "0.0.0.0", "224.0.0.1", "::1", "fe80::1", "nonsense"):
