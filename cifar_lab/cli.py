@@ -1,4 +1,4 @@
-"""`python -m cifar_lab train|evaluate|predict|bench|runs`: the command-line contract."""
+"""`python -m cifar_lab train|evaluate|predict|bench|runs|serve`: the command-line contract."""
 
 from __future__ import annotations
 
@@ -174,6 +174,18 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     )
     b.add_argument("--throughput", action="store_true", help="measure loop vs bare throughput and data-load times")
     b.add_argument("--json", dest="json_path", default="bench.json", help="where to write the table as JSON")
+
+    s = sub.add_parser("serve", help="run the dashboard for a class: students join on the local network")
+    s.add_argument("--port", type=int, default=8501, help="the port to listen on (default %(default)s)")
+    s.add_argument(
+        "--https",
+        action="store_true",
+        help="serve HTTPS, which phones need for their camera, with a self-signed certificate made on first use "
+        "in $XDG_CACHE_HOME/cifar_lab/tls (else ~/.cache/cifar_lab/tls); pip install 'cifar-lab[https]'",
+    )
+    s.add_argument("--cert", default=None, metavar="FILE", help="your own PEM certificate (implies --https)")
+    s.add_argument("--key", default=None, metavar="FILE", help="the unencrypted PEM private key of --cert")
+    s.add_argument("--local", action="store_true", help="listen on 127.0.0.1 only: no one else can join")
     return parser
 
 
@@ -374,7 +386,20 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main(args)
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "bench": _bench, "runs": _runs}
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    return serve(port=args.port, https=args.https, cert=args.cert, key=args.key, local=args.local)
+
+
+COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "predict": _predict,
+    "bench": _bench,
+    "runs": _runs,
+    "serve": _serve,
+}
 
 
 class ProgressPrinter:
