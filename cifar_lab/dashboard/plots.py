@@ -22,7 +22,7 @@ VALIDATION_COLOUR = "#2ca02c"
 SMOOTHING = 0.9  # weight of the past in the loss curve's moving average (TensorBoard's default slider)
 
 
-def _figure(traces: list[dict], title: str, *, height: int = 320, **layout) -> go.Figure:
+def _figure(traces: list[dict], title: str | dict, *, height: int = 320, **layout) -> go.Figure:
     """One constructor call: a fraction of the cost of add_trace/update_layout, which matters at one redraw a second."""
     base = dict(
         title=title,
