@@ -131,3 +131,5 @@ def test_the_accuracy_chart_draws_validation_only_for_a_run_with_a_hold_out():
     figure = plots.accuracy_figure(held)
     assert [t.name for t in figure.data] == ["train", "test", "validation"]
     assert list(figure.data[2].y) == [0.2]
+    hidden = plots.accuracy_figure(held, show_test=False)  # the class ranks by validation: test stays hidden
+    assert [t.name for t in hidden.data] == ["train", "validation"]

@@ -69,13 +69,13 @@ def loss_figure(losses: Sequence[LossPoint], epochs: Sequence[EpochEnd], *, smoo
     return _figure(traces, "Loss", xaxis=dict(title="epoch"), yaxis=dict(title="cross-entropy"))
 
 
-def accuracy_figure(epochs: Sequence[EpochEnd]) -> go.Figure:
-    """Train and test accuracy after each epoch (and validation, for a run with a hold-out), 0..1 shown as percent."""
+def accuracy_figure(epochs: Sequence[EpochEnd], *, show_test: bool = True) -> go.Figure:
+    """Train and test accuracy after each epoch (and validation, for a run with a hold-out), 0..1 shown as percent.
+    `show_test=False` leaves test out, for a class that ranks by validation accuracy until test is revealed."""
     x = _column(epochs, "epoch")
-    traces = [
-        _line(x, _column(epochs, "train_acc"), "train", TRAIN_COLOUR),
-        _line(x, _column(epochs, "test_acc"), "test", TEST_COLOUR),
-    ]
+    traces = [_line(x, _column(epochs, "train_acc"), "train", TRAIN_COLOUR)]
+    if show_test:
+        traces.append(_line(x, _column(epochs, "test_acc"), "test", TEST_COLOUR))
     if any(e.val_acc is not None for e in epochs):
         held_out = np.array([np.nan if e.val_acc is None else e.val_acc for e in epochs])
         traces.append(_line(x, held_out, "validation", VALIDATION_COLOUR, dash="dash"))
