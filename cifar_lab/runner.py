@@ -54,8 +54,8 @@ def default_name(config: TrainConfig) -> str:
 def check_run(config: TrainConfig, folder: str | Path, data: CifarData | None = None) -> list[str]:
     """Refuse, before any step is taken, a run this machine cannot train or save: a device that is not here, a
     folder that cannot hold its checkpoints, and (once the data is known) a validation hold-out that leaves too few
-    training images or more memory than is free. Returns what
-    the machine will change, e.g. threads lowered to its cores, for the caller to tell the user."""
+    training images or more memory than is free. Returns what the machine will change, e.g. threads lowered to its
+    cores, for the caller to tell the user."""
     resolve_device(config.device)
     check_folder(Path(folder), needed_bytes=checkpoint_bytes(config))
     if data is not None:
