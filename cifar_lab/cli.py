@@ -420,13 +420,15 @@ class ProgressPrinter:
                 f"{event.images_per_s:,.0f} img/s ~{left:.0f}s left "
             )
         elif isinstance(event, EpochEnd):
+            held_out = "" if event.val_acc is None else f" | validation acc {event.val_acc:.1%}"
             self._write(
                 f"{chr(13) if self.live else ''}epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f} "
-                f"acc {event.train_acc:.1%} | test loss {event.test_loss:.3f} acc {event.test_acc:.1%} "
+                f"acc {event.train_acc:.1%} | test loss {event.test_loss:.3f} acc {event.test_acc:.1%}{held_out} "
                 f"| {event.seconds:.1f}s{' ' * 20}\n"
             )
         elif isinstance(event, Finished):
-            self._write(f"test accuracy {event.test_accuracy:.2%} after {event.train_seconds:.1f}s\n")
+            held_out = "" if event.validation_accuracy is None else f", validation {event.validation_accuracy:.2%}"
+            self._write(f"test accuracy {event.test_accuracy:.2%}{held_out} after {event.train_seconds:.1f}s\n")
         elif isinstance(event, Stopped):
             self._write(f"\nstopped after {event.epochs_done} epoch(s)\n")
         elif isinstance(event, Failed):

@@ -234,7 +234,16 @@ class TrainConfig:
         low=0,
         high=10_000_000,
         unit="images",
-        help="test images scored after each epoch (0 = all); the final score always uses all",
+        help="test images (and as many held-out images) scored after each epoch (0 = all); the final scores use all",
+    )
+    validation: int = setting(
+        0,
+        section=RUNTIME,
+        low=0,
+        high=10_000_000,
+        unit="images",
+        help="hold out the last N training images (the same for every run and seed): never trained on, scored "
+        "as validation accuracy after each epoch and at the end; 0 = off",
     )
     # --- data and runtime ---
     normalize: str = setting(

@@ -34,6 +34,8 @@ class EpochEnd:
     state_dict: dict[str, torch.Tensor] = field(repr=False, compare=False, default_factory=dict)
     # Optimizer and RNG states, for resuming; CPU copies.
     resume_state: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    val_loss: float | None = None  # on the validation hold-out (eval_subset of it); None when the run holds none out
+    val_acc: float | None = None  # 0..1, likewise
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Finished:
     epochs: int
     train_seconds: float  # from the start of training to the final test accuracy
     images_per_s: float  # training throughput over the whole run
+    validation_accuracy: float | None = None  # 0..1 on the whole validation hold-out; None when the run holds none out
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ class RunRecorder:
                 "train_seconds": event.train_seconds,
                 "images_per_s": event.images_per_s,
             }
+            if event.validation_accuracy is not None:  # the leaderboard ranks by it from this moment
+                metrics["validation_accuracy"] = event.validation_accuracy
             self._update(
                 "status = 'completed', message = '', ended = ?, epochs_done = ?, test_accuracy = ?, metrics = ?",
                 [now(), event.epochs, event.test_accuracy, json.dumps(metrics)],

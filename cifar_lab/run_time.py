@@ -69,7 +69,8 @@ class Throughput:
         rate = self.images_per_s(config)
         if rate is None:
             return None
-        return config.epochs * train_images / rate * self.overhead
+        trained_on = max(train_images - config.validation, 0)  # the validation hold-out is only scored
+        return config.epochs * trained_on / rate * self.overhead
 
 
 def start_times(busy_for: list[float], durations: list[float | None], slots: int) -> list[float | None]:

@@ -16,6 +16,7 @@ from .config import TrainConfig
 from .data import CifarData
 from .devices import resolve_device
 from .events import EpochEnd, Event, Failed, Listener, fan_out
+from .holdout import check_holdout
 from .limits import check_memory, machine_notes, memory_failure_message
 from .models import build_model, count_params
 from .resume import load_resume, resume_problem
@@ -52,11 +53,13 @@ def default_name(config: TrainConfig) -> str:
 
 def check_run(config: TrainConfig, folder: str | Path, data: CifarData | None = None) -> list[str]:
     """Refuse, before any step is taken, a run this machine cannot train or save: a device that is not here, a
-    folder that cannot hold its checkpoints, and (once the data is known) more memory than is free. Returns what
-    the machine will change, e.g. threads lowered to its cores, for the caller to tell the user."""
+    folder that cannot hold its checkpoints, and (once the data is known) a validation hold-out that leaves too few
+    training images or more memory than is free. Returns what the machine will change, e.g. threads lowered to its
+    cores, for the caller to tell the user."""
     resolve_device(config.device)
     check_folder(Path(folder), needed_bytes=checkpoint_bytes(config))
     if data is not None:
+        check_holdout(config.validation, len(data.train_x))
         check_memory(config, len(data.train_x), n_test_images=len(data.test_x))
     return machine_notes(config)
 
@@ -207,12 +210,10 @@ class TrainingRun:
     # --- saving ---
     def _save_epoch(self, event: Event) -> None:
         if isinstance(event, EpochEnd):
-            self._save(
-                event.state_dict,
-                event.epoch,
-                {"test_accuracy_subset": event.test_acc, "train_accuracy": event.train_acc},
-                event.resume_state,
-            )
+            metrics = {"test_accuracy_subset": event.test_acc, "train_accuracy": event.train_acc}
+            if event.val_acc is not None:
+                metrics["validation_accuracy_subset"] = event.val_acc
+            self._save(event.state_dict, event.epoch, metrics, event.resume_state)
 
     def _save(self, model: Any, epoch: int, metrics: dict[str, Any], resume: dict[str, Any] | None = None) -> None:
         path = self.plan.checkpoint
@@ -240,11 +241,17 @@ class TrainingRun:
             "train_seconds": result.train_seconds,
             "images_per_s": result.images_per_s,
             "total_seconds": total_seconds,  # training and every evaluation: what a queue's estimates go by
-            "train_images": len(self.data.train_x),
+            "train_images": len(self.data.train_x) - self.plan.config.validation,  # the hold-out is not trained on
             "device": result.device,
             "data": self.data.source,
         }
         metrics.pop("confusion_matrix")
+        if result.validation is not None:
+            metrics.update(
+                validation_accuracy=result.validation.accuracy,
+                validation_loss=result.validation.loss,
+                validation_images=len(result.validation.labels),
+            )
         return metrics
 
     # --- the record ---
@@ -303,6 +310,7 @@ class TrainingRun:
             "run_id": self.run_id,
             "name": self.plan.name,
             "test_accuracy": result.test_accuracy,
+            "validation_accuracy": result.validation.accuracy if result.validation else None,
             "per_class_accuracy": evaluation.per_class_accuracy if evaluation else {},
             "train_seconds": round(result.train_seconds, 3),
             "epochs": result.epochs_done,

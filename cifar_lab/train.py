@@ -28,6 +28,7 @@ from .devices import (
 )
 from .evaluate import Evaluation, evaluate, predict_logits
 from .events import EpochEnd, Failed, Finished, Listener, Step, Stopped
+from .holdout import split
 from .models import EpochAware, InitFromData, build_model, count_macs
 from .optim import apply_schedule, build_optimizer, load_optimizer_state, lr_factor
 from .preprocess import normalize
@@ -53,6 +54,7 @@ class TrainResult:
     message: str = ""
     history: list[EpochEnd] = field(default_factory=list)
     evaluation: Evaluation | None = None  # the final test-set scores when completed
+    validation: Evaluation | None = None  # the final scores on the validation hold-out, when completed with one
     images_per_s: float = 0.0  # training throughput, evaluation excluded
     device: str = ""  # e.g. "cpu (bf16)"
     notes: list[str] = field(default_factory=list)  # settings the machine changed, e.g. threads lowered to its cores
@@ -69,8 +71,10 @@ class _Run:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
-    train_x: torch.Tensor
+    train_x: torch.Tensor  # on the device: the training set less its validation hold-out
     train_y: torch.Tensor
+    val_x: torch.Tensor  # on the CPU, like the test set: the hold-out, (0, 3, H, W) when none
+    val_y: torch.Tensor
     flip_bits: torch.Tensor | None  # (N,) bool, alternate_flip only: mirror image i in even epochs
     steps_per_epoch: int
     total_steps: int
@@ -103,7 +107,8 @@ def train(
     on_event: Listener | None = None,
     resume: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train a fresh model (or continue from `resume`) and score it on the test set.
+    """Train a fresh model (or continue from `resume`) and score it on the test set, and on the validation
+    hold-out (the last config.validation training images, never trained on) when it keeps one.
 
     `resume` is an EpochEnd's `resume_state` plus the weights of that epoch under "model".
     """
@@ -134,22 +139,31 @@ def _train(
             message = outcome.message if isinstance(outcome, Failed) else "stopped by request"
             return _result(run, status, len(history) + run.start_epoch, None, message, history)
         history.append(_end_epoch(run, epoch, outcome, emit))
-    evaluation = evaluate(
+    evaluation = _final_scores(run, data.test_x, data.test_y)
+    validation = _final_scores(run, run.val_x, run.val_y) if len(run.val_x) else None
+    elapsed = time.perf_counter() - run.started
+    images_per_s = run.images_seen / max(run.train_seconds, 1e-9)
+    held_out = validation.accuracy if validation is not None else None
+    emit(Finished(evaluation.accuracy, config.epochs, elapsed, images_per_s, held_out))
+    result = _result(run, "completed", config.epochs, evaluation.accuracy, "", history, elapsed)
+    result.evaluation, result.validation = evaluation, validation
+    return result
+
+
+def _final_scores(run: _Run, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
+    """Every image of (x, y) scored as the run's config asks (test-time augmentation included)."""
+    c = run.config
+    return evaluate(
         run.model,
-        data.test_x,
-        data.test_y,
-        classes=data.classes,
-        normalize=config.normalize,
-        tta=config.tta,
-        shifts=config.tta_shifts,
+        x,
+        y,
+        classes=run.data.classes,
+        normalize=c.normalize,
+        tta=c.tta,
+        shifts=c.tta_shifts,
         device=run.device,
         dtype=run.dtype,
     )
-    elapsed = time.perf_counter() - run.started
-    emit(Finished(evaluation.accuracy, config.epochs, elapsed, run.images_seen / max(run.train_seconds, 1e-9)))
-    result = _result(run, "completed", config.epochs, evaluation.accuracy, "", history, elapsed)
-    result.evaluation = evaluation
-    return result
 
 
 def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: dict[str, Any] | None) -> _Run:
@@ -158,11 +172,12 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
     generator = torch.Generator(device=device).manual_seed(config.seed)
     if len(data.train_x) < 2:
         raise ValueError("the training set needs at least 2 images")
+    held = split(data.train_x, data.train_y, config.validation)  # refused with the fix when it leaves too few
     model = build_model(config, len(data.classes))
     threads, thread_note = effective_threads(_auto_threads(config, model))
     set_threads(threads)
     model = model.to(device).to(memory_format=torch.channels_last)
-    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    train_x, train_y = held.train_x.to(device), held.train_y.to(device)
     if resume is not None:  # before the optimizer: a checkpoint of an older layout may leave out a layer
         model.load_state_dict(resume["model"])
     elif isinstance(model, InitFromData):
@@ -182,6 +197,8 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
         generator,
         train_x,
         train_y,
+        held.val_x,
+        held.val_y,
         _flip_bits(config, len(train_x), device),
         steps_per_epoch,
         steps_per_epoch * config.epochs,
@@ -295,12 +312,8 @@ def _diverged_message(step: int, c: TrainConfig) -> str:
 def _end_epoch(run: _Run, epoch: int, outcome: tuple[float, float, float], emit: Listener) -> EpochEnd:
     train_loss, train_acc, seconds = outcome
     c, data = run.config, run.data
-    x, y = data.test_x, data.test_y
-    if c.eval_subset and c.eval_subset < len(x):
-        x, y = x[: c.eval_subset], y[: c.eval_subset]
-    logits = predict_logits(run.model, x, normalize=c.normalize, device=run.device, dtype=run.dtype)
-    test_loss = F.cross_entropy(logits, y.cpu()).item()
-    test_acc = float((logits.argmax(1) == y.cpu()).float().mean())
+    test_loss, test_acc = _curve_point(run, data.test_x, data.test_y)
+    val_loss, val_acc = _curve_point(run, run.val_x, run.val_y) if len(run.val_x) else (None, None)
     event = EpochEnd(
         epoch + 1,
         c.epochs,
@@ -312,9 +325,20 @@ def _end_epoch(run: _Run, epoch: int, outcome: tuple[float, float, float], emit:
         time.perf_counter() - run.started,
         _cpu_state(run.model),
         _resume_state(run, epoch + 1),
+        val_loss,
+        val_acc,
     )
     emit(event)
     return event
+
+
+def _curve_point(run: _Run, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Loss and accuracy (0..1) on the first eval_subset images of (x, y), all when 0: plain views, no TTA."""
+    c = run.config
+    if c.eval_subset and c.eval_subset < len(x):
+        x, y = x[: c.eval_subset], y[: c.eval_subset]
+    logits = predict_logits(run.model, x, normalize=c.normalize, device=run.device, dtype=run.dtype)
+    return F.cross_entropy(logits, y.cpu()).item(), float((logits.argmax(1) == y.cpu()).float().mean())
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

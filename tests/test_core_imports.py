@@ -39,6 +39,9 @@ CORE = [
     "dashboard.ui_state",
     "dashboard.run_views",
     "dashboard.explain_view",
+    "dashboard.leaderboard",
+    "dashboard.setting_plots",
+    "holdout",
 ]
 
 

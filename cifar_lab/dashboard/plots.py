@@ -18,10 +18,11 @@ if TYPE_CHECKING:
     from .run_views import RunCurves
 
 TRAIN_COLOUR, TEST_COLOUR, RAW_COLOUR = "#1f77b4", "#ff7f0e", "rgba(31, 119, 180, 0.25)"
+VALIDATION_COLOUR = "#2ca02c"
 SMOOTHING = 0.9  # weight of the past in the loss curve's moving average (TensorBoard's default slider)
 
 
-def _figure(traces: list[dict], title: str, *, height: int = 320, **layout) -> go.Figure:
+def _figure(traces: list[dict], title: str | dict, *, height: int = 320, **layout) -> go.Figure:
     """One constructor call: a fraction of the cost of add_trace/update_layout, which matters at one redraw a second."""
     base = dict(
         title=title,
@@ -68,13 +69,16 @@ def loss_figure(losses: Sequence[LossPoint], epochs: Sequence[EpochEnd], *, smoo
     return _figure(traces, "Loss", xaxis=dict(title="epoch"), yaxis=dict(title="cross-entropy"))
 
 
-def accuracy_figure(epochs: Sequence[EpochEnd]) -> go.Figure:
-    """Train and test accuracy after each epoch, 0..1 shown as percent."""
+def accuracy_figure(epochs: Sequence[EpochEnd], *, show_test: bool = True) -> go.Figure:
+    """Train and test accuracy after each epoch (and validation, for a run with a hold-out), 0..1 shown as percent.
+    `show_test=False` leaves test out, for a class that ranks by validation accuracy until test is revealed."""
     x = _column(epochs, "epoch")
-    traces = [
-        _line(x, _column(epochs, "train_acc"), "train", TRAIN_COLOUR),
-        _line(x, _column(epochs, "test_acc"), "test", TEST_COLOUR),
-    ]
+    traces = [_line(x, _column(epochs, "train_acc"), "train", TRAIN_COLOUR)]
+    if show_test:
+        traces.append(_line(x, _column(epochs, "test_acc"), "test", TEST_COLOUR))
+    if any(e.val_acc is not None for e in epochs):
+        held_out = np.array([np.nan if e.val_acc is None else e.val_acc for e in epochs])
+        traces.append(_line(x, held_out, "validation", VALIDATION_COLOUR, dash="dash"))
     top = max([1] + [e.epochs for e in epochs])
     return _figure(
         traces,
