@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -357,6 +358,14 @@ class RunStore:
         if not rows:
             raise _unknown(run_id)
         return _record(rows[0])
+
+    def version(self) -> str:
+        """Changes whenever a run or the class's settings change: a key for views shared by every session."""
+        runs = self.query(
+            "SELECT group_concat(id || name || status || updated || hidden || ifnull(position, ''), ',') FROM runs"
+        )
+        settings = self.query("SELECT group_concat(key || '=' || value, ';') FROM class_settings")
+        return hashlib.sha1(f"{runs[0][0]}|{settings[0][0]}".encode()).hexdigest()
 
     def run_of_checkpoint(self, path: str | os.PathLike) -> RunRecord | None:
         """The newest run whose checkpoint is `path`, if any."""

@@ -125,6 +125,46 @@ def class_model(lab: ui_state.Lab) -> None:
         st.rerun()
 
 
+def board_controls(lab: ui_state.Lab) -> None:
+    """Hide entries from the leaderboard or put them back, clear it, and the validation hold-out."""
+    jobs, viewer, settings = lab.jobs, lab.viewer, lab.settings
+    finished = {r.id: r for r in lab.jobs.store.list_runs(status="completed")} if lab.jobs.store else {}
+    if finished:
+        shown = [i for i, r in finished.items() if not r.hidden]
+        kept: list[str] = st.multiselect(
+            "On the leaderboard",
+            list(finished),
+            default=shown,
+            format_func=lambda i: f"{visible(finished[i].owner) or '?'} · {visible(finished[i].name)} ({i})",
+            help="take a run off the leaderboard, or put it back; its record stays on the Runs page",
+            key="class_board_kept",
+        )
+        left, right = st.columns(2)
+        if left.button("Save the leaderboard", disabled=sorted(kept) == sorted(shown)):
+            act(lambda: _show_only(lab, list(finished), kept), "The leaderboard is updated.")
+            st.rerun()
+        if right.button("Clear the leaderboard", disabled=not shown, help="hides every finished run"):
+            act(lambda: jobs.hide(shown, by=viewer), f"Cleared: {len(shown)} run(s) hidden.")
+            st.session_state.pop("class_board_kept", None)
+            st.rerun()
+    validation = st.toggle(
+        "Rank by a validation hold-out",
+        value=settings.validation,
+        help="new runs keep some training images out to score on; test accuracies stay hidden until you reveal them",
+    )
+    if validation != settings.validation:
+        act(lambda: jobs.set_class(by=viewer, validation=validation, revealed=not validation), "Saved.")
+        st.rerun()
+    if settings.validation and not settings.revealed and st.button("Reveal the test accuracies"):
+        act(lambda: jobs.set_class(by=viewer, revealed=True), "Test accuracies are shown to everyone.")
+        st.rerun()
+
+
+def _show_only(lab: ui_state.Lab, every: list[str], kept: list[str]) -> None:
+    lab.jobs.hide([i for i in every if i not in kept], by=lab.viewer)
+    lab.jobs.hide(kept, by=lab.viewer, hidden=False)
+
+
 def panel(lab: ui_state.Lab) -> None:
     """Everything the teacher controls; a participant sees only the key field."""
     if not lab.viewer.teacher:
@@ -134,6 +174,7 @@ def panel(lab: ui_state.Lab) -> None:
     queue_controls(lab)
     caps_form(lab)
     class_model(lab)
+    board_controls(lab)
     gallery = st.toggle(
         "Class gallery",
         value=lab.settings.gallery,

@@ -10,8 +10,10 @@ from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, PRESETS, SETTINGS, Trai
 from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.dashboard.job_view import JobSnapshot
 from cifar_lab.dashboard.jobs import TrainingJob
+from cifar_lab.dashboard.leaderboard import hides_test
 from cifar_lab.dashboard.run_views import queue_rows
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
+from cifar_lab.events import Finished
 from cifar_lab.labels import visible
 from cifar_lab.limits import machine_notes
 from cifar_lab.roles import NotAllowed
@@ -139,11 +141,12 @@ def live_view(lab: ui_state.Lab, job: TrainingJob, was_done: bool) -> None:
         st.rerun()
     left, right = st.columns(2)
     left.plotly_chart(plots.loss_figure(snap.losses, snap.epochs), key="loss_chart")
-    right.plotly_chart(plots.accuracy_figure(snap.epochs), key="accuracy_chart")
+    show_test = not hides_test(lab.settings)  # the class ranks by a hold-out until the teacher reveals the test
+    right.plotly_chart(plots.accuracy_figure(snap.epochs, show_test=show_test), key="accuracy_chart")
     queue_view(lab)
     if snap.done and not was_done:
         st.rerun()  # the whole page, once: shows the outcome and stops the timer
-    outcome(snap)
+    outcome(snap, show_test)
 
 
 def queue_view(lab: ui_state.Lab) -> None:
@@ -170,8 +173,12 @@ def queue_view(lab: ui_state.Lab) -> None:
             st.rerun()
 
 
-def outcome(snap: JobSnapshot) -> None:
-    if snap.status == "completed":
+def outcome(snap: JobSnapshot, show_test: bool) -> None:
+    validation = snap.final.validation_accuracy if isinstance(snap.final, Finished) else None
+    if snap.status == "completed" and not show_test:
+        held_out = f"validation accuracy {validation:.1%} on the held-out images" if validation is not None else ""
+        st.success(f"Finished: {held_out or 'its score is on the leaderboard'}. Saved to {snap.checkpoint}.")
+    elif snap.status == "completed":
         st.success(
             f"Finished: test accuracy {snap.test_accuracy:.1%} on the whole test set. Saved to {snap.checkpoint}."
         )

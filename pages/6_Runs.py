@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_lab.dashboard import plots, run_views, ui_state
+from cifar_lab.dashboard.leaderboard import hides_test
 from cifar_lab.labels import visible
 from cifar_lab.resume import resume_problem
 from cifar_lab.roles import NotAllowed
@@ -219,7 +220,10 @@ if not runs:
     st.info("No runs yet: train one on the Train page, or with `python -m cifar_lab train`.")
     st.stop()
 
-st.dataframe(run_views.run_rows(shown), hide_index=True, column_config=COLUMNS, key="runs_table")
+rows = run_views.run_rows(shown)
+if hides_test(lab.settings) and not lab.viewer.teacher:  # the class ranks by a hold-out until the reveal
+    rows = [{k: v for k, v in row.items() if k != "test accuracy"} for row in rows]
+st.dataframe(rows, hide_index=True, column_config=COLUMNS, key="runs_table")
 st.caption(f"{len(shown)} of {len(runs)} runs, newest first; click a column header to sort.")
 
 st.subheader("Compare")

@@ -1,19 +1,32 @@
-"""Class: how to join, what trains now, the queue, and the teacher's controls."""
+"""Class: how to join, what trains now, the queue, the leaderboard, and the teacher's controls."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from cifar_lab.dashboard import run_views, ui_state
+from cifar_lab.dashboard.leaderboard import Board, load_board
 from cifar_lab.labels import visible
-from cifar_lab.runs import RunStoreError
+from cifar_lab.runs import RunStore, RunStoreError
 from cifar_lab_ui import teacher_panel
+from cifar_lab_ui.join_panel import join_panel
 from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 
 TRAIN_PAGE = "pages/2_Train.py"
 REFRESH_S = 5.0  # how often the queue and the leaderboard redraw while something trains or waits
 IDLE_REFRESH_S = 15.0  # and while nothing does: a run queued from a phone shows up on the projected page
+BOARD_COLUMNS = {
+    "minutes": st.column_config.NumberColumn(format="%.1f", help="from start to final score"),
+    "validation accuracy": st.column_config.NumberColumn(format="percent", help="on images held out of training"),
+    "test accuracy": st.column_config.NumberColumn(format="percent", help="on the 10,000 test images"),
+}
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def shared_board(_store: RunStore, path: str, version: str, include_hidden: bool) -> Board:
+    """One board per change of the store, for every session watching: thirty watchers build it once."""
+    return load_board(_store, include_hidden=include_hidden)
 
 
 def now_training(lab: ui_state.Lab) -> None:
@@ -23,25 +36,71 @@ def now_training(lab: ui_state.Lab) -> None:
         st.progress(snap.progress, text=f"{visible(snap.name)}{by}: {ui_state.progress_text(snap)}")
     if lab.jobs.active:
         st.page_link(TRAIN_PAGE, label="Watch it live on the Train page", icon="📈")
+    else:
+        st.caption("Nothing is training. Type your name in the sidebar, pick settings on the Train page, press Start.")
 
 
-def live(lab: ui_state.Lab) -> None:
-    """What changes while the class trains; redrawn every REFRESH_S only while something trains or waits."""
-    lab = ui_state.open_lab(st.cache_resource, st.session_state)  # the class settings may have changed meanwhile
-    st.subheader("Training now")
-    now_training(lab)
-    try:
-        waiting = lab.jobs.waiting()
-    except RunStoreError as err:
-        st.error(f"The queue cannot be read: {err}")
-        return
-    if not lab.jobs.active and not waiting:
-        st.caption(
-            "Nothing is training. Type your name in the sidebar, pick settings on the Train page and press Start."
-        )
+def queue(lab: ui_state.Lab) -> None:
+    waiting = lab.jobs.waiting()
     st.subheader(f"Queue ({len(waiting)})" + (" · paused by the teacher" if lab.settings.paused else ""))
     if waiting:
         st.dataframe(run_views.queue_rows(waiting), hide_index=True, key="class_queue")
+
+
+def leaderboard(lab: ui_state.Lab, store: RunStore) -> None:
+    """Finished runs ranked by accuracy, and what the class varied against the accuracy it got."""
+    board = shared_board(store, str(store.path), store.version(), lab.viewer.teacher)
+    st.subheader("Leaderboard")
+    if not board.entries:
+        st.caption("Finished runs appear here, best first.")
+        return
+    st.dataframe(board_rows(board), hide_index=True, column_config=BOARD_COLUMNS, key="class_board")
+    if board.test_hidden:
+        st.caption(
+            "Ranked by accuracy on images held out of training. The test accuracies stay hidden until the "
+            "teacher reveals them: tuning settings to the test set would make its score look better than it is."
+        )
+    if board.figures:
+        st.markdown("**What mattered**: each dot is a finished run.")
+        columns = st.columns(min(3, len(board.figures)))
+        for i, (name, figure) in enumerate(board.figures.items()):
+            columns[i % len(columns)].plotly_chart(figure, key=f"setting_{name}")
+
+
+def board_rows(board: Board) -> list[dict[str, object]]:
+    rows = []
+    for e in board.entries:
+        row: dict[str, object] = {
+            "#": e.rank,
+            "owner": visible(e.owner),
+            "preset": e.preset or "(none)",
+            "changed": e.changes,
+            "minutes": e.minutes,
+        }
+        if e.validation_accuracy is not None or board.test_hidden:
+            row["validation accuracy"] = e.validation_accuracy
+        if not board.test_hidden:
+            row["test accuracy"] = e.test_accuracy
+        if e.hidden:
+            row["owner"] = f"{row['owner']} (hidden)"
+        rows.append(row)
+    return rows
+
+
+def live(lab: ui_state.Lab) -> None:
+    """What changes while the class trains; redrawn every REFRESH_S (IDLE_REFRESH_S when nothing trains or waits)."""
+    lab = ui_state.open_lab(st.cache_resource, st.session_state)  # the class settings may have changed meanwhile
+    store = lab.jobs.store
+    if store is None:
+        st.error(run_views.store_problem(store))
+        return
+    st.subheader("Training now")
+    now_training(lab)
+    try:
+        queue(lab)
+        leaderboard(lab, store)
+    except RunStoreError as err:
+        st.error(f"The run history cannot be read: {err}")
 
 
 def show_result() -> None:
@@ -54,6 +113,7 @@ start_page("Class")
 lab = open_lab()
 
 st.title("Class")
+join_panel()
 busy = bool(lab.jobs.active) or bool(lab.jobs.store and lab.jobs.waiting())
 st.fragment(live, run_every=REFRESH_S if busy else IDLE_REFRESH_S)(lab)
 st.subheader("Teacher")

@@ -13,6 +13,7 @@ from .. import class_settings, run_queue
 from ..class_settings import ClassSettings
 from ..config import TrainConfig
 from ..data import CifarData, load_data, resolve_source
+from ..holdout import for_class
 from ..roles import Viewer, check_may_manage, check_teacher
 from ..run_time import CIFAR_TRAIN_IMAGES, Throughput, start_times
 from ..runner import RunPlan, check_run, default_name, new_run, resume_run, start_queued
@@ -107,8 +108,10 @@ class JobManager:
         """Check the run can train and be saved here, queue it for `owner` (QueueFull past `limit` runs queued or
         running; None: no limit) and start it if a slot is free. Returns its run id."""
         store = self._need_store("queue a run")
-        check_run(config, self.runs_dir, data)
         resolved = resolve_source(source) if source else None
+        if class_settings.load(store).validation:  # every run of the class is scored on the same held-out images
+            config = for_class(config, len(data.train_x) if data is not None else self._train_images(resolved))
+        check_run(config, self.runs_dir, data)
         if data is not None:
             self._remember(resolved, data)
         run_id = run_queue.enqueue(

@@ -1,0 +1,150 @@
+"""The Class page and the roles in the browser's terms: a participant sees and may do less than the teacher."""
+
+from __future__ import annotations
+
+import pytest
+import streamlit as st
+from apptest_helpers import TEACHER_KEY, button_starting, fill_train_form, open_page, stop_everything
+
+from cifar_lab import class_settings, paths
+from cifar_lab.config import TrainConfig
+from cifar_lab.dashboard import ui_state
+from cifar_lab.events import Finished
+from cifar_lab.roles import ENV_TEACHER_KEY
+from cifar_lab.runs import RunStore
+
+CLASS = "pages/8_Class.py"
+TRAIN = "pages/2_Train.py"
+TINY = dict(arch="cnn", opt="sgd", width=8, depth=1, batch_size=64, epochs=1, eval_subset=0, precision="fp32")
+
+
+@pytest.fixture(autouse=True)
+def lab_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
+    monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
+    monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))
+    monkeypatch.setenv(ENV_TEACHER_KEY, TEACHER_KEY)
+    monkeypatch.chdir(tmp_path)
+    st.cache_resource.clear()
+    yield tmp_path / "runs"
+    stop_everything(manager())
+
+
+def manager():
+    return st.cache_resource(ui_state.job_manager)(str(ui_state.runs_dir().resolve()))
+
+
+def finished_run(store: RunStore, owner: str, accuracy: float, **changes) -> str:
+    config = TrainConfig(**{**TINY, **changes})
+    run_id = store.create_run(config, f"{owner}'s run", "synthetic", owner=owner, preset="classroom")
+    store.listener(run_id)(Finished(accuracy, 1, 60.0, 100.0))
+    store.finish(run_id, metrics={"test_accuracy": accuracy, "images_per_s": 100.0, "train_seconds": 60.0})
+    return run_id
+
+
+def texts(at) -> str:
+    return " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.title, *at.subheader, *at.info])
+
+
+def test_a_participant_sees_how_to_join_and_no_teacher_controls(monkeypatch):
+    from cifar_lab import lan
+    from cifar_lab_ui import join_panel
+
+    monkeypatch.setattr(lan, "lan_addresses", lambda sources=None: ["192.168.1.20"])
+    join_panel._lan_addresses.clear()
+    at = open_page(CLASS)
+    assert not at.exception and len(at.image) == 1  # the QR code
+    assert "http://192.168.1.20:8501/" in [t.value for t in at.title]  # the join address in big text
+    assert at.text_input(key="teacher_key")  # where a teacher types the key
+    assert not [b for b in at.button if b.label in ("Pause the queue", "Save the limits")]
+
+
+def test_a_wrong_key_is_refused_and_the_right_one_makes_a_teacher():
+    at = open_page(CLASS)
+    at.text_input(key="teacher_key").set_value("guess").run()
+    assert "not the teacher key" in at.error[0].value and not [b for b in at.button if b.label == "Pause the queue"]
+    at.text_input(key="teacher_key").set_value(TEACHER_KEY).run()
+    assert not at.error and button_starting(at, "Pause the queue")
+
+
+def test_the_teacher_pauses_the_queue_and_moves_a_run_up():
+    jobs = manager()
+    teacher = open_page(CLASS, name="", teacher=True)
+    button_starting(teacher, "Pause the queue").click().run()
+    assert jobs.settings().paused
+    ids = [jobs.submit(TrainConfig(**TINY), owner=name, source="synthetic") for name in ("Ada", "Bob", "Cy")]
+    teacher.run()
+    assert "paused by the teacher" in texts(teacher)
+    teacher.selectbox(key="class_queued").set_value(ids[2]).run()
+    button_starting(teacher, "Move up").click().run()
+    assert [q.record.id for q in jobs.waiting()] == [ids[0], ids[2], ids[1]]
+    teacher.selectbox(key="class_queued").set_value(ids[1]).run()
+    button_starting(teacher, "Take out of the queue").click().run()
+    assert [q.record.id for q in jobs.waiting()] == [ids[0], ids[2]]
+
+
+def test_caps_refuse_a_participant_s_run_naming_the_limit_and_not_the_teacher_s():
+    class_settings.update(manager().store, max_epochs=2, archs=["cnn"], paused=True)
+    ada = fill_train_form(open_page(TRAIN), {**TINY, "epochs": 3})
+    button_starting(ada, "Start training").click().run()
+    assert "at most 2 epochs per run; this run asks for 3" in ada.error[0].value
+    assert manager().waiting() == []
+    boss = fill_train_form(open_page(TRAIN, name="Ms Rao", teacher=True), {**TINY, "epochs": 3})
+    button_starting(boss, "Start training").click().run()
+    assert not boss.error and [q.record.owner for q in manager().waiting()] == ["Ms Rao"]
+
+
+def test_the_caps_form_saves_the_limits_for_everyone():
+    teacher = open_page(CLASS, name="", teacher=True)
+    form_numbers = {n.label: n for n in teacher.number_input}
+    form_numbers["Most epochs"].set_value(4)
+    form_numbers["Runs per participant"].set_value(2)
+    button_starting(teacher, "Save the limits").click().run()
+    settings = manager().settings()
+    assert settings.max_epochs == 4 and settings.runs_per_participant == 2
+
+
+def test_the_leaderboard_ranks_finished_runs_and_the_teacher_hides_one():
+    store = manager().store
+    finished_run(store, "Ada", 0.71)
+    bob = finished_run(store, "Bob", 0.83, lr=0.2)
+    at = open_page(CLASS)
+    board = next(d for d in at.dataframe if "owner" in d.value.columns and "changed" in d.value.columns).value
+    assert list(board["owner"]) == ["Bob", "Ada"] and "lr 0.2" in board["changed"].iloc[0]
+    manager().hide([bob], by=None)
+    at.run()
+    board = next(d for d in at.dataframe if "changed" in d.value.columns).value
+    assert list(board["owner"]) == ["Ada"]
+
+
+def test_validation_mode_gives_every_new_run_the_hold_out_and_hides_test_accuracy():
+    store = manager().store
+    finished_run(store, "Ada", 0.71)
+    manager().set_class(by=None, validation=True, revealed=False, paused=True)
+    ada = fill_train_form(open_page(TRAIN), TINY)
+    button_starting(ada, "Start training").click().run()
+    queued = manager().waiting()[0].record
+    assert queued.config["validation"] > 0
+    at = open_page(CLASS)
+    board = next(d for d in at.dataframe if "changed" in d.value.columns).value
+    assert "test accuracy" not in board.columns and "validation accuracy" in board.columns
+    manager().set_class(by=None, revealed=True)
+    at.run()
+    assert "test accuracy" in next(d for d in at.dataframe if "changed" in d.value.columns).value.columns
+
+
+def test_the_teacher_chooses_the_class_model_on_the_class_page(lab_env, tmp_path):
+    import shutil
+
+    from cifar_lab.checkpoint import save_checkpoint
+    from cifar_lab.models import build_model
+
+    lab_env.mkdir(parents=True, exist_ok=True)
+    config = TrainConfig(**TINY)
+    path = save_checkpoint(lab_env / "good.pth", build_model(config), config, classes=tuple("abcdefghij"), epoch=1)
+    shutil.copy(path, lab_env / "other.pth")
+    teacher = open_page(CLASS, name="", teacher=True)
+    teacher.selectbox(key="class_model_choice").set_value("good.pth").run()
+    assert manager().settings().class_model == "good.pth"
+    assert ui_state.open_lab(lambda f: f, {}).model_path == lab_env / "good.pth"
