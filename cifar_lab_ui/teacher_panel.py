@@ -9,6 +9,7 @@ from cifar_lab.dashboard import ui_state
 from cifar_lab.labels import visible
 from cifar_lab.roles import NotAllowed, teacher_key_set
 from cifar_lab.runs import RunStoreError
+from cifar_lab_ui.gallery_view import class_gallery
 from cifar_lab_ui.participant import TEACHER_KEY
 
 
@@ -182,4 +183,10 @@ def panel(lab: ui_state.Lab) -> None:
     )
     if gallery != lab.settings.gallery:
         act(lambda: lab.jobs.set_class(by=lab.viewer, gallery=gallery), "Gallery " + ("on." if gallery else "off."))
+        if not gallery:
+            class_gallery().clear()  # off means gone: nothing of the class's pictures is kept
+        st.rerun()
+    if lab.settings.gallery and st.button("Clear the gallery"):
+        class_gallery().clear()
+        st.session_state["class_result"] = ("success", "The gallery is empty.")
         st.rerun()

@@ -7,6 +7,7 @@ import streamlit as st
 from cifar_lab.dashboard import plots
 from cifar_lab.inference import ImageError, model_view, predict
 from cifar_lab_ui.explain_panel import explain_panel
+from cifar_lab_ui.gallery_view import class_gallery
 from cifar_lab_ui.guards import require_model
 from cifar_lab_ui.image_input import drawn_image, uploaded_image, webcam_image
 from cifar_lab_ui.lab import open_lab
@@ -40,6 +41,9 @@ seen.image(plots.upscale(view, 6), caption="what the model sees (32x32)")
 seen.image(image.convert("RGB"), caption="your picture", width=192)
 top = predict(ckpt.model, image, classes=ckpt.classes, normalize=ckpt.config.normalize, top=3)
 bars.subheader(f"{top[0].label} ({top[0].probability:.0%})")
+if lab.settings.gallery:  # the teacher shows the class's pictures on the Class page; in memory only
+    class_gallery().add(view, top[0].label, top[0].probability, lab.viewer.owner)
+    bars.caption("The teacher has turned on the class gallery: this picture and the answer show on the Class page.")
 bars.plotly_chart(plots.probability_figure([p.label for p in top], [p.probability for p in top]))
 
 with st.expander("Why this prediction?"):

@@ -9,6 +9,7 @@ from cifar_lab.dashboard.leaderboard import Board, load_board
 from cifar_lab.labels import visible
 from cifar_lab.runs import RunStore, RunStoreError
 from cifar_lab_ui import teacher_panel
+from cifar_lab_ui.gallery_view import show_gallery
 from cifar_lab_ui.join_panel import join_panel
 from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
@@ -101,6 +102,8 @@ def live(lab: ui_state.Lab) -> None:
         leaderboard(lab, store)
     except RunStoreError as err:
         st.error(f"The run history cannot be read: {err}")
+    if lab.settings.gallery:
+        show_gallery()
 
 
 def show_result() -> None:

@@ -148,3 +148,48 @@ def test_the_teacher_chooses_the_class_model_on_the_class_page(lab_env, tmp_path
     teacher.selectbox(key="class_model_choice").set_value("good.pth").run()
     assert manager().settings().class_model == "good.pth"
     assert ui_state.open_lab(lambda f: f, {}).model_path == lab_env / "good.pth"
+
+
+def test_the_class_gallery_shows_classified_pictures_only_while_on_and_writes_nothing(lab_env, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from cifar_lab.checkpoint import save_checkpoint
+    from cifar_lab.models import build_model
+
+    lab_env.mkdir(parents=True, exist_ok=True)
+    config = TrainConfig(**TINY)
+    save_checkpoint(lab_env / "class.pth", build_model(config), config, classes=tuple("abcdefghij"), epoch=1)
+    manager().set_class(by=None, class_model="class.pth", gallery=True)
+    picture = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(picture, format="PNG")
+    files_before = sorted(p for p in tmp_path.rglob("*") if p.is_file() and "cifar_lab.db" not in p.name)
+    ada = open_page("pages/4_Classify.py")
+    ada.file_uploader(key="upload").upload("red.png", picture.getvalue(), "image/png")
+    ada.run()
+    assert not ada.exception and "class gallery" in texts(ada)
+    teacher = open_page(CLASS, name="", teacher=True)
+    assert "Class gallery (1)" in texts(teacher)
+    assert any(c.startswith("Ada: ") for image in teacher.image for c in image.captions)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file() and "cifar_lab.db" not in p.name) == files_before
+    button_starting(teacher, "Clear the gallery").click().run()
+    assert "Class gallery (0)" in texts(teacher)
+    manager().set_class(by=None, gallery=False)
+    teacher.run()
+    assert "Class gallery" not in texts(teacher)
+
+
+def test_the_gallery_keeps_the_latest_pictures_once_each():
+    import numpy as np
+
+    from cifar_lab.dashboard.gallery import Gallery
+
+    gallery = Gallery(capacity=3)
+    views = [np.full((32, 32, 3), i, dtype=np.uint8) for i in range(5)]
+    for i, view in enumerate(views):
+        gallery.add(view, "cat", 0.5, f"s{i}")
+    gallery.add(views[4], "cat", 0.5, "s4")  # the same picture again: moved to the front, not doubled
+    assert [shot.who for shot in gallery.latest()] == ["s4", "s3", "s2"]
+    gallery.clear()
+    assert gallery.latest() == []
