@@ -4,8 +4,10 @@
 
 Evaluate, Classify and Explain show the shipped model (a fresh runs folder, so no model of the user's is current);
 Classify gets a test picture enlarged as a phone photo would be. Train shows the classroom preset during its
-second epoch, when both charts have something to show; the run is then stopped. Needs /usr/bin/chromium and
-Playwright (both installed by scripts/test.sh).
+second epoch, when both charts have something to show; the run is then stopped. With `--only class`, the Class page
+(docs/class.png) once a few participants' short classroom runs have finished, one trains and others wait; that
+server listens on every address so that the page shows a join address and its QR code (the browser still connects
+to 127.0.0.1). Needs /usr/bin/chromium and Playwright (both installed by scripts/test.sh).
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import FilePayload, Page, ViewportSize, sync_playwright
 
+from cifar_lab import run_queue
+from cifar_lab.config import preset
+from cifar_lab.runs import RunStore
+
 ROOT = Path(__file__).resolve().parents[1]
 VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
 WAIT_MS = 600_000  # the Train shot waits for an epoch of real CIFAR-10, minutes on a 2-core CPU
 
 
-def start_server(data: str, runs: Path) -> tuple[subprocess.Popen, str]:
+def start_server(data: str, runs: Path, address: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -51,7 +57,7 @@ def start_server(data: str, runs: Path) -> tuple[subprocess.Popen, str]:
             "--server.port",
             str(port),
             "--server.address",
-            "127.0.0.1",
+            address,
         ],
         cwd=ROOT,
         env=env,
@@ -109,7 +115,7 @@ def shoot(page: Page, url: str, data: Path, folder: Path) -> None:
     settle(page)
     save(page, folder, "explain")
 
-    page.goto(f"{url}/Train")
+    page.goto(f"{url}/Train?name=Ada")
     page.get_by_label("Preset", exact=True).click()
     page.get_by_role("option", name="classroom", exact=True).click()
     settle(page)  # the preset reaches the form in a rerun; a click during it could be lost
@@ -120,25 +126,71 @@ def shoot(page: Page, url: str, data: Path, folder: Path) -> None:
     page.get_by_role("button", name="Stop").click()
 
 
+# Participants and their changes to the classroom preset: short runs, so that the board fills in minutes.
+CLASS_RUNS = (
+    ("Ada", {"epochs": 2}),
+    ("Bilal", {"epochs": 2, "lr": 1.0}),
+    ("Chen", {"epochs": 1}),
+    ("Dana", {"epochs": 2, "width": 24}),
+    ("Eli", {"epochs": 3}),
+    ("Farah", {"epochs": 2, "lr": 0.5}),
+)
+FINISHED_FIRST = 4  # runs on the board when the shot is taken; the next trains, the last waits
+
+
+def queue_class(runs: Path, data: str) -> RunStore:
+    """The class's runs queued before the server starts, as a restart finds them: it trains them one by one."""
+    store = RunStore(runs / "cifar_lab.db", runs_dir=runs)
+    for owner, changes in CLASS_RUNS:
+        config = preset("classroom", **changes)
+        run_queue.enqueue(store, config, owner=owner, data_source=data, preset="classroom", limit=None)
+    return store
+
+
+def shoot_class(page: Page, url: str, store: RunStore, folder: Path) -> None:
+    page.goto(f"{url}/Class")  # from 127.0.0.1: the teacher, who sees the controls too
+    deadline = time.monotonic() + WAIT_MS / 1000 * 3
+    while len(store.list_runs(status="completed")) < FINISHED_FIRST:
+        if time.monotonic() > deadline:
+            raise SystemExit("the class's runs did not finish in time")
+        time.sleep(5)
+    page.reload()
+    page.get_by_text("What mattered").wait_for()
+    settle(page)
+    page.wait_for_timeout(3000)
+    page.screenshot(path=str(folder / "class.png"), full_page=True)
+    print(f"saved {folder / 'class.png'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="a folder of train/ and test/ class folders (JPEG copy)")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="where the PNGs go (default: docs/)")
+    parser.add_argument("--only", choices=["pages", "class"], help="just the page shots, or just the Class page")
     args = parser.parse_args()
     data, folder = Path(args.data).resolve(), Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as runs:
-        server, url = start_server(str(data), Path(runs))
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-                page = browser.new_context(viewport=VIEWPORT).new_page()
-                page.set_default_timeout(120_000)
+    for part in [args.only] if args.only else ["pages", "class"]:
+        with tempfile.TemporaryDirectory() as runs:
+            store = queue_class(Path(runs), str(data)) if part == "class" else None
+            take(part, data, Path(runs), folder, store)
+
+
+def take(part: str, data: Path, runs: Path, folder: Path, store: RunStore | None) -> None:
+    server, url = start_server(str(data), runs, "0.0.0.0" if store is not None else "127.0.0.1")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            page.set_default_timeout(120_000)
+            if store is not None:
+                shoot_class(page, url, store, folder)
+            else:
                 shoot(page, url, data, folder)
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(10)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 if __name__ == "__main__":
