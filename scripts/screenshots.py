@@ -26,11 +26,13 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import FilePayload, Page, ViewportSize, sync_playwright
 
-from cifar_lab import run_queue
-from cifar_lab.config import preset
-from cifar_lab.runs import RunStore
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the cifar_lab next to this script, installed or not
+
+from cifar_lab import run_queue  # noqa: E402
+from cifar_lab.config import preset  # noqa: E402
+from cifar_lab.runs import RunStore  # noqa: E402
+
 VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
 WAIT_MS = 600_000  # the Train shot waits for an epoch of real CIFAR-10, minutes on a 2-core CPU
 
