@@ -6,7 +6,7 @@ import getpass
 import hmac
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 ENV_TEACHER_KEY = "CIFAR_LAB_TEACHER_KEY"
@@ -55,14 +55,20 @@ def check_teacher(viewer: Viewer | None, action: str) -> None:
         raise NotAllowed(f"Only the teacher can {action}.")
 
 
-def is_teacher(address: str | None, key_entered: str = "", env: Mapping[str, str] | None = None) -> bool:
+def is_teacher(
+    address: str | None,
+    key_entered: str = "",
+    env: Mapping[str, str] | None = None,
+    own_addresses: Collection[str] = (),
+) -> bool:
     """With CIFAR_LAB_TEACHER_KEY set, whoever entered that key (from any address); without it, whoever uses the
-    dashboard on the server machine itself (a loopback address)."""
+    dashboard on the server machine itself: a loopback address, or one of `own_addresses` (the machine's LAN
+    addresses, as when the teacher opens the join address on the laptop itself)."""
     env = os.environ if env is None else env
     key = env.get(ENV_TEACHER_KEY, "")
     if key:
         return bool(key_entered) and hmac.compare_digest(key_entered.encode(), key.encode())
-    return is_loopback(address)
+    return is_loopback(address) or (bool(address) and address in own_addresses)
 
 
 def teacher_key_set(env: Mapping[str, str] | None = None) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cifar_lab import lan
 from cifar_lab.roles import Viewer, is_teacher
 from cifar_lab.runs import clean_owner
 
@@ -37,11 +38,18 @@ def identify() -> Viewer:
         else:
             st.query_params.pop("name", None)
     keep_model_in_url()
-    viewer = Viewer(name, is_teacher(st.context.ip_address, st.session_state.get(TEACHER_KEY, "")))
+    address, key = st.context.ip_address, st.session_state.get(TEACHER_KEY, "")
+    viewer = Viewer(name, is_teacher(address, key, own_addresses=machine_addresses()))
     if viewer.teacher:
         st.sidebar.caption("You are the teacher: you can act on every run.")
     st.session_state["viewer"] = viewer
     return viewer
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def machine_addresses() -> list[str]:
+    """This machine's LAN addresses: a browser on the server machine may reach it through one of them."""
+    return lan.lan_addresses()
 
 
 def keep_model_in_url() -> None:
