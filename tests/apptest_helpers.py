@@ -6,11 +6,15 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from cifar_lab import class_settings
+from cifar_lab import class_settings, paths
 from cifar_lab.config import SETTINGS
+from cifar_lab.dashboard import ui_state
 from cifar_lab.dashboard.jobs import JobManager
+from cifar_lab.roles import ENV_TEACHER_KEY
 from cifar_lab.runs import RunStoreError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,3 +62,21 @@ def stop_everything(jobs: JobManager) -> None:
         with contextlib.suppress(RunStoreError):  # a test that damaged the store on purpose
             class_settings.update(jobs.store, paused=True)
     jobs.stop(timeout=5)
+
+
+def lab_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Synthetic data, an empty runs folder with its own run store, no shipped model to fall back on, the teacher's
+    key set (open_page(..., teacher=True) plays the teacher), fresh caches. Returns the runs folder."""
+    monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
+    monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
+    monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))
+    monkeypatch.setenv(ENV_TEACHER_KEY, TEACHER_KEY)
+    monkeypatch.chdir(tmp_path)
+    st.cache_resource.clear()
+    return tmp_path / "runs"
+
+
+def lab_manager() -> JobManager:
+    """The process-wide JobManager (and so the run store) that the pages use."""
+    return st.cache_resource(ui_state.job_manager)(str(ui_state.runs_dir().resolve()))

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import pytest
-import streamlit as st
-from apptest_helpers import TEACHER_KEY, button_starting, fill_train_form, open_page, stop_everything
+from apptest_helpers import (
+    TEACHER_KEY,
+    button_starting,
+    fill_train_form,
+    lab_environment,
+    lab_manager,
+    open_page,
+    stop_everything,
+)
 
-from cifar_lab import class_settings, paths
+from cifar_lab import class_settings
 from cifar_lab.config import TrainConfig
 from cifar_lab.dashboard import ui_state
 from cifar_lab.events import Finished
-from cifar_lab.roles import ENV_TEACHER_KEY
 from cifar_lab.runs import RunStore
 
 CLASS = "pages/8_Class.py"
@@ -20,19 +26,11 @@ TINY = dict(arch="cnn", opt="sgd", width=8, depth=1, batch_size=64, epochs=1, ev
 
 @pytest.fixture(autouse=True)
 def lab_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
-    monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
-    monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))
-    monkeypatch.setenv(ENV_TEACHER_KEY, TEACHER_KEY)
-    monkeypatch.chdir(tmp_path)
-    st.cache_resource.clear()
-    yield tmp_path / "runs"
-    stop_everything(manager())
+    yield lab_environment(tmp_path, monkeypatch)
+    stop_everything(lab_manager())
 
 
-def manager():
-    return st.cache_resource(ui_state.job_manager)(str(ui_state.runs_dir().resolve()))
+manager = lab_manager
 
 
 def finished_run(store: RunStore, owner: str, accuracy: float, **changes) -> str:

@@ -8,19 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
-from apptest_helpers import PARTICIPANT, TEACHER_KEY, button_starting, open_page, stop_everything
+from apptest_helpers import (
+    PARTICIPANT,
+    button_starting,
+    lab_environment,
+    lab_manager,
+    open_page,
+    stop_everything,
+)
 from conftest import TINY_RUN
 from streamlit.testing.v1 import AppTest
 
-from cifar_lab import paths
 from cifar_lab.checkpoint import save_checkpoint
 from cifar_lab.config import TrainConfig
-from cifar_lab.dashboard import plots, run_views, ui_state
+from cifar_lab.dashboard import plots, run_views
 from cifar_lab.data import synthetic_data
 from cifar_lab.events import EpochEnd, Finished, Step, Stopped
 from cifar_lab.models import build_model
-from cifar_lab.roles import ENV_TEACHER_KEY
 from cifar_lab.runs import RunStore, RunStoreError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,21 +34,11 @@ TINY = TINY_RUN.replace(epochs=3)
 
 @pytest.fixture(autouse=True)
 def lab_env(tmp_path, monkeypatch):
-    """Synthetic data, an empty runs folder with its own run store, fresh caches; running jobs stopped afterwards."""
-    monkeypatch.setenv("CIFAR_LAB_DATA", "synthetic")
-    monkeypatch.setenv("CIFAR_LAB_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("CIFAR_LAB_RUNS_DB", str(tmp_path / "runs" / "cifar_lab.db"))
-    monkeypatch.setenv(paths.ENV_MODELS, str(tmp_path / "models"))  # empty: no shipped model to fall back on
-    monkeypatch.setenv(ENV_TEACHER_KEY, TEACHER_KEY)  # open_page(..., teacher=True) plays the teacher
-    monkeypatch.chdir(tmp_path)
-    st.cache_resource.clear()
-    yield tmp_path / "runs"
-    stop_everything(manager())
+    yield lab_environment(tmp_path, monkeypatch)
+    stop_everything(lab_manager())
 
 
-def manager():
-    """The process-wide JobManager (and so the run store) that the pages use."""
-    return st.cache_resource(ui_state.job_manager)(str(ui_state.runs_dir().resolve()))
+manager = lab_manager
 
 
 def record(
