@@ -5,6 +5,7 @@ from __future__ import annotations
 from cifar_lab.class_caps import caps_problems
 from cifar_lab.config import TrainConfig
 from cifar_lab.dashboard import ui_state
+from cifar_lab.dashboard.leaderboard import run_label
 from cifar_lab.data import DataError
 from cifar_lab.run_files import SaveError
 from cifar_lab.runs import RunStoreError
@@ -26,6 +27,7 @@ def queue_run(lab: ui_state.Lab, config: TrainConfig, preset: str) -> str:
             data=lab.load_data(),
             source=lab.source,
             preset=preset,
+            name=run_label(viewer.owner, preset, config),
             limit=None if viewer.teacher else lab.settings.runs_per_participant,
         )
     except (DataError, SaveError, RunStoreError, ValueError) as err:  # each names its fix; QueueFull the limit

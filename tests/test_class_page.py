@@ -91,6 +91,7 @@ def test_caps_refuse_a_participant_s_run_naming_the_limit_and_not_the_teacher_s(
     boss = fill_train_form(open_page(TRAIN, name="Ms Rao", teacher=True), {**TINY, "epochs": 3})
     button_starting(boss, "Start training").click().run()
     assert not boss.error and [q.record.owner for q in manager().waiting()] == ["Ms Rao"]
+    assert manager().waiting()[0].record.name.startswith("Ms Rao · classroom · arch cnn · width 8")
 
 
 def test_the_caps_form_saves_the_limits_for_everyone():

@@ -67,16 +67,24 @@ def entries(records: Iterable[RunRecord], settings: ClassSettings, *, include_hi
 
 def changes(record: RunRecord) -> str:
     """The settings a run changed from its preset (from the defaults when it named none), e.g. "lr 2 · epochs 12"."""
-    if record.preset and record.preset not in PRESETS:
-        return f"preset {record.preset!r} is unknown to this version of the lab"
-    base = (preset(record.preset) if record.preset else TrainConfig()).to_dict()
+    return config_changes(record.config, record.preset)
+
+
+def config_changes(config: dict[str, Any], preset_name: str) -> str:
+    """The settings `config` (TrainConfig.to_dict()) changed from the preset `preset_name` ("": the defaults)."""
+    if preset_name and preset_name not in PRESETS:
+        return f"preset {preset_name!r} is unknown to this version of the lab"
+    base = (preset(preset_name) if preset_name else TrainConfig()).to_dict()
     quiet = NEVER_MATTERS | NOT_CHOSEN
-    changed = [
-        name
-        for name in field_names()
-        if name not in quiet and name in record.config and record.config[name] != base[name]
-    ]
-    return " · ".join(f"{short_name(name)} {value_text(record.config[name])}" for name in changed)
+    changed = [name for name in field_names() if name not in quiet and name in config and config[name] != base[name]]
+    return " · ".join(f"{short_name(name)} {value_text(config[name])}" for name in changed)
+
+
+def run_label(owner: str, preset_name: str, config: TrainConfig, *, max_chars: int = 100) -> str:
+    """A run's default name, e.g. "Ada · classroom · lr 2": who, from what, and what they changed."""
+    parts = [owner, preset_name or "custom", config_changes(config.to_dict(), preset_name)]
+    label = " · ".join(p for p in parts if p)
+    return label if len(label) <= max_chars else label[: max_chars - 1] + "…"
 
 
 def varied_settings(
