@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import streamlit as st
 
+from cifar_lab import run_queue
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, PRESETS, SETTINGS, TrainConfig, preset
 from cifar_lab.dashboard import plots, ui_state
 from cifar_lab.dashboard.job_view import JobSnapshot
@@ -129,8 +130,13 @@ def resume_section(lab: ui_state.Lab) -> None:
             st.rerun()
 
 
-def live_view(lab: ui_state.Lab, job: TrainingJob, was_done: bool) -> None:
-    """Redrawn every ui_state.live_refresh_s while the job runs; reads a snapshot, never the worker's objects."""
+def live_view(lab: ui_state.Lab, shown: TrainingJob, was_done: bool) -> None:
+    """Redrawn every ui_state.live_refresh_s while a job runs or runs wait; reads a snapshot, never the worker's
+    objects. When the queue starts the next run, the whole page redraws once to show it."""
+    job = lab.jobs.current
+    if job is not shown:
+        st.rerun()
+    assert job is not None
     snap = job.snapshot()
     owner = f" by {visible(job.owner)}" if job.owner else ""
     st.subheader(f"Run {snap.name}{owner}" + (f" ({snap.run_id})" if snap.run_id else ""))
@@ -202,7 +208,9 @@ if note := slow_cpu_note():
 job = lab.jobs.current
 if job is not None:
     done = job.done
-    st.fragment(live_view, run_every=None if done else ui_state.live_refresh_s(job.config))(lab, job, done)
+    waits = not lab.settings.paused and bool(lab.jobs.store and run_queue.waiting(lab.jobs.store))
+    refresh = None if done and not waits else ui_state.live_refresh_s(job.config)  # polls only while it changes
+    st.fragment(live_view, run_every=refresh)(lab, job, done)
 else:
     queue_view(lab)  # runs waiting while the queue is paused
 
