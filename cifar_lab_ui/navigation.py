@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_lab.logs import configure as configure_logging
+from cifar_lab_ui.page_bar import page_bar
 from cifar_lab_ui.participant import identify
 
 PAGES = (
@@ -36,6 +37,7 @@ def start_page(title: str, *, controls: bool = False) -> None:
     )
     st.set_option("client.showSidebarNavigation", False)
     configure_logging()  # the server's own log: jobs started, stopped and failed, the run store's recovery
+    page_bar(PAGES)  # on a phone the links sit at the top of the page, not in the sidebar
     for path, label in PAGES:
         st.sidebar.page_link(path, label=label)
     identify()  # the "Your name" field, on every page
