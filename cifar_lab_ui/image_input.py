@@ -10,14 +10,19 @@ from streamlit_drawable_canvas import st_canvas
 from cifar_lab.dashboard import plots
 from cifar_lab.data import CifarData
 from cifar_lab.inference import open_image
+from cifar_lab_ui.upload_limit import say_if_refused, with_limit
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 ANY = "any"
+TOO_LARGE_PICTURE = (
+    "Pick a smaller picture or send a smaller copy (a screenshot of it is plenty: the model sees 32×32 pixels)."
+)
 
 
 def uploaded_image(key: str = "upload") -> Image.Image | None:
     """Raises inference.ImageError with a readable message for a file that is not a usable picture."""
-    file = st.file_uploader("An image (PNG, JPEG, WebP, GIF or BMP)", type=IMAGE_TYPES, key=key)
+    file = st.file_uploader(with_limit("An image (PNG, JPEG, WebP, GIF or BMP)"), type=IMAGE_TYPES, key=key)
+    say_if_refused(key, file, TOO_LARGE_PICTURE)
     return open_image(file.getvalue(), name=file.name) if file is not None else None
 
 

@@ -8,6 +8,7 @@ from cifar_lab.checkpoint import CheckpointError, load_checkpoint
 from cifar_lab.dashboard import ui_state
 from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
+from cifar_lab_ui.upload_limit import say_if_refused, with_limit
 
 
 def add_upload(lab: ui_state.Lab, name: str, content: bytes) -> None:
@@ -102,9 +103,15 @@ else:
 st.subheader("Upload")
 if lab.viewer.teacher:
     upload = st.file_uploader(
-        "A checkpoint (.pth) saved by this lab, or the PyTorch tutorial's state_dict",
+        with_limit("A checkpoint (.pth) saved by this lab, or the PyTorch tutorial's state_dict"),
         type=["pth", "pt"],
         key="upload_pth",
+    )
+    say_if_refused(
+        "upload_pth",
+        upload,
+        f"A checkpoint this large (a wide net, or an epoch's checkpoint with its optimizer state) is copied by hand "
+        f"into {lab.jobs.runs_dir} on the computer that serves the lab; this page then lists it.",
     )
     if upload is not None and st.button("Add this model"):
         add_upload(lab, upload.name, upload.getvalue())
