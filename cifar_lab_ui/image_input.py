@@ -10,6 +10,7 @@ from streamlit_drawable_canvas import st_canvas
 from cifar_lab.dashboard import plots
 from cifar_lab.data import CifarData
 from cifar_lab.inference import open_image
+from cifar_lab_ui.drawing import drawing_tools, restart_drawing
 from cifar_lab_ui.upload_limit import say_if_refused, with_limit
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
@@ -37,11 +38,12 @@ def drawn_image(key: str = "canvas") -> Image.Image | None:
         height=256,
         width=256,
         drawing_mode="freedraw",
+        initial_drawing=restart_drawing(key),
         return_image_data=True,
         key=key,
     )
     pixels = canvas.image_data  # (H, W, 4) RGBA uint8, or None before the first stroke
-    if pixels is None or not (canvas.json_data or {}).get("objects"):
+    if not drawing_tools(key, (canvas.json_data or {}).get("objects") or []) or pixels is None:
         return None
     return Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGBA")
 

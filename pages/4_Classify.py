@@ -6,6 +6,7 @@ import streamlit as st
 
 from cifar_lab.dashboard import plots
 from cifar_lab.inference import ImageError, model_view, predict
+from cifar_lab_ui.drawing import forget_drawing
 from cifar_lab_ui.explain_panel import explain_panel
 from cifar_lab_ui.gallery_view import class_gallery
 from cifar_lab_ui.guards import require_model
@@ -25,7 +26,12 @@ model_path = lab.model_path
 assert model_path is not None, "require_model stops the page when there is no model file"
 st.caption(f"Model {model_path.stem} ({ckpt.config.arch}). Classes: {', '.join(ckpt.classes)}.")
 
-source = st.segmented_control("Picture from", SOURCES, default=SOURCES[0], key="classify_source") or SOURCES[0]
+source = (
+    st.segmented_control(
+        "Picture from", SOURCES, default=SOURCES[0], key="classify_source", on_change=forget_drawing, args=("canvas",)
+    )
+    or SOURCES[0]
+)
 
 try:
     image = {"Upload": uploaded_image, "Draw": drawn_image, "Webcam": webcam_image}[source]()

@@ -11,6 +11,7 @@ from cifar_lab.dashboard import ui_state
 from cifar_lab.data import DataError
 from cifar_lab.inference import ImageError, model_view
 from cifar_lab.models import DESCRIPTIONS
+from cifar_lab_ui.drawing import forget_drawing
 from cifar_lab_ui.explain_panel import explain_panel, explained, model_id, summary_of, summary_of_arch, summary_view
 from cifar_lab_ui.guards import current_model
 from cifar_lab_ui.image_input import drawn_image, test_set_image, uploaded_image
@@ -18,6 +19,7 @@ from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 
 SOURCES = ("Upload", "Test image", "Draw")
+CANVAS = "explain_canvas"
 CURRENT = "current"  # the summary selectbox's entry for the current model; the others are architecture names
 
 
@@ -35,7 +37,7 @@ def picture(lab: ui_state.Lab, source: str) -> np.ndarray | None:
     if source == "Test image":
         return dataset_picture(lab)
     try:
-        image = uploaded_image("explain_upload") if source == "Upload" else drawn_image("explain_canvas")
+        image = uploaded_image("explain_upload") if source == "Upload" else drawn_image(CANVAS)
     except ImageError as err:
         st.error(str(err))
         return None
@@ -82,7 +84,12 @@ ckpt = current_model(
 model_path = lab.model_path  # not None wherever ckpt is not: current_model needs a file to load
 if ckpt is not None and model_path is not None:
     st.caption(f"Model {model_path.stem} ({ckpt.config.arch}).")
-    source = st.segmented_control("Picture from", SOURCES, default=SOURCES[0], key="explain_source") or SOURCES[0]
+    source = (
+        st.segmented_control(
+            "Picture from", SOURCES, default=SOURCES[0], key="explain_source", on_change=forget_drawing, args=(CANVAS,)
+        )
+        or SOURCES[0]
+    )
     view = picture(lab, source)
     if view is not None:
         result = explained(model_id(model_path), view, ckpt.config.normalize, ckpt.model)
