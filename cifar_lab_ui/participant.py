@@ -38,12 +38,25 @@ def identify() -> Viewer:
         else:
             st.query_params.pop("name", None)
     keep_model_in_url()
-    address, key = st.context.ip_address, st.session_state.get(TEACHER_KEY, "")
+    address, key = client_address(), st.session_state.get(TEACHER_KEY, "")
     viewer = Viewer(name, is_teacher(address, key, own_addresses=machine_addresses()))
     if viewer.teacher:
         st.sidebar.caption("You are the teacher: you can act on every run.")
     st.session_state["viewer"] = viewer
     return viewer
+
+
+def client_address() -> str | None:
+    """The browser's address as the server's socket saw it (None outside a server, as in AppTest).
+    st.context.ip_address says None for 127.0.0.1 and ::1, which would make the teacher at the server machine a
+    participant; Streamlit's own local-only checks read the connection's peer address, as this does."""
+    try:
+        from streamlit.runtime.context import _get_client_context  # no public API gives the loopback peer
+
+        context = _get_client_context()
+        return context.remote_ip if context is not None else None
+    except (ImportError, AttributeError):  # a Streamlit that moved it: the public value, loopback lost
+        return st.context.ip_address
 
 
 @st.cache_data(show_spinner=False, ttl=60)

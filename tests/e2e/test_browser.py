@@ -178,6 +178,8 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
     # A fresh server's first visitor, not on Home: Streamlit's own list would show. ?name=: runs need a name.
     page.goto(f"{server}/Train?name=Ada")
     page.get_by_text("Multiply-adds per image").first.wait_for()
+    # From 127.0.0.1, with no CIFAR_LAB_TEACHER_KEY set: the person at the server machine is the teacher.
+    page.get_by_test_id("stSidebar").get_by_text("You are the teacher").wait_for()
     assert page.get_by_test_id("stSidebarNav").count() == 0
     assert not page.get_by_test_id("stMain").get_by_test_id("stPageLink").first.is_visible()  # a phone's row only
     assert page.get_by_test_id("stSidebar").get_by_test_id("stPageLink").all_inner_texts() == [
