@@ -175,7 +175,8 @@ def set_number(tab, label: str, value: int) -> None:
 
 
 def test_train_evaluate_classify_in_a_real_browser(server, page):
-    page.goto(f"{server}/Train")  # a fresh server's first visitor, not on Home: Streamlit's own list would show
+    # A fresh server's first visitor, not on Home: Streamlit's own list would show. Named, since a run has an owner.
+    page.goto(f"{server}/Train?name=Ada")
     page.get_by_text("Multiply-adds per image").first.wait_for()
     assert page.get_by_test_id("stSidebarNav").count() == 0
     assert page.get_by_test_id("stPageLink").all_inner_texts() == [
@@ -187,6 +188,7 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
         "Models",
         "Runs",
         "Explain",
+        "Class",
     ]
     # A VGG-style net, 16 steps per epoch here, for more epochs than any machine finishes while the test watches:
     # how long it runs must not depend on the CPU's speed (a fast one finished 4 epochs before the page's first
