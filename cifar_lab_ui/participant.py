@@ -38,6 +38,8 @@ def identify() -> Viewer:
         else:
             st.query_params.pop("name", None)
     keep_model_in_url()
+    if TEACHER_KEY in st.session_state:  # Streamlit forgets a widget's value after a run that did not draw it, and
+        st.session_state[TEACHER_KEY] = st.session_state[TEACHER_KEY]  # the key field is drawn only until it is right
     address, key = client_address(), st.session_state.get(TEACHER_KEY, "")
     viewer = Viewer(name, is_teacher(address, key, own_addresses=machine_addresses()))
     if viewer.teacher:

@@ -192,3 +192,15 @@ def test_the_gallery_keeps_the_latest_pictures_once_each():
     assert [shot.who for shot in gallery.latest()] == ["s4", "s3", "s2"]
     gallery.clear()
     assert gallery.latest() == []
+
+
+def test_the_teacher_stays_the_teacher_after_acting():
+    """The key field is drawn only until the key is right; what was typed must outlive the runs without it."""
+    teacher = open_page(CLASS, name="")
+    teacher.text_input(key="teacher_key").set_value(TEACHER_KEY).run()
+    button_starting(teacher, "Pause the queue").click().run()
+    assert manager().settings().paused
+    assert button_starting(teacher, "Resume the queue")
+    teacher.switch_page(TRAIN).run()
+    teacher.switch_page(CLASS).run()
+    assert button_starting(teacher, "Resume the queue")

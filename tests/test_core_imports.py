@@ -73,6 +73,16 @@ def test_importing_every_module_never_imports_streamlit():
     assert proc.stdout.startswith("CLEAN"), f"importing {modules} loaded streamlit: {proc.stdout}"
 
 
+def test_the_dashboard_pieces_load_pandas_whole_before_any_figure():
+    """plotly reads pandas from sys.modules; one that another session's thread was still importing broke a figure."""
+    code = "import sys, cifar_lab_ui\nprint(hasattr(sys.modules.get('pandas'), 'Series'))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=PACKAGE_DIR.parent
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
+
+
 def _torch_load_calls(tree: ast.AST):
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
