@@ -186,6 +186,7 @@ class Stretch:
     after: proc_usage.CpuSample
     rates: list[float]  # images/s of each training step recorded meanwhile
     browsers_cpu_s: float
+    others_cpu_s: float  # what the rest of the machine used meanwhile: other work slows training too
     memory: dict[str, float]
 
     def window(self, training: frozenset[int]) -> dict[str, float | None]:
@@ -196,6 +197,7 @@ class Stretch:
             "training_cpu_s": trained,
             "serving_cpu_s": served,
             "browsers_cpu_s": self.browsers_cpu_s,
+            "others_cpu_s": self.others_cpu_s,
             "rss_mb": self.memory["VmRSS"],
             "hwm_mb": self.memory["VmHWM"],
         }
@@ -206,15 +208,18 @@ async def measure(server: Server, store: RunStore, seconds: float) -> Stretch:
     browsers = [p for p in proc_usage.descendants(os.getpid()) if p != server.pid]
     run_id = store.list_runs(status="running", limit=1)[0].id
     first_step = max((s.step for s in store.steps(run_id)), default=0)
+    machine_before, mine_before = proc_usage.machine_cpu_s(), sum(os.times()[:2])
     before, browsers_before, t0 = proc_usage.sample(server.pid), proc_usage.processes_cpu_s(browsers), time.monotonic()
     await asyncio.sleep(seconds)
     after, browsers_after = proc_usage.sample(server.pid), proc_usage.processes_cpu_s(browsers)
+    machine, mine = proc_usage.machine_cpu_s() - machine_before, sum(os.times()[:2]) - mine_before
     wall = time.monotonic() - t0
     if store.get_run(run_id).status != "running":
         raise RuntimeError("the run ended during the measurement: give it more --epochs")
     rates = [s.images_per_s for s in store.steps(run_id) if s.step > first_step and s.images_per_s > 0]
     browsers_cpu = proc_usage.cpu_between(browsers_before, browsers_after)
-    return Stretch(wall, before, after, rates, browsers_cpu, proc_usage.memory_mb(server.pid))
+    others = machine - mine - browsers_cpu - (after.total_s - before.total_s)
+    return Stretch(wall, before, after, rates, browsers_cpu, others, proc_usage.memory_mb(server.pid))
 
 
 async def class_of(n: int, browser: Browser, server: Server, store: RunStore, args: argparse.Namespace) -> tuple:
@@ -323,7 +328,6 @@ def summary(level: dict, before: dict, after: dict) -> dict:
         "images_per_s_with": with_,
         "images_per_s_without": statistics.mean(without) if without else None,
         "ratio": with_ / statistics.mean(without) if with_ and without else None,
-        "browsers_core_share": watch["browsers_cpu_s"] / watch["seconds"],
     }
 
 
@@ -332,18 +336,15 @@ def seconds_cell(p50: float | None, p95: float | None) -> str:
 
 
 def report(result: dict) -> None:
+    """Two Markdown tables: each level of sessions, then every measured window."""
     print(
-        f"\n| sessions | failed | {' | '.join(f'{a} p50 / p95 (s)' for a in ACTIONS)} | serving CPU per watcher "
-        "| server RSS (peak) | training images/s with / without | browsers |"
+        f"\n| sessions | failed | {' | '.join(f'{a} p50 / p95 (s)' for a in ACTIONS)} | server CPU per watcher "
+        "| server RSS (peak) | training images/s with / without sessions |"
     )
-    print("|---:|---:|" + "---:|" * len(ACTIONS) + "---:|---:|---:|---:|")
-    baselines = result.get("baselines", [])
+    print("|---:|---:|" + "---:|" * len(ACTIONS) + "---:|---:|---:|")
     for level in result.get("levels", []):
-        if "skipped" in level:
-            print(f"| {level['sessions']} | not run: {level['skipped']} |")
-            continue
         if "summary" not in level:
-            print(f"| {level['sessions']} | not finished |")
+            print(f"| {level['sessions']} | {level.get('skipped', 'not finished')} |")
             continue
         s = level["summary"]
         cells = [seconds_cell(s["p50_s"][a], s["p95_s"][a]) for a in ACTIONS]
@@ -351,18 +352,26 @@ def report(result: dict) -> None:
         speed = f"{s['images_per_s_with']:,.0f} / {s['images_per_s_without']:,.0f} = {s['ratio']:.2f}"
         print(
             f"| {level['sessions']} | {s['failed']} | {' | '.join(cells)} | {cpu:.2f} s/min = {cpu / 0.6:.2f} % "
-            f"of a core | {s['rss_mb']:,.0f} MB ({s['hwm_mb']:,.0f}) | {speed} | {100 * s['browsers_core_share']:.0f} "
-            "% of a core |"
+            f"of a core | {s['rss_mb']:,.0f} MB ({s['hwm_mb']:,.0f}) | {speed} |"
         )
         for failure in level["failures"][:10]:
             print(f"    failed: {failure}")
-    if baselines:
-        idle = [b["serving_cpu_s"] / b["seconds"] * 60 for b in baselines]
-        print(
-            f"\nNobody connected: serving {statistics.mean(idle):.2f} CPU s per minute, training "
-            + ", ".join(f"{b['images_per_s']:,.0f}" for b in baselines if b["images_per_s"])
-            + " images/s."
-        )
+    print("\n| window | seconds | training images/s | CPU, % of a core: training | serving | browsers | the rest |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, w in windows(result):
+        shares = [100 * w[f"{k}_cpu_s"] / w["seconds"] for k in ("training", "serving", "browsers", "others")]
+        speed = f"{w['images_per_s']:,.0f}" if w["images_per_s"] else "none"
+        print(f"| {name} | {w['seconds']:.0f} | {speed} | " + " | ".join(f"{x:.0f}" for x in shares) + " |")
+
+
+def windows(result: dict) -> list[tuple[str, dict]]:
+    """Every window in the order measured, named."""
+    baselines, found = result.get("baselines", []), []
+    for i, baseline in enumerate(baselines):
+        found.append((f"nobody connected ({i + 1})", baseline))
+        watched = [lv for lv in result.get("levels", []) if lv.get("baseline") == i and "watch" in lv]
+        found += [(f"{lv['sessions']} watching", lv["watch"]) for lv in watched]
+    return found
 
 
 def parse_args() -> argparse.Namespace:

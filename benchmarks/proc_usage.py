@@ -87,6 +87,12 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(after[p] - s for p, s in before.items() if p in after)
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds every process of the machine has used since boot, idle and waiting for disks excluded."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) * TICK_S
+
+
 def available_mb() -> float:
     """MemAvailable: what new processes can take without swapping or evicting much, in MB."""
     for line in Path("/proc/meminfo").read_text().splitlines():
