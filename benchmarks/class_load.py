@@ -2,6 +2,7 @@
 
     python benchmarks/class_load.py                    # 10, then 20 sessions, on ../shared/data/cifar10-jpeg
     python benchmarks/class_load.py --sessions 10 --json benchmarks/results/class_load.json
+    mkdir /tmp/old && git archive COMMIT | tar -x -C /tmp/old && python benchmarks/class_load.py --app /tmp/old
 
 One `streamlit run dashboard.py` on a free 127.0.0.1 port (headless, a temporary runs folder holding a finished
 class's leaderboard, CIFAR_LAB_TEACHER_KEY set) and Debian's Chromium driven by Playwright, one browser context per
@@ -268,7 +269,7 @@ async def run(args: argparse.Namespace, result: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="class_load-") as tmp:
         runs = Path(tmp) / "runs"
         seed_leaderboard(runs, args.board_runs)
-        server = Server(runs, args.data, key, Path(tmp) / "streamlit.log")
+        server = Server(runs, args.data, key, Path(tmp) / "streamlit.log", app=Path(args.app).resolve())
         try:
             server.wait_healthy()
             store = RunStore(runs / "cifar_lab.db")
@@ -386,6 +387,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=20, help="training steps before the first window")
     parser.add_argument("--board-runs", type=int, default=30, help="finished runs already on the leaderboard")
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="the whole benchmark's limit")
+    parser.add_argument(
+        "--app", default=str(ROOT), help="the checkout whose dashboard to serve, e.g. an earlier version to compare"
+    )
     parser.add_argument("--py-spy", default=None, help="path of py-spy: profile the server while sessions watch")
     parser.add_argument("--json", default=None, help="also write the results here (and the server's log beside it)")
     args = parser.parse_args()

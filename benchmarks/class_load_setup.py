@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 class Server:
     """One `streamlit run dashboard.py` on 127.0.0.1, killed (with anything it started) by stop()."""
 
-    def __init__(self, runs: Path, data: str, key: str, log: Path) -> None:
+    def __init__(self, runs: Path, data: str, key: str, log: Path, app: Path = ROOT) -> None:
+        """app: the checkout whose dashboard.py to serve (its .streamlit/config.toml applies)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -36,12 +37,12 @@ class Server:
             "CIFAR_LAB_TEACHER_KEY": key,
         }
         options = {"headless": "true", "port": str(self.port), "address": "127.0.0.1", "fileWatcherType": "none"}
-        cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py")]
+        cmd = [sys.executable, "-m", "streamlit", "run", str(app / "dashboard.py")]
         cmd += [arg for name, value in options.items() for arg in (f"--server.{name}", value)]
         cmd += ["--browser.gatherUsageStats", "false"]
         self.log = log
         with open(log, "w") as out:  # a file, not a pipe that nobody reads
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, cwd=app, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     @property
     def pid(self) -> int:
