@@ -148,9 +148,9 @@ async def leaderboard(page: Page) -> None:
     await page.get_by_test_id("stDataFrame").last.wait_for()
 
 
-async def participant(browser: Browser, url: str, i: int, picture: bytes, epochs: int, log: Actions) -> Page:
+async def participant(browser: Browser, url: str, i: int, data: str, epochs: int, log: Actions) -> Page:
     """One participant's visit, ending on the Train page; every action is timed, a failed one recorded."""
-    who = f"student-{i}"
+    who, picture = f"student-{i}", picture_png(data, i)
     page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
     page.set_default_timeout(ACTION_TIMEOUT_MS)
 
@@ -226,9 +226,9 @@ async def measure(server: Server, store: RunStore, seconds: float) -> Stretch:
 async def class_of(n: int, browser: Browser, server: Server, store: RunStore, args: argparse.Namespace) -> tuple:
     """N participants visit at once, then watch for args.watch_s: (their actions, the watching stretch, seconds the
     visits took)."""
-    log, picture = Actions(), picture_png(args.data)
+    log = Actions()
     started = time.monotonic()
-    visits = (participant(browser, server.url, i, picture, args.epochs, log) for i in range(1, n + 1))
+    visits = (participant(browser, server.url, i, args.data, args.epochs, log) for i in range(1, n + 1))
     pages = await asyncio.gather(*visits)
     visit_s = time.monotonic() - started
     lines = await asyncio.gather(*(progress_line(p, args.epochs) for p in pages), return_exceptions=True)

@@ -92,13 +92,15 @@ def seed_leaderboard(runs: Path, count: int, seed: int = 0) -> None:
         store.finish(run_id, "completed", metrics=metrics)
 
 
-def picture_png(data: str) -> bytes:
-    """A test image of the data in use, enlarged as a phone's photo would be."""
+def picture_png(data: str, i: int) -> bytes:
+    """The i-th participant's photo: a test image of the data in use (each its own, classes taken in turn), enlarged
+    as a phone's photo would be. Different pictures: the explanations Classify shows are cached per picture."""
     if data == SYNTHETIC:
-        pixels = synthetic_data(n_train=10, n_test=10).test_x[3].permute(1, 2, 0).numpy()
+        pixels = synthetic_data(n_train=10, n_test=100).test_x[i % 100].permute(1, 2, 0).numpy()
         image = Image.fromarray(pixels)
     else:
-        image = Image.open(next(iter(sorted((Path(data) / "test").glob("*/*")))))
+        classes = sorted(p for p in (Path(data) / "test").iterdir() if p.is_dir())
+        image = Image.open(sorted(classes[i % len(classes)].iterdir())[i // len(classes)])
     buf = io.BytesIO()
     image.convert("RGB").resize((480, 480), Image.Resampling.BICUBIC).save(buf, "PNG")
     return buf.getvalue()
