@@ -13,12 +13,18 @@ from cifar_lab.runs import clean_owner
 
 NAME_KEY = "participant_name"  # the sidebar field's value
 TEACHER_KEY = "teacher_key"  # what was typed in the Class page's teacher key field (never put in the URL)
+# Both values again, outside widget state: Streamlit drops a widget's value when the session shows another page
+# (and a link to another page drops ?name=), so without this a name or a key would last one page.
+KEPT = "participant_kept"
 
 
 def identify() -> Viewer:
     """Draw the "Your name" field in the sidebar and return who this is; kept in st.session_state["viewer"]."""
-    if NAME_KEY not in st.session_state:
-        st.session_state[NAME_KEY] = st.query_params.get("name", "")
+    kept_name, kept_key = st.session_state.get(KEPT, (None, ""))
+    if NAME_KEY in st.session_state:  # set again, it is this page's field's value too
+        st.session_state[NAME_KEY] = st.session_state[NAME_KEY]
+    else:
+        st.session_state[NAME_KEY] = st.query_params.get("name", "") if kept_name is None else kept_name
     typed = st.sidebar.text_input(
         "Your name",
         key=NAME_KEY,
@@ -38,9 +44,8 @@ def identify() -> Viewer:
         else:
             st.query_params.pop("name", None)
     keep_model_in_url()
-    if TEACHER_KEY in st.session_state:  # Streamlit forgets a widget's value after a run that did not draw it, and
-        st.session_state[TEACHER_KEY] = st.session_state[TEACHER_KEY]  # the key field is drawn only until it is right
-    address, key = client_address(), st.session_state.get(TEACHER_KEY, "")
+    address, key = client_address(), st.session_state.get(TEACHER_KEY, kept_key)
+    st.session_state[KEPT] = (typed, key)
     viewer = Viewer(name, is_teacher(address, key, own_addresses=machine_addresses()))
     if viewer.teacher:
         st.sidebar.caption("You are the teacher: you can act on every run.")

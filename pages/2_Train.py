@@ -8,10 +8,11 @@ import streamlit as st
 
 from cifar_lab import run_queue
 from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, PRESETS, SETTINGS, TrainConfig, preset
-from cifar_lab.dashboard import plots, ui_state
+from cifar_lab.dashboard import ui_state
 from cifar_lab.dashboard.job_view import JobSnapshot
 from cifar_lab.dashboard.jobs import TrainingJob
 from cifar_lab.dashboard.leaderboard import hides_test
+from cifar_lab.dashboard.live_frame import live_frame
 from cifar_lab.dashboard.run_views import queue_rows
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.events import Finished
@@ -137,7 +138,9 @@ def live_view(lab: ui_state.Lab, shown: TrainingJob, was_done: bool) -> None:
     if job is not shown:
         st.rerun()
     assert job is not None
-    snap = job.snapshot()
+    show_test = not hides_test(lab.settings)  # the class ranks by a hold-out until the teacher reveals the test
+    frame = live_frame(job, show_test=show_test)  # the snapshot and charts every watcher shares
+    snap = frame.snapshot
     owner = f" by {visible(job.owner)}" if job.owner else ""
     st.subheader(f"Run {snap.name}{owner}" + (f" ({snap.run_id})" if snap.run_id else ""))
     st.progress(snap.progress, text=ui_state.progress_text(snap))
@@ -146,9 +149,8 @@ def live_view(lab: ui_state.Lab, shown: TrainingJob, was_done: bool) -> None:
         job.join(timeout=2.0)
         st.rerun()
     left, right = st.columns(2)
-    left.plotly_chart(plots.loss_figure(snap.losses, snap.epochs), key="loss_chart")
-    show_test = not hides_test(lab.settings)  # the class ranks by a hold-out until the teacher reveals the test
-    right.plotly_chart(plots.accuracy_figure(snap.epochs, show_test=show_test), key="accuracy_chart")
+    left.plotly_chart(frame.loss, key="loss_chart")
+    right.plotly_chart(frame.accuracy, key="accuracy_chart")
     queue_view(lab)
     if snap.done and not was_done:
         st.rerun()  # the whole page, once: shows the outcome and stops the timer

@@ -9,7 +9,9 @@ from ..config import TrainConfig
 from ..events import EpochEnd, Failed, Finished, Step, Stopped
 
 DONE = frozenset({"completed", "stopped", "failed"})
-MAX_LOSS_POINTS = 2000  # loss curve points kept per job; older ones are merged in pairs beyond this
+# Loss curve points kept per job; older ones are merged in pairs beyond this. A half-page chart shows no more, and
+# every watcher's redraw sends them all again.
+MAX_LOSS_POINTS = 500
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class JobSnapshot:
     finished_at: float | None
     run_id: str | None = None  # the run's id in the run store, once recorded there
     saved_epoch: int = 0  # the epoch whose checkpoint the file holds (a resumed run's earlier epochs included)
+    version: int = 0  # the job's changes so far: a snapshot with the same version shows the same
 
     @property
     def done(self) -> bool:

@@ -66,6 +66,7 @@ class JobManager:
         self._jobs: dict[str, TrainingJob] = {}  # every job this process started, by run id (or name), oldest first
         self._data: dict[str | None, CifarData] = {}  # the last data loaded, by source: thirty runs load it once
         self._data_lock = threading.Lock()
+        self._throughput: tuple[tuple, Throughput] | None = None  # (the completed runs' fingerprint, their speeds)
         self.pump()  # runs queued before a restart start now
 
     # --- what is training ---
@@ -149,7 +150,9 @@ class JobManager:
         if self.store is None:
             return []
         records = run_queue.waiting(self.store)
-        throughput = Throughput.from_runs(self.store.list_runs(status="completed", limit=200))
+        if not records:  # every watcher's redraw asks: one query when nothing waits
+            return []
+        throughput = self.measured()
         durations = [self._seconds(r, throughput) for r in records]
         busy = [job.snapshot().eta_s or 0.0 for job in self.active]
         starts = start_times(busy, durations, self.slots)
@@ -159,8 +162,18 @@ class JobManager:
         """Estimated seconds for `config` on this machine, from its finished runs; None before any comparable one."""
         if self.store is None:
             return None
-        throughput = Throughput.from_runs(self.store.list_runs(status="completed", limit=200))
-        return throughput.run_seconds(config, self._train_images(resolve_source(source) if source else None))
+        return self.measured().run_seconds(config, self._train_images(resolve_source(source) if source else None))
+
+    def measured(self) -> Throughput:
+        """What this machine's completed runs measured; read again only when the completed runs have changed."""
+        store = self._need_store("estimate run times")
+        fingerprint = tuple(store.query("SELECT count(*), max(ended) FROM runs WHERE status = 'completed'")[0])
+        cached = self._throughput
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        throughput = Throughput.from_runs(store.list_runs(status="completed", limit=200))
+        self._throughput = (fingerprint, throughput)
+        return throughput
 
     # --- acting on runs: `by` None is the server itself (tests, benchmarks); a Viewer is checked ---
     def stop(self, run_id: str | None = None, *, by: Viewer | None = None, timeout: float = 5.0) -> bool:

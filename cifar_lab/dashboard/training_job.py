@@ -53,6 +53,7 @@ class TrainingJob:
         self._saved_epoch = plan.saved_epoch  # what the checkpoint file holds: a resumed run's last epoch at first
         self._started_at = time.time()
         self._finished_at: float | None = None
+        self._version = 0  # counts every change a snapshot shows
         self.result: TrainResult | None = None
         if plan.resume is not None and store is not None:
             self._load_history(store)
@@ -82,6 +83,12 @@ class TrainingJob:
     def done(self) -> bool:
         return self.status in DONE
 
+    @property
+    def version(self) -> int:
+        """Changes whenever the job's snapshot would: views built from a snapshot are reused until then."""
+        with self._lock:
+            return self._version
+
     def snapshot(self) -> JobSnapshot:
         with self._lock:
             source = self._data.source if self._data is not None else (self.plan.data_source or "default")
@@ -101,6 +108,7 @@ class TrainingJob:
                 self._finished_at,
                 self._run_id,
                 self._saved_epoch,
+                self._version,
             )
 
     # --- the worker ---
@@ -113,6 +121,7 @@ class TrainingJob:
                 data = self._load_fn(self.plan.data_source)
                 with self._lock:
                     self._data = data
+                    self._version += 1
             self._set(message="training")
             run = TrainingRun(self.plan, self._data, store=self._store, listeners=(self._record,))
             self.result = run.run(stop=self._stop)
@@ -125,6 +134,7 @@ class TrainingJob:
         finally:
             with self._lock:
                 self._finished_at = time.time()
+                self._version += 1
                 if self._status not in DONE:
                     self._status = "failed"
             self._ended()
@@ -149,6 +159,7 @@ class TrainingJob:
         if isinstance(event, EpochEnd):
             event = dataclasses.replace(event, state_dict={}, resume_state={})
         with self._lock:
+            self._version += 1
             if isinstance(event, Step):
                 per_epoch = event.total_steps / self.config.epochs
                 self._losses.add(event.step, event.step / per_epoch, event.loss)
@@ -176,6 +187,7 @@ class TrainingJob:
 
     def _set(self, *, status: str | None = None, message: str | None = None) -> None:
         with self._lock:
+            self._version += 1
             if status is not None:
                 self._status = status
             if message is not None:
