@@ -156,6 +156,7 @@ def shots(tmp_path):
     def shot(tab, name: str) -> None:
         with contextlib.suppress(sync_api.TimeoutError):  # a page stuck mid-run is worth a picture too
             idle(tab, timeout=SHOT_WAIT_MS)
+            tab.get_by_test_id("stSkeleton").first.wait_for(state="detached", timeout=SHOT_WAIT_MS)  # drawn whole
         tab.screenshot(path=folder / f"{name}.png")
 
     return shot
