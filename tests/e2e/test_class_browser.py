@@ -41,7 +41,9 @@ BROWSER_ARGS = [
 ]
 TEACHER_KEY = "class-key-for-the-browser-test"
 TIMEOUT_MS = 60_000  # training shares 2 cores with the browser and the server
-CHOOSE_MS, CHOOSE_TRIES = 10_000, 3  # a select box whose list a redraw closed is opened again
+# A redraw between the two steps of one gesture (open a select box's list, show a table's toolbar) can undo the
+# first step: the gesture is made again, at most GESTURE_TRIES times, each second step given GESTURE_MS.
+GESTURE_MS, GESTURE_TRIES = 10_000, 3
 SHOT_WAIT_MS = 5_000  # how long a screenshot waits for the page to finish drawing
 LONG_EPOCHS = 1000  # Ada's run: the most the form allows, so it still trains when the teacher stops it
 SHORT_EPOCHS = 1  # Bob's run: done within seconds once it starts
@@ -156,6 +158,7 @@ def shots(tmp_path):
     def shot(tab, name: str) -> None:
         with contextlib.suppress(sync_api.TimeoutError):  # a page stuck mid-run is worth a picture too
             idle(tab, timeout=SHOT_WAIT_MS)
+            tab.get_by_test_id("stSkeleton").first.wait_for(state="detached", timeout=SHOT_WAIT_MS)  # drawn whole
         tab.screenshot(path=folder / f"{name}.png")
 
     return shot
@@ -180,10 +183,10 @@ class Person:
     def choose(self, label: str, option: str | re.Pattern) -> None:
         """Pick `option` in the select box `label`, opening it again if a redraw closed it meanwhile."""
         wanted = self.tab.get_by_role("option", name=option, exact=isinstance(option, str))
-        for tries_left in reversed(range(CHOOSE_TRIES)):
+        for tries_left in reversed(range(GESTURE_TRIES)):
             self.press(self.tab.get_by_label(label, exact=True))
             try:
-                self.press(wanted, timeout=CHOOSE_MS)
+                self.press(wanted, timeout=GESTURE_MS)
                 return
             except sync_api.TimeoutError:
                 if not tries_left:
@@ -215,13 +218,21 @@ def join(browser, who: str, url: str, context: dict) -> Person:
 def table(person: Person, nth: int = 0) -> list[dict[str, str]]:
     """The rows of the page's nth table, as its "Download as CSV" button gives them."""
     frame = person.tab.get_by_test_id("stDataFrame").nth(nth)
-    if person.touch:  # a tap on the last row's first cell shows the toolbar (one on a header would sort)
-        box = frame.bounding_box()
-        frame.tap(position={"x": 20, "y": box["height"] - 15})
-    else:
-        frame.hover()
-    with person.tab.expect_download() as download:
-        person.press(frame.get_by_role("button", name="Download as CSV"))
+    for tries_left in reversed(range(GESTURE_TRIES)):
+        idle(person.tab)
+        if person.touch:  # a tap on the last row's first cell shows the toolbar (one on a header would sort)
+            box = frame.bounding_box()
+            frame.tap(position={"x": 20, "y": box["height"] - 15})
+        else:
+            frame.hover()
+        try:
+            with person.tab.expect_download(timeout=GESTURE_MS) as download:
+                button = frame.get_by_role("button", name="Download as CSV")
+                (button.tap if person.touch else button.click)(timeout=GESTURE_MS)
+            break
+        except sync_api.TimeoutError:
+            if not tries_left:
+                raise
     text = Path(download.value.path()).read_text(encoding="utf-8-sig")
     return list(csv.DictReader(io.StringIO(text)))
 
