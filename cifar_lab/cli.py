@@ -21,6 +21,7 @@ from .logs import configure as configure_logging
 from .run_files import SaveError
 from .runs import STATUSES as RUN_STATUSES
 from .runs import RunStore, default_db_path
+from .time_left import TimeLeft
 
 if TYPE_CHECKING:
     from .bench import Variant
@@ -297,7 +298,7 @@ def _resume(args: argparse.Namespace, store: RunStore) -> int:
 
 
 def _run_session(run: TrainingRun, args: argparse.Namespace) -> int:
-    progress = ProgressPrinter(sys.stderr)
+    progress = ProgressPrinter(sys.stderr, TimeLeft.for_data(run.plan.config, len(run.data.test_y)))
     result = run.run(on_event=progress, stop=threading.Event())
     if result.status == "failed":
         raise UserError(result.message)
@@ -405,19 +406,21 @@ COMMANDS = {
 class ProgressPrinter:
     """A listener drawing a one-line progress bar per epoch, then the epoch's scores."""
 
-    def __init__(self, stream: Any, width: int = 30) -> None:
-        self.stream, self.width = stream, width
+    def __init__(self, stream: Any, time_left: TimeLeft | None = None, width: int = 30) -> None:
+        self.stream, self.time_left, self.width = stream, time_left, width
         # Redrawing a bar with carriage returns only makes sense on a terminal, not in a log file.
         self.live = bool(getattr(stream, "isatty", lambda: False)())
 
     def __call__(self, event: Event) -> None:
+        if self.time_left is not None:
+            self.time_left(event)
         if isinstance(event, Step) and self.live:
             done = int(self.width * event.step / event.total_steps)
             bar = "#" * done + "-" * (self.width - done)
-            left = event.elapsed_s / event.step * (event.total_steps - event.step)
+            left = self.time_left.seconds() if self.time_left is not None else None
             self._write(
                 f"\repoch {event.epoch} [{bar}] {event.step}/{event.total_steps} loss {event.loss:.3f} "
-                f"{event.images_per_s:,.0f} img/s ~{left:.0f}s left "
+                f"{event.images_per_s:,.0f} img/s" + (f" ~{left:.0f}s left " if left is not None else "  ")
             )
         elif isinstance(event, EpochEnd):
             held_out = "" if event.val_acc is None else f" | validation acc {event.val_acc:.1%}"

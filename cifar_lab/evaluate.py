@@ -90,6 +90,13 @@ def predict_logits(
     return logits
 
 
+def views_per_image(tta: bool, shifts: bool) -> float:
+    """Forward passes per image that scoring with these settings costs on average (for time estimates)."""
+    if not tta:
+        return 1.0
+    return 2.0 + (2.0 * len(TTA_SHIFTS) * SHIFTED_FRACTION if shifts else 0.0)
+
+
 def _in_batches(
     model: nn.Module, x: torch.Tensor, views: Views, normalize: str, device: torch.device, batch_size: int
 ) -> torch.Tensor:

@@ -36,6 +36,7 @@ class EpochEnd:
     resume_state: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     val_loss: float | None = None  # on the validation hold-out (eval_subset of it); None when the run holds none out
     val_acc: float | None = None  # 0..1, likewise
+    eval_s: float = 0.0  # seconds this epoch's test (and hold-out) points took: what the time left counts on
 
 
 @dataclass(frozen=True)

@@ -312,8 +312,10 @@ def _diverged_message(step: int, c: TrainConfig) -> str:
 def _end_epoch(run: _Run, epoch: int, outcome: tuple[float, float, float], emit: Listener) -> EpochEnd:
     train_loss, train_acc, seconds = outcome
     c, data = run.config, run.data
+    t0 = time.perf_counter()
     test_loss, test_acc = _curve_point(run, data.test_x, data.test_y)
     val_loss, val_acc = _curve_point(run, run.val_x, run.val_y) if len(run.val_x) else (None, None)
+    eval_s = time.perf_counter() - t0
     event = EpochEnd(
         epoch + 1,
         c.epochs,
@@ -327,6 +329,7 @@ def _end_epoch(run: _Run, epoch: int, outcome: tuple[float, float, float], emit:
         _resume_state(run, epoch + 1),
         val_loss,
         val_acc,
+        eval_s,
     )
     emit(event)
     return event

@@ -13,10 +13,10 @@ import torch
 
 from cifar_lab.checkpoint import load_checkpoint
 from cifar_lab.config import TrainConfig
-from cifar_lab.dashboard.job_view import JobSnapshot, LossSeries
+from cifar_lab.dashboard.job_view import LossSeries
 from cifar_lab.dashboard.jobs import JobBusyError, JobManager
 from cifar_lab.data import synthetic_data
-from cifar_lab.events import Finished, Step, Stopped
+from cifar_lab.events import Finished, Stopped
 
 TINY = TrainConfig(
     arch="cnn",
@@ -201,21 +201,6 @@ def test_a_running_job_is_redrawn_less_often_where_training_shares_the_cpu_with_
 
     monkeypatch.setattr(devices, "resolve_device", unavailable)
     assert ui_state.live_refresh_s(TrainConfig(device="mps")) == ui_state.LIVE_REFRESH_S
-
-
-def _snapshot_at(config: TrainConfig, step: int, total_steps: int, elapsed_s: float) -> JobSnapshot:
-    last = Step(step, total_steps, 1, 1.0, 0.1, 100.0, elapsed_s)
-    return JobSnapshot("job", "running", config, "synthetic", (), (), last, None, "", None, 0.0, None)
-
-
-def test_time_left_counts_the_shrunk_epochs_as_cheaper():
-    plain = TrainConfig(epochs=4)
-    assert _snapshot_at(plain, 10, 40, 20.0).eta_s == pytest.approx(60.0)
-    # 2 of 4 epochs at 16x16: a quarter of the pixels. After those 20 steps (10 s), 20 full-size ones remain,
-    # each 4 times the work of the steps seen so far.
-    shrunk = TrainConfig(epochs=4, lowres_epochs=2, lowres_side=16)
-    assert _snapshot_at(shrunk, 20, 40, 10.0).eta_s == pytest.approx(40.0)
-    assert _snapshot_at(shrunk, 30, 40, 30.0).eta_s == pytest.approx(20.0)
 
 
 def test_the_server_logs_jobs_starting_stopping_and_failing(tmp_path, data, caplog):

@@ -75,6 +75,7 @@ class JobSnapshot:
     run_id: str | None = None  # the run's id in the run store, once recorded there
     saved_epoch: int = 0  # the epoch whose checkpoint the file holds (a resumed run's earlier epochs included)
     version: int = 0  # the job's changes so far: a snapshot with the same version shows the same
+    eta_s: float | None = None  # seconds until it ends, final scoring included (time_left.TimeLeft); None: unknown
 
     @property
     def done(self) -> bool:
@@ -96,25 +97,8 @@ class JobSnapshot:
         return self.last_step.images_per_s if self.last_step else None
 
     @property
-    def eta_s(self) -> float | None:
-        """Training seconds left at the current pace (evaluation time not included)."""
-        s = self.last_step
-        if self.done or s is None or s.step == 0:
-            return None
-        done = _step_work(self.config, s.step, s.total_steps)
-        return s.elapsed_s / done * (_step_work(self.config, s.total_steps, s.total_steps) - done)
-
-    @property
     def test_accuracy(self) -> float | None:
         """Final accuracy on the whole test set when completed, else the last epoch's (subset) accuracy."""
         if isinstance(self.final, Finished):
             return self.final.test_accuracy
         return self.epochs[-1].test_acc if self.epochs else None
-
-
-def _step_work(config: TrainConfig, step: int, total_steps: int) -> float:
-    """Work of the first `step` steps in full-size steps: a step of the lowres epochs counts by its pixels, so the
-    time left is not judged from the faster shrunk epochs alone."""
-    shrunk_steps = total_steps // config.epochs * config.lowres_epochs
-    shrunk = min(step, shrunk_steps)
-    return shrunk * (config.lowres_side / 32) ** 2 + (step - shrunk)
