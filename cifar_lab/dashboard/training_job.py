@@ -15,6 +15,7 @@ from ..events import EpochEnd, Event, Failed, Finished, Step, Stopped
 from ..run_files import SaveError
 from ..runner import RunPlan, TrainingRun, abandon
 from ..runs import EpochRecord, RunStore, RunStoreError
+from ..time_left import TimeLeft
 from ..train import TrainResult
 from .job_view import DONE, JobSnapshot, LossSeries
 
@@ -44,12 +45,14 @@ class TrainingJob:
         self._data, self._store, self._load_fn = data, store, load_fn
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._interrupted = False  # stopped because the server is closing, not by anyone's choice
         self._thread = threading.Thread(target=self._run, name=f"train-{plan.run_id or plan.name}", daemon=True)
         self._status, self._message, self._run_id = "queued", "waiting to start", plan.run_id
         self._losses = LossSeries()
         self._epochs: list[EpochEnd] = []
         self._last_step: Step | None = None
         self._final: Finished | Stopped | Failed | None = None
+        self._time_left: TimeLeft | None = None  # once the data is known
         self._saved_epoch = plan.saved_epoch  # what the checkpoint file holds: a resumed run's last epoch at first
         self._started_at = time.time()
         self._finished_at: float | None = None
@@ -65,6 +68,11 @@ class TrainingJob:
 
     def stop(self) -> None:
         """Ask the loop to stop; it checks before every step, so it ends within one step."""
+        self._stop.set()
+
+    def interrupt(self) -> None:
+        """Stop because the server is closing: the run is recorded as interrupted, to resume after the restart."""
+        self._interrupted = True
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -109,6 +117,7 @@ class TrainingJob:
                 self._run_id,
                 self._saved_epoch,
                 self._version,
+                self._time_left.seconds() if self._time_left is not None and self._status == "running" else None,
             )
 
     # --- the worker ---
@@ -123,9 +132,13 @@ class TrainingJob:
                     self._data = data
                     self._version += 1
             self._set(message="training")
+            with self._lock:
+                self._time_left = TimeLeft.for_data(self.config, len(self._data.test_y))
             run = TrainingRun(self.plan, self._data, store=self._store, listeners=(self._record,))
             self.result = run.run(stop=self._stop)
             self._set(status=self.result.status, message=self.result.message or self.result.status)
+            if self._interrupted and self.result.status == "stopped":
+                self._record_interrupted()
         except (DataError, ValueError, SaveError) as err:  # the page shows these as they are: they name the fix
             self._fail(str(err))
         except Exception as err:  # the worker must always end in a final status the page can show
@@ -138,6 +151,15 @@ class TrainingJob:
                 if self._status not in DONE:
                     self._status = "failed"
             self._ended()
+
+    def _record_interrupted(self) -> None:
+        if self._store is None or self._run_id is None:
+            return
+        message = f"interrupted: the server stopped after epoch {self._saved_epoch}; resume it when the lab is back"
+        try:
+            self._store.finish(self._run_id, "interrupted", message=message)
+        except RunStoreError as err:  # the next start marks it interrupted anyway, from its dead pid
+            log.warning("run %s: could not record its interruption: %s", self._run_id, err)
 
     def _ended(self) -> None:
         if self._on_end is None:
@@ -160,6 +182,8 @@ class TrainingJob:
             event = dataclasses.replace(event, state_dict={}, resume_state={})
         with self._lock:
             self._version += 1
+            if self._time_left is not None:
+                self._time_left(event)
             if isinstance(event, Step):
                 per_epoch = event.total_steps / self.config.epochs
                 self._losses.add(event.step, event.step / per_epoch, event.loss)
