@@ -8,7 +8,7 @@ from cifar_lab.config import ARCHS, PRESETS
 from cifar_lab.dashboard import ui_state
 from cifar_lab.labels import visible
 from cifar_lab.roles import NotAllowed, teacher_key_set
-from cifar_lab.runs import RunStoreError
+from cifar_lab.runs import RunRecord, RunStoreError
 from cifar_lab_ui.gallery_view import class_gallery
 from cifar_lab_ui.participant import TEACHER_KEY
 
@@ -28,24 +28,39 @@ def key_field() -> None:
         st.error("That is not the teacher key.")
 
 
-def act(action, success: str) -> None:
-    """Run a teacher's action, remembering its outcome for the next run of the page."""
+QUEUE_RESULT = "class_queue_result"  # shown inside the queue's controls, which redraw on their own
+
+
+def act(action, success: str, result: str = "class_result") -> None:
+    """Run a teacher's action, remembering its outcome for the next run of the page (or of the fragment)."""
     try:
         action()
     except (NotAllowed, RunStoreError, ValueError) as err:
-        st.session_state["class_result"] = ("error", str(err))
+        st.session_state[result] = ("error", str(err))
     else:
-        st.session_state["class_result"] = ("success", success)
+        st.session_state[result] = ("success", success)
+
+
+def show_result(result: str = "class_result") -> None:
+    kind, message = st.session_state.pop(result, (None, ""))
+    if kind:
+        getattr(st, kind)(message)
 
 
 def queue_controls(lab: ui_state.Lab) -> None:
-    """Pause or resume the queue, move a run up, take one out, stop the running one."""
+    """Pause or resume the queue, move a run up, take one out, stop the running one. Redrawn with the live view:
+    a run queued from a phone, or one that just started, appears here without the teacher reloading."""
+    lab = ui_state.open_lab(st.cache_resource, st.session_state)  # the queue and settings as they are now
     jobs, viewer = lab.jobs, lab.viewer
     paused = lab.settings.paused
     st.button(
         "Resume the queue" if paused else "Pause the queue",
         on_click=act,
-        args=(lambda: jobs.set_class(by=viewer, paused=not paused), "The queue is running." if paused else "Paused."),
+        args=(
+            lambda: jobs.set_class(by=viewer, paused=not paused),
+            "The queue is running." if paused else "Paused.",
+            QUEUE_RESULT,
+        ),
         help="paused, the queue starts no new run; the one training goes on",
     )
     waiting = {q.record.id: q.record for q in jobs.waiting()}
@@ -55,20 +70,23 @@ def queue_controls(lab: ui_state.Lab) -> None:
             "Queued run",
             list(waiting),
             key="class_queued",
-            format_func=lambda i: f"{visible(waiting[i].owner)} · {visible(waiting[i].name)} ({i})",
+            format_func=lambda i: _label(waiting[i]),
         )
         up, out = st.columns(2)
-        up.button("Move up", on_click=act, args=(lambda: jobs.move_up(run_id, by=viewer), f"Moved {run_id} up."))
+        up.button(
+            "Move up", on_click=act, args=(lambda: jobs.move_up(run_id, by=viewer), f"Moved {run_id} up.", QUEUE_RESULT)
+        )
         out.button(
             "Take out of the queue",
             on_click=act,
-            args=(lambda: jobs.stop(run_id, by=viewer), f"Took {run_id} out of the queue."),
+            args=(lambda: jobs.stop(run_id, by=viewer), f"Took {run_id} out of the queue.", QUEUE_RESULT),
         )
     for job in jobs.active:
         run_id = job.plan.run_id or job.name
         if st.button(f"Stop {visible(job.name)} ({visible(job.owner) or 'no owner'})", key=f"class_stop_{run_id}"):
-            act(lambda job=job: job.stop(), f"Asked {run_id} to stop.")
+            act(lambda job=job: job.stop(), f"Asked {run_id} to stop.", QUEUE_RESULT)
             st.rerun()
+    show_result(QUEUE_RESULT)
 
 
 def caps_form(lab: ui_state.Lab) -> None:
@@ -136,7 +154,7 @@ def board_controls(lab: ui_state.Lab) -> None:
             "On the leaderboard",
             list(finished),
             default=shown,
-            format_func=lambda i: f"{visible(finished[i].owner) or '?'} · {visible(finished[i].name)} ({i})",
+            format_func=lambda i: _label(finished[i]),
             help="take a run off the leaderboard, or put it back; its record stays on the Runs page",
             key="class_board_kept",
         )
@@ -161,18 +179,24 @@ def board_controls(lab: ui_state.Lab) -> None:
         st.rerun()
 
 
+def _label(record: RunRecord) -> str:
+    """e.g. "Ada · classroom · lr 2 (261207-5d06)": the owner once, where the run's name does not start with it."""
+    owner, name = visible(record.owner) or "?", visible(record.name)
+    return f"{name if name.startswith(owner) else f'{owner} · {name}'} ({record.id})"
+
+
 def _show_only(lab: ui_state.Lab, every: list[str], kept: list[str]) -> None:
     lab.jobs.hide([i for i in every if i not in kept], by=lab.viewer)
     lab.jobs.hide(kept, by=lab.viewer, hidden=False)
 
 
-def panel(lab: ui_state.Lab) -> None:
+def panel(lab: ui_state.Lab, refresh_s: float) -> None:
     """Everything the teacher controls; a participant sees only the key field."""
     if not lab.viewer.teacher:
         key_field()
         return
     st.caption("You are the teacher: these controls change the lab for everyone.")
-    queue_controls(lab)
+    st.fragment(queue_controls, run_every=refresh_s)(lab)
     caps_form(lab)
     class_model(lab)
     board_controls(lab)

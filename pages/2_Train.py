@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import streamlit as st
@@ -13,7 +14,7 @@ from cifar_lab.dashboard.job_view import JobSnapshot
 from cifar_lab.dashboard.jobs import TrainingJob
 from cifar_lab.dashboard.leaderboard import hides_test
 from cifar_lab.dashboard.live_frame import live_frame
-from cifar_lab.dashboard.run_views import queue_rows
+from cifar_lab.dashboard.run_views import queue_rows, starts_text
 from cifar_lab.devices import bf16_slowdown, slow_cpu_note
 from cifar_lab.events import Finished
 from cifar_lab.labels import visible
@@ -97,10 +98,29 @@ def config_form() -> TrainConfig | None:
 
 
 def start(lab: ui_state.Lab, config: TrainConfig) -> None:
-    """Queue a run for this participant, or remember why not (shown after the rerun)."""
+    """Queue a run for this participant, or remember why not; either is shown beside the button after the rerun,
+    where a phone's reader is looking (the run itself shows at the top of the page)."""
     st.session_state.pop("start_error", None)
     if problem := queue_run(lab, config, st.session_state["preset"]):
         st.session_state["start_error"] = problem
+    else:
+        st.session_state["start_notice"] = start_notice(lab)
+
+
+def start_notice(lab: ui_state.Lab) -> str:
+    try:
+        waiting = lab.jobs.waiting()
+    except RunStoreError:
+        waiting = []
+    places = [(place, q) for place, q in enumerate(waiting, 1) if lab.viewer.owns(q.record.owner)]
+    if not places:
+        return "Your run has started: its live charts are at the top of this page."
+    place, queued = places[-1]
+    when = "when the teacher resumes the queue" if lab.settings.paused else starts_text(queued.starts_in_s)
+    return (
+        f"Your run is queued, number {place} in line; it starts {when}. "
+        "Its live charts appear at the top of this page when it trains."
+    )
 
 
 def resume_section(lab: ui_state.Lab) -> None:
@@ -157,6 +177,14 @@ def live_view(lab: ui_state.Lab, shown: TrainingJob, was_done: bool) -> None:
     outcome(snap, show_test)
 
 
+def waiting_view(lab: ui_state.Lab) -> None:
+    """Runs wait and none has trained since the server started (the queue is paused): the page redraws once the
+    first one starts."""
+    if lab.jobs.current is not None:
+        st.rerun()
+    queue_view(lab)
+
+
 def queue_view(lab: ui_state.Lab) -> None:
     """The runs waiting, in the order they start, with estimated start times; a participant may take theirs out."""
     try:
@@ -170,7 +198,7 @@ def queue_view(lab: ui_state.Lab) -> None:
         f"**Waiting to train ({len(waiting)})**"
         + (" · the teacher has paused the queue" if lab.settings.paused else "")
     )
-    st.dataframe(queue_rows(waiting), hide_index=True, key="queue_table")
+    st.dataframe(queue_rows(waiting, paused=lab.settings.paused), hide_index=True, key="queue_table")
     mine = [q.record for q in waiting if lab.viewer.owns(q.record.owner)]
     for record in mine:
         if st.button(f"Take {visible(record.name)} out of the queue", key=f"leave_{record.id}"):
@@ -181,15 +209,18 @@ def queue_view(lab: ui_state.Lab) -> None:
             st.rerun()
 
 
+def saved_as(snap: JobSnapshot) -> str:
+    """The file's name only: a phone has no room for the server's folders, and the Models page lists it by name."""
+    return f"Saved as {Path(snap.checkpoint).name} (Models page)." if snap.checkpoint else ""
+
+
 def outcome(snap: JobSnapshot, show_test: bool) -> None:
     validation = snap.final.validation_accuracy if isinstance(snap.final, Finished) else None
     if snap.status == "completed" and not show_test:
         held_out = f"validation accuracy {validation:.1%} on the held-out images" if validation is not None else ""
-        st.success(f"Finished: {held_out or 'its score is on the leaderboard'}. Saved to {snap.checkpoint}.")
+        st.success(f"Finished: {held_out or 'its score is on the leaderboard'}. {saved_as(snap)}")
     elif snap.status == "completed":
-        st.success(
-            f"Finished: test accuracy {snap.test_accuracy:.1%} on the whole test set. Saved to {snap.checkpoint}."
-        )
+        st.success(f"Finished: test accuracy {snap.test_accuracy:.1%} on the whole test set. {saved_as(snap)}")
     elif snap.status == "stopped":
         kept = f"kept the checkpoint of epoch {snap.saved_epoch}" if snap.checkpoint else "no epoch had finished"
         st.warning(f"Stopped: {kept}.")
@@ -208,13 +239,13 @@ if note := slow_cpu_note():
     st.button("Fill the form with the two-minute classroom setting", on_click=load_two_minute_classroom)
 
 job = lab.jobs.current
+waits = bool(lab.jobs.store and run_queue.waiting(lab.jobs.store))  # paused too: the teacher may resume it any time
 if job is not None:
     done = job.done
-    waits = not lab.settings.paused and bool(lab.jobs.store and run_queue.waiting(lab.jobs.store))
     refresh = None if done and not waits else ui_state.live_refresh_s(job.config)  # polls only while it changes
     st.fragment(live_view, run_every=refresh)(lab, job, done)
-else:
-    queue_view(lab)  # runs waiting while the queue is paused
+elif waits:
+    st.fragment(waiting_view, run_every=ui_state.CPU_LIVE_REFRESH_S)(lab)
 
 config = config_form()
 if config is not None:
@@ -233,6 +264,8 @@ if config is not None:
 
 if st.session_state.get("start_error"):
     st.error(st.session_state.pop("start_error"))
+if st.session_state.get("start_notice"):
+    st.success(st.session_state.pop("start_notice"))
 if not lab.viewer.owner:
     st.info(NO_NAME)
 if st.button("Start training", type="primary", disabled=config is None or not lab.viewer.owner) and config is not None:

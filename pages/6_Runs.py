@@ -127,6 +127,8 @@ def manage(lab: ui_state.Lab, runs: dict[str, RunRecord]) -> None:
         st.caption(f"{run.status}{owner}" + (f": {run.message}" if run.message else ""))
     allowed = lab.viewer.may_manage(run.owner)
     not_yours = "" if allowed else f"only {visible(run.owner) or 'its owner'} or the teacher can change this run"
+    if not_yours:  # said in words too: a phone shows no tooltip on a disabled button
+        st.caption(f"You can look at this run, not change it: {not_yours}.")
     name, act = st.columns(2)
     name.text_input("New name", value=run.name, key=f"name_{run.id}", max_chars=100, disabled=not allowed)
     name.button("Rename", on_click=rename, args=(lab, run.id), disabled=not allowed, help=not_yours or None)
@@ -158,6 +160,8 @@ def manage(lab: ui_state.Lab, runs: dict[str, RunRecord]) -> None:
                 st.session_state["runs_result"] = ("error", str(err))
             else:
                 st.switch_page(TRAIN_PAGE)
+        if why_not and allowed and run.status != "completed":  # a finished run needs no resuming
+            act.caption(f"Cannot resume: {why_not}.")
     if st.session_state.get("delete_pending") == run.id:
         confirm_delete(lab, run)
     else:

@@ -17,10 +17,11 @@ from cifar_lab_ui.navigation import start_page
 TRAIN_PAGE = "pages/2_Train.py"
 REFRESH_S = 5.0  # how often the queue and the leaderboard redraw while something trains or waits
 IDLE_REFRESH_S = 15.0  # and while nothing does: a run queued from a phone shows up on the projected page
+PERCENT = "%.2f %%"  # of accuracy * 100: "91.40 %", where Streamlit's "percent" drops trailing zeros ("91.4%")
 BOARD_COLUMNS = {
     "minutes": st.column_config.NumberColumn(format="%.1f", help="from start to final score"),
-    "validation accuracy": st.column_config.NumberColumn(format="percent", help="on images held out of training"),
-    "test accuracy": st.column_config.NumberColumn(format="percent", help="on the 10,000 test images"),
+    "validation accuracy": st.column_config.NumberColumn(format=PERCENT, help="on images held out of training"),
+    "test accuracy": st.column_config.NumberColumn(format=PERCENT, help="on the 10,000 test images"),
 }
 
 
@@ -45,7 +46,7 @@ def queue(lab: ui_state.Lab) -> None:
     waiting = lab.jobs.waiting()
     st.subheader(f"Queue ({len(waiting)})" + (" · paused by the teacher" if lab.settings.paused else ""))
     if waiting:
-        st.dataframe(run_views.queue_rows(waiting), hide_index=True, key="class_queue")
+        st.dataframe(run_views.queue_rows(waiting, paused=lab.settings.paused), hide_index=True, key="class_queue")
 
 
 def leaderboard(lab: ui_state.Lab, store: RunStore) -> None:
@@ -69,23 +70,21 @@ def leaderboard(lab: ui_state.Lab, store: RunStore) -> None:
 
 
 def board_rows(board: Board) -> list[dict[str, object]]:
+    """Who and how well first: a phone's narrow table shows the first few columns."""
     rows = []
     for e in board.entries:
-        row: dict[str, object] = {
-            "#": e.rank,
-            "owner": visible(e.owner),
-            "preset": e.preset or "(none)",
-            "changed": e.changes,
-            "minutes": e.minutes,
-        }
+        row: dict[str, object] = {"#": e.rank, "owner": visible(e.owner) + (" (hidden)" if e.hidden else "")}
         if e.validation_accuracy is not None or board.test_hidden:
-            row["validation accuracy"] = e.validation_accuracy
+            row["validation accuracy"] = percent(e.validation_accuracy)
         if not board.test_hidden:
-            row["test accuracy"] = e.test_accuracy
-        if e.hidden:
-            row["owner"] = f"{row['owner']} (hidden)"
+            row["test accuracy"] = percent(e.test_accuracy)
+        row.update({"minutes": e.minutes, "preset": e.preset or "(none)", "changed": e.changes})
         rows.append(row)
     return rows
+
+
+def percent(accuracy: float | None) -> float | None:
+    return None if accuracy is None else round(accuracy * 100, 2)
 
 
 def live(lab: ui_state.Lab) -> None:
@@ -106,19 +105,14 @@ def live(lab: ui_state.Lab) -> None:
         show_gallery()
 
 
-def show_result() -> None:
-    kind, message = st.session_state.pop("class_result", (None, ""))
-    if kind:
-        getattr(st, kind)(message)
-
-
 start_page("Class")
 lab = open_lab()
 
 st.title("Class")
 join_panel()
 busy = bool(lab.jobs.active) or bool(lab.jobs.store and lab.jobs.waiting())
-st.fragment(live, run_every=REFRESH_S if busy else IDLE_REFRESH_S)(lab)
+refresh = REFRESH_S if busy else IDLE_REFRESH_S
+st.fragment(live, run_every=refresh)(lab)
 st.subheader("Teacher")
-teacher_panel.panel(lab)
-show_result()
+teacher_panel.panel(lab, refresh)
+teacher_panel.show_result()

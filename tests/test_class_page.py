@@ -94,6 +94,20 @@ def test_caps_refuse_a_participant_s_run_naming_the_limit_and_not_the_teacher_s(
     assert manager().waiting()[0].record.name.startswith("Ms Rao · classroom · arch cnn · width 8")
 
 
+def test_start_says_beside_the_button_where_the_run_waits_and_the_queue_says_it_is_paused():
+    class_settings.update(manager().store, paused=True)
+    ada = fill_train_form(open_page(TRAIN), TINY)
+    button_starting(ada, "Start training").click().run()
+    notice = ada.success[0].value
+    assert "number 1 in line; it starts when the teacher resumes the queue" in notice, notice
+    queue = next(d for d in ada.dataframe if "starts" in d.value.columns).value
+    assert list(queue["starts"]) == ["when the teacher resumes the queue"] and list(queue.columns)[:3] == [
+        "#",
+        "owner",
+        "starts",
+    ]
+
+
 def test_the_caps_form_saves_the_limits_for_everyone():
     teacher = open_page(CLASS, name="", teacher=True)
     form_numbers = {n.label: n for n in teacher.number_input}
@@ -111,6 +125,7 @@ def test_the_leaderboard_ranks_finished_runs_and_the_teacher_hides_one():
     at = open_page(CLASS)
     board = next(d for d in at.dataframe if "owner" in d.value.columns and "changed" in d.value.columns).value
     assert list(board["owner"]) == ["Bob", "Ada"] and "lr 0.2" in board["changed"].iloc[0]
+    assert list(board["test accuracy"]) == [83.0, 71.0]  # shown "83.00 %": two decimals, trailing zeros kept
     manager().hide([bob], by=None)
     at.run()
     board = next(d for d in at.dataframe if "changed" in d.value.columns).value

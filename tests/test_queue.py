@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -173,6 +176,51 @@ def test_a_restart_keeps_queued_runs_and_starts_them_and_the_running_one_can_be_
     after.requeue(running, by=ADA)
     wait_for(lambda: after.store.get_run(running).status == "running")
     assert after.stop(running, by=ADA)
+
+
+def test_a_server_closing_interrupts_the_running_run_resumably_and_starts_nothing_more(tmp_path, tiny_data):
+    manager = JobManager(tmp_path, slots=1)
+    running = manager.submit(LONG, owner="Ada", data=tiny_data, source="synthetic")
+    waiting = manager.submit(TINY_RUN, owner="Bob", source="synthetic")
+    wait_for(lambda: manager.store.get_run(running).epochs_done >= 1)
+    manager.shutdown(timeout=30)
+    assert not manager.active
+    record = manager.store.get_run(running)
+    assert record.status == "interrupted" and "the server stopped after epoch" in record.message
+    assert manager.store.get_run(waiting).status == "queued"  # it starts when the lab is back
+    after = JobManager(tmp_path, slots=1)
+    after.requeue(running, by=ADA)  # the interrupted run resumes from its saved epoch, behind Bob's
+    wait_for(lambda: after.store.get_run(waiting).status == "completed")
+    wait_for(lambda: after.store.get_run(running).status == "running")
+    assert after.stop(running, by=ADA)
+
+
+CLOSING_SERVER = """
+import sys, time
+from cifar_lab.dashboard.ui_state import job_manager
+from cifar_lab.data import synthetic_data
+from tests.conftest import TINY_RUN
+
+manager = job_manager(sys.argv[1])
+run_id = manager.submit(TINY_RUN.replace(epochs=500), owner="Ada", data=synthetic_data(512, 128), source="synthetic")
+while manager.store.get_run(run_id).epochs_done < 1:
+    time.sleep(0.01)
+print(run_id)
+"""  # then the interpreter ends with the worker mid-step, as a server's does after Ctrl+C
+
+
+def test_a_process_that_ends_while_a_run_trains_exits_cleanly_and_keeps_the_run_resumable(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", CLOSING_SERVER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr
+    assert "terminate called" not in done.stderr
+    record = RunStore(tmp_path / "cifar_lab.db", runs_dir=tmp_path).get_run(done.stdout.strip())
+    assert record.status == "interrupted" and record.epochs_done >= 1
 
 
 def test_runs_from_the_command_line_are_owned_by_the_user_who_ran_them(tmp_path, monkeypatch, capsys):

@@ -190,6 +190,7 @@ def test_a_participant_cannot_change_another_s_run_on_the_runs_page_and_the_teac
     for label in ("Rename", "Delete this run", "Resume"):
         assert button(at, label).disabled, label
     assert "only Bob or the teacher" in button(at, "Rename").help
+    assert any("You can look at this run, not change it: only Bob" in c.value for c in at.caption)  # phones: no hover
     teacher = open_page(PAGE, name="", teacher=True)
     teacher.text_input(key=f"name_{run_id}").set_value("renamed by the teacher").run()
     button(teacher, "Rename").click().run()

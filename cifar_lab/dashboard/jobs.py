@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,7 @@ class JobManager:
         self._data: dict[str | None, CifarData] = {}  # the last data loaded, by source: thirty runs load it once
         self._data_lock = threading.Lock()
         self._throughput: tuple[tuple, Throughput] | None = None  # (the completed runs' fingerprint, their speeds)
+        self._closing = False  # once set, nothing more starts: the server is going away
         self.pump()  # runs queued before a restart start now
 
     # --- what is training ---
@@ -134,7 +136,7 @@ class JobManager:
             return []
         started: list[TrainingJob] = []
         with self._lock:
-            if self.settings().paused:
+            if self._closing or self.settings().paused:
                 return started
             while len(self.active) < self.slots:
                 record = run_queue.claim_next(self.store)
@@ -144,6 +146,20 @@ class JobManager:
                 if plan is not None:
                     started.append(self._launch(plan, record.owner))
         return started
+
+    def shutdown(self, timeout: float = 20.0) -> None:
+        """The server is stopping: interrupt what trains (kept as interrupted, resumable; its last finished epoch is
+        saved) and start nothing more. Waits, so that no worker is still inside torch when the interpreter ends
+        (which aborted the process mid-step)."""
+        with self._lock:
+            self._closing = True
+            jobs = self.active
+        for job in jobs:
+            job.interrupt()
+        deadline = time.monotonic() + timeout
+        for job in jobs:
+            if not job.join(max(0.0, deadline - time.monotonic())):
+                log.warning("run %s did not stop within %.0f s of the server closing", job.plan.run_id, timeout)
 
     def waiting(self) -> list[QueuedRun]:
         """The queue in start order, with estimated start times."""

@@ -28,7 +28,8 @@ def _figure(traces: list[dict], title: str | dict, *, height: int = 320, **layou
         title=title,
         height=height,
         margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+        # Below the axes: the top right is the toolbar's, which covered the legend on a phone's narrow chart.
+        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0),
     )
     return go.Figure(data=traces, layout={**base, **layout})
 

@@ -81,17 +81,18 @@ def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
     ]
 
 
-def queue_rows(waiting: Iterable[QueuedRun]) -> list[dict[str, Any]]:
-    """The queue as the Train and Class pages list it: who, what, and when it should start."""
+def queue_rows(waiting: Iterable[QueuedRun], *, paused: bool = False) -> list[dict[str, Any]]:
+    """The queue as the Train and Class pages list it: who, when it should start (first, so that a phone's narrow
+    table shows it), and what."""
     return [
         {
             "#": place,
             "owner": visible(q.record.owner),
-            "name": visible(q.record.name),
+            "starts": "when the teacher resumes the queue" if paused else starts_text(q.starts_in_s),
+            "takes": f"about {q.seconds / 60:,.1f} min" if q.seconds is not None else "not measured yet",
             "preset": q.record.preset,
             "epochs": q.record.config.get("epochs"),
-            "starts": starts_text(q.starts_in_s),
-            "takes": f"about {q.seconds / 60:,.1f} min" if q.seconds is not None else "not measured yet",
+            "name": visible(q.record.name),
         }
         for place, q in enumerate(waiting, 1)
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -221,8 +222,11 @@ Cache = Callable[[Callable], Callable]
 
 
 def job_manager(runs: str) -> JobManager:
-    """One per runs folder and process (through the cache): a job outlives page switches and reloads."""
-    return JobManager(runs)
+    """One per runs folder and process (through the cache): a job outlives page switches and reloads. When the
+    server stops (Ctrl+C), its runs are interrupted cleanly: atexit runs before the interpreter ends daemon threads."""
+    manager = JobManager(runs)
+    atexit.register(manager.shutdown)
+    return manager
 
 
 def checkpoint_at(path: str, mtime_ns: int) -> Checkpoint:
