@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
-import torch
 from torch import nn
 
 from cifar_lab.checkpoint import Checkpoint
@@ -27,6 +23,7 @@ from cifar_lab.dashboard.explain_view import (
     explain,
     summary_totals,
 )
+from cifar_lab.devices import one_thread
 from cifar_lab.summary import ModelSummary, model_summary
 
 VIEW_SCALE = HEATMAP_SIDE // 32  # the 32x32 picture shown at the size of a Grad-CAM overlay
@@ -42,22 +39,6 @@ def model_id(path: Path) -> str:
     return f"{path.resolve()}@{path.stat().st_mtime_ns}"
 
 
-_LOCK = threading.Lock()  # one explanation at a time in the process: each takes tens of milliseconds
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Serialise the explanations and run each on one CPU thread: one image is too little work to share, and
-    on a busy CPU (a training job, other programs) a second thread mostly waits: 40 ms became 2.8 s when measured."""
-    with _LOCK:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
-
 @st.cache_resource(max_entries=4)
 def _private_copy(model_key: str, _model: nn.Module) -> nn.Module:
     """A copy used only here: the explanations hook into the forward pass, which must not touch the shared model
@@ -68,25 +49,25 @@ def _private_copy(model_key: str, _model: nn.Module) -> nn.Module:
 # An explanation holds about 1 MB of images (a grid per conv block): 32 of them stay cached, 64 heatmaps.
 @st.cache_data(max_entries=32, show_spinner=False)
 def explained(model_key: str, view: np.ndarray, normalize: str, _model: nn.Module) -> Explanation:
-    with _one_thread():
+    with one_thread():
         return explain(_private_copy(model_key, _model), view, normalize=normalize)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def heatmap_for(model_key: str, view: np.ndarray, normalize: str, target: int, _model: nn.Module) -> np.ndarray:
-    with _one_thread():
+    with one_thread():
         return class_heatmap(_private_copy(model_key, _model), view, target, normalize=normalize)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def summary_of(model_key: str, _model: nn.Module) -> ModelSummary:
-    with _one_thread():
+    with one_thread():
         return model_summary(_private_copy(model_key, _model))
 
 
 @st.cache_data(max_entries=8, show_spinner="Building the model...")
 def summary_of_arch(arch: str) -> ModelSummary:
-    with _one_thread():
+    with one_thread():
         return arch_summary(arch)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_lab.dashboard import plots
+from cifar_lab.devices import one_thread
 from cifar_lab.inference import ImageError, model_view, predict
 from cifar_lab_ui.drawing import forget_drawing
 from cifar_lab_ui.explain_panel import explain_panel
@@ -45,7 +46,8 @@ view = model_view(image)  # (32, 32, 3) uint8
 seen, bars = st.columns([1, 2])
 seen.image(plots.upscale(view, 6), caption="what the model sees (32x32)")
 seen.image(image.convert("RGB"), caption="your picture", width=192)
-top = predict(ckpt.model, image, classes=ckpt.classes, normalize=ckpt.config.normalize, top=3)
+with one_thread():  # beside a training job: see devices.one_thread
+    top = predict(ckpt.model, image, classes=ckpt.classes, normalize=ckpt.config.normalize, top=3)
 bars.subheader(f"{top[0].label} ({top[0].probability:.0%})")
 if lab.settings.gallery:  # the teacher shows the class's pictures on the Class page; in memory only
     class_gallery().add(view, top[0].label, top[0].probability, lab.viewer.owner)
