@@ -54,5 +54,7 @@ if lab.settings.gallery:  # the teacher shows the class's pictures on the Class 
     bars.caption("The teacher has turned on the class gallery: this picture and the answer show on the Class page.")
 bars.plotly_chart(plots.probability_figure([p.label for p in top], [p.probability for p in top]))
 
-with st.expander("Why this prediction?"):
-    explain_panel(ckpt, model_path, view, key="classify")
+# Worked out only while open: thirty pictures classified at once must not queue thirty explanations.
+with st.expander("Why this prediction?", key="classify_why", on_change="rerun") as why:
+    if why.open:
+        explain_panel(ckpt, model_path, view, key="classify")

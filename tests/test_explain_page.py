@@ -108,6 +108,10 @@ def test_classify_shows_why_this_prediction(with_model):
     at.run()
     assert not at.exception
     panel = next(e for e in at.expander if e.label == "Why this prediction?")
+    assert not panel.image  # closed: nothing is worked out
+    at.session_state["classify_why"] = True  # as a tap on it does
+    at.run()
+    panel = next(e for e in at.expander if e.label == "Why this prediction?")
     inside = [c for image in panel.image for c in image.captions]
     assert any("evidence for" in c for c in inside) and any("filters of" in c for c in inside)
 
