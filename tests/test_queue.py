@@ -111,6 +111,17 @@ def test_the_scheduler_trains_one_run_at_a_time_and_starts_the_next_when_one_end
     assert manager.store.get_run(first).status == "stopped" and manager.store.get_run(second).owner == "Bob"
 
 
+def test_with_two_slots_two_runs_train_at_once_and_a_freed_slot_is_the_one_reused(tmp_path, tiny_data):
+    manager = JobManager(tmp_path, slots=2)
+    first, second, third = (manager.submit(LONG, owner=n, data=tiny_data, source="synthetic") for n in "ABC")
+    assert [manager.store.get_run(r).status for r in (first, second, third)] == ["running", "running", "queued"]
+    assert [manager.job(r).slot for r in (first, second)] == [0, 1]
+    assert manager.stop(first)
+    wait_for(lambda: manager.store.get_run(third).status == "running")
+    assert manager.job(third).slot == 0  # one GPU per slot: not the second one, still training
+    assert manager.stop()
+
+
 def test_a_participant_cannot_stop_rename_delete_or_resume_another_s_run_and_the_teacher_can(tmp_path, tiny_data):
     manager = JobManager(tmp_path, slots=1)
     run_id = manager.submit(LONG, owner="Ada", data=tiny_data, source="synthetic")

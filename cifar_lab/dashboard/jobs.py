@@ -303,7 +303,8 @@ class JobManager:
             return None
 
     def _launch(self, plan: RunPlan, owner: str) -> TrainingJob:
-        slot = len(self.active)
+        taken = {job.slot for job in self.active}  # the lowest free one: a GPU still training keeps its slot
+        slot = next(i for i in range(self.slots) if i not in taken)
         job = TrainingJob(
             plan,
             data=self._data.get(plan.data_source),
@@ -312,6 +313,7 @@ class JobManager:
             owner=owner,
             on_end=self._job_ended,
             cuda_index=slot if self.slots > 1 and torch.cuda.is_available() else None,
+            slot=slot,
         )
         self._jobs[plan.run_id or plan.name] = job
         log.info("job %s started", plan.run_id or plan.name)

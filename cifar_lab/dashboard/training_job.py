@@ -36,11 +36,13 @@ class TrainingJob:
         owner: str = "",
         on_end: Callable[[TrainingJob], None] | None = None,
         cuda_index: int | None = None,
+        slot: int = 0,
     ) -> None:
         """on_end: called on the worker thread once the job has ended (the scheduler starts the next run there).
         cuda_index: the GPU of this job's slot, where the machine has several."""
         self.plan, self.config, self.name, self.owner = plan, plan.config, plan.name, owner
         self._on_end, self._cuda_index = on_end, cuda_index
+        self.slot = slot  # which of the scheduler's slots (GPUs) it trains in
         self.checkpoint_path = plan.checkpoint
         self._data, self._store, self._load_fn = data, store, load_fn
         self._lock = threading.Lock()
