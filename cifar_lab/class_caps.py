@@ -14,14 +14,14 @@ def caps_problems(config: TrainConfig, preset: str, settings: ClassSettings, sec
         problems.append(f"The teacher allows runs from the presets {_names(settings.presets)}; pick one of those.")
     if settings.archs and config.arch not in settings.archs:
         problems.append(f"The teacher allows the architectures {_names(settings.archs)}; pick one of those.")
-    if settings.max_epochs and config.epochs > settings.max_epochs:
+    if settings.max_epochs and config.epochs > settings.max_epochs and not config.minutes:  # a budget: its minutes
         problems.append(
             f"The teacher allows at most {settings.max_epochs} epochs per run; this run asks for {config.epochs}."
         )
     if settings.max_minutes and seconds is not None and seconds / 60 > settings.max_minutes:
         problems.append(
             f"This run would take about {seconds / 60:.1f} minutes here; the teacher allows at most "
-            f"{settings.max_minutes:g} minutes per run. Lower the epochs or the width."
+            f"{settings.max_minutes:g} minutes per run. Lower the epochs or the width, or set minutes."
         )
     return problems
 

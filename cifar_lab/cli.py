@@ -9,13 +9,13 @@ import logging
 import shlex
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import paths, run_check
 from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, preset
-from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+from .events import EpochEnd, Event, Failed, Finished, Planned, Step, Stopped
 from .labels import visible
 from .logs import configure as configure_logging
 from .run_files import SaveError
@@ -194,6 +194,24 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return preset(args.preset, **_config_overrides(args))
 
 
+def same_run_command(args: argparse.Namespace, config: TrainConfig) -> str:
+    """The command line that trains `config` exactly: the preset, then a flag for every field that differs."""
+    base = preset(args.preset)
+    flags = [f"{args.prog} train --preset {args.preset}"]
+    flags += [_flag(name, getattr(config, name)) for name in SETTINGS if getattr(config, name) != getattr(base, name)]
+    if args.data:
+        flags.append(f"--data {shlex.quote(str(args.data))}")
+    return " ".join(flags)
+
+
+def _flag(name: str, value: Any) -> str:
+    """The flag that sets field `name` to `value`: `--flip`, `--no-flip`, `--lr 0.75`."""
+    flag = cli_flag(name)
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag[2:]}"
+    return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+
+
 def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the flags set, on top of args.preset."""
     overrides = {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
@@ -298,7 +316,11 @@ def _resume(args: argparse.Namespace, store: RunStore) -> int:
 
 
 def _run_session(run: TrainingRun, args: argparse.Namespace) -> int:
-    progress = ProgressPrinter(sys.stderr, TimeLeft.for_data(run.plan.config, len(run.data.test_y)))
+    progress = ProgressPrinter(
+        sys.stderr,
+        TimeLeft.for_data(run.plan.config, len(run.data.test_y)),
+        again=lambda config: same_run_command(args, config),
+    )
     result = run.run(on_event=progress, stop=threading.Event())
     if result.status == "failed":
         raise UserError(result.message)
@@ -406,12 +428,30 @@ COMMANDS = {
 class ProgressPrinter:
     """A listener drawing a one-line progress bar per epoch, then the epoch's scores."""
 
-    def __init__(self, stream: Any, time_left: TimeLeft | None = None, width: int = 30) -> None:
-        self.stream, self.time_left, self.width = stream, time_left, width
+    def __init__(
+        self,
+        stream: Any,
+        time_left: TimeLeft | None = None,
+        width: int = 30,
+        again: Callable[[TrainConfig], str] | None = None,
+    ) -> None:
+        """again: the command that trains a config exactly, printed when a time budget has chosen one."""
+        self.stream, self.time_left, self.width, self.again = stream, time_left, width, again
         # Redrawing a bar with carriage returns only makes sense on a terminal, not in a log file.
         self.live = bool(getattr(stream, "isatty", lambda: False)())
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Planned):
+            self._write(event.summary + "\n")
+            if self.again is not None:
+                self._write(f"the same run again, without a budget: {self.again(event.config)}\n")
+            if self.time_left is not None:
+                self.time_left = TimeLeft(
+                    event.config,
+                    eval_images=self.time_left.eval_images,
+                    final_images=self.time_left.final_images,
+                )
+            return
         if self.time_left is not None:
             self.time_left(event)
         if isinstance(event, Step) and self.live:

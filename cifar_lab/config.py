@@ -129,6 +129,16 @@ class TrainConfig:
     )
     batch_size: int = setting(256, section=OPTIMISE, low=1, high=8192, unit="images", help="images per update step")
     epochs: int = setting(10, section=OPTIMISE, low=1, high=1000, help="passes over the whole training set")
+    minutes: float = setting(
+        0.0,
+        section=OPTIMISE,
+        low=0,
+        high=10_000,
+        step=0.5,
+        unit="minutes",
+        help="a time budget: a short measurement on this machine picks the epochs (and fastnet's width and shrunk "
+        "epochs) so that the run, its final scores included, ends within this time; 0 = the epochs as set",
+    )
     lowres_epochs: int = setting(
         0,
         section=OPTIMISE,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,15 @@ class Failed:
     step: int
 
 
-Event = Step | EpochEnd | Finished | Stopped | Failed
+@dataclass(frozen=True)
+class Planned:
+    """A time budget's choice, made before the first step: what trains, and how to train it again without one."""
+
+    config: TrainConfig  # minutes 0, with the epochs (width, shrunk epochs) chosen
+    summary: str  # what was measured and chosen, and the flags that reproduce the run exactly
+
+
+Event = Planned | Step | EpochEnd | Finished | Stopped | Failed
 Listener = Callable[[Event], None]
 
 

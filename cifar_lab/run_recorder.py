@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from .events import EpochEnd, Event, Failed, Finished, Step, Stopped
+from .events import EpochEnd, Event, Failed, Finished, Planned, Step, Stopped
 from .oom import oom_kills, peak_rss
 from .runs import RunStore, RunStoreError, now
 
@@ -42,7 +42,9 @@ class RunRecorder:
         self.error = err
 
     def _record(self, event: Event) -> None:
-        if isinstance(event, Finished):
+        if isinstance(event, Planned):  # the run is what the budget chose: a resume trains on with it
+            self._update("config = ?", [json.dumps(event.config.to_dict())])
+        elif isinstance(event, Finished):
             metrics = {
                 "test_accuracy": event.test_accuracy,
                 "train_seconds": event.train_seconds,

@@ -65,7 +65,10 @@ class Throughput:
         return None
 
     def run_seconds(self, config: TrainConfig, train_images: int = CIFAR_TRAIN_IMAGES) -> float | None:
-        """Estimated seconds from start to the final test accuracy; None when nothing comparable was measured."""
+        """Estimated seconds from start to the final test accuracy; None when nothing comparable was measured.
+        A run with a time budget takes its budget."""
+        if config.minutes:
+            return config.minutes * 60
         rate = self.images_per_s(config)
         if rate is None:
             return None

@@ -4,6 +4,7 @@ every epoch, resume it, and fail it with the fix. The CLI and the dashboard's jo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -11,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .budget import BudgetTooSmall
+from .budget import plan as fit
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .data import CifarData
 from .devices import resolve_device
-from .events import EpochEnd, Event, Failed, Listener, fan_out
+from .events import EpochEnd, Event, Failed, Listener, Planned, fan_out
 from .holdout import check_holdout
 from .limits import check_memory, machine_notes, memory_failure_message
 from .models import build_model, count_params
@@ -187,13 +190,15 @@ class TrainingRun:
         listeners = (self._save_epoch, *recorder, *self.listeners, *([on_event] if on_event else []))
         started = time.perf_counter()
         try:
+            if self.plan.config.minutes and self.plan.resume is None:
+                self._fit_budget(fan_out(*listeners))
             result = train(
                 self.plan.config, self.data, stop=stop, on_event=fan_out(*listeners), resume=self.plan.resume
             )
             metrics = self._final_metrics(result, time.perf_counter() - started)
             if metrics is not None:
                 self._save(result.model, result.epochs_done, metrics)
-        except SaveError as err:
+        except (SaveError, BudgetTooSmall) as err:
             return self._failed(str(err), time.perf_counter() - started, on_event)
         except BaseException as err:
             memory = memory_failure_message(err, self.plan.config)
@@ -206,6 +211,15 @@ class TrainingRun:
                 release_unused(self.plan.checkpoint)
         self._record_end(result, metrics)
         return result
+
+    def _fit_budget(self, emit: Listener) -> None:
+        """Time this machine and choose what trains within config.minutes: the time spent measuring counts in the
+        budget, and the run is recorded with what was chosen (so a resume does not choose again)."""
+        budget = fit(self.plan.config, self.data, resolve_device(self.plan.config.device))
+        check_memory(budget.config, len(self.data.train_x), n_test_images=len(self.data.test_x))
+        self.plan = dataclasses.replace(self.plan, config=budget.config)
+        log.info("run %s: %s", self.run_id, budget.summary())
+        emit(Planned(budget.config, budget.summary()))
 
     # --- saving ---
     def _save_epoch(self, event: Event) -> None:

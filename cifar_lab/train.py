@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import io
 import math
 import threading
 import time
@@ -148,6 +150,53 @@ def _train(
     result = _result(run, "completed", config.epochs, evaluation.accuracy, "", history, elapsed)
     result.evaluation, result.validation = evaluation, validation
     return result
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a few real steps of a config cost on this machine (budget.py plans a time budget with it)."""
+
+    setup_s: float  # building the model and its data-dependent start, before the first step
+    step_s: float  # one training step: augmentation, forward, backward, the optimizer
+    score_s: float  # scoring one image, one view (no test-time augmentation)
+    save_s: float  # an epoch's copy of the weights and optimizer state, serialised as its checkpoint is
+    later_step_s: float  # a step of the last epoch (fastnet's then skip the frozen whitening bias's gradient)
+
+
+def calibrate(config: TrainConfig, data: CifarData, device: torch.device, *, steps: int, shrunk: bool) -> Calibration:
+    """Time `steps` training steps of `config` (after as many warm-up steps, whose one-time costs are left out) on
+    the first images of `data`, shrunk to config.lowres_side when `shrunk`, and the scoring of a batch of test
+    images. The steps run in the training loop itself, on a model of their own: nothing is kept. The run that
+    follows seeds itself anew, so its result does not depend on this."""
+    sample = dataclasses.replace(
+        data, train_x=data.train_x[: steps * config.batch_size], train_y=data.train_y[: steps * config.batch_size]
+    )
+    started = time.perf_counter()
+    run = _setup(config.replace(validation=0), sample, device, None)
+    setup_s = time.perf_counter() - started
+    first = 0 if shrunk else config.lowres_epochs  # the loop shrinks the images of epochs below lowres_epochs
+    step_s = _time_steps(run, first)
+    # fastnet's later epochs skip the whitening bias's gradient (EpochAware): their steps are timed apart
+    later = _time_steps(run, config.epochs - 1) if isinstance(run.model, EpochAware) and not shrunk else step_s
+    images = data.test_x[: min(len(data.test_x), max(config.batch_size, 256))]
+    started = time.perf_counter()
+    predict_logits(run.model, images, normalize=config.normalize, device=device, dtype=run.dtype)
+    score_s = (time.perf_counter() - started) / max(1, len(images))
+    started = time.perf_counter()
+    torch.save({"model": _cpu_state(run.model), "resume": _resume_state(run, 1)}, io.BytesIO())
+    return Calibration(setup_s, step_s, score_s, time.perf_counter() - started, later)
+
+
+def _time_steps(run: _Run, epoch: int) -> float:
+    """Seconds per step of `epoch` over the run's sample: its second pass, the first being the warm-up."""
+    seconds, never = 0.0, threading.Event()
+    for _ in range(2):
+        outcome = _train_epoch(run, epoch, never, lambda event: None)
+        if isinstance(outcome, Failed):  # nothing else ends it early: `never` is never set
+            raise ValueError(f"timing this config on this machine failed: {outcome.message}")
+        if isinstance(outcome, tuple):
+            seconds = outcome[2]
+    return seconds / run.steps_per_epoch
 
 
 def _final_scores(run: _Run, x: torch.Tensor, y: torch.Tensor) -> Evaluation:

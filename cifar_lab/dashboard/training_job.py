@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from ..data import CifarData, DataError, load_data
-from ..events import EpochEnd, Event, Failed, Finished, Step, Stopped
+from ..events import EpochEnd, Event, Failed, Finished, Planned, Step, Stopped
 from ..run_files import SaveError
 from ..runner import RunPlan, TrainingRun, abandon
 from ..runs import EpochRecord, RunStore, RunStoreError
@@ -133,7 +133,7 @@ class TrainingJob:
                 with self._lock:
                     self._data = data
                     self._version += 1
-            self._set(message="training")
+            self._set(message="timing this machine for the time budget" if self.config.minutes else "training")
             with self._lock:
                 self._time_left = TimeLeft.for_data(self.config, len(self._data.test_y))
             run = TrainingRun(self.plan, self._data, store=self._store, listeners=(self._record,))
@@ -184,6 +184,12 @@ class TrainingJob:
             event = dataclasses.replace(event, state_dict={}, resume_state={})
         with self._lock:
             self._version += 1
+            if isinstance(event, Planned):  # a time budget chose the epochs: the charts and the clock follow it
+                self.config = event.config
+                self._message = event.summary
+                if self._data is not None:
+                    self._time_left = TimeLeft.for_data(event.config, len(self._data.test_y))
+                return
             if self._time_left is not None:
                 self._time_left(event)
             if isinstance(event, Step):

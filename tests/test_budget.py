@@ -1,0 +1,153 @@
+"""The time budget: what it chooses for the time there is, that it counts its own measuring, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+from test_cli import FAST, call, workdir  # noqa: F401  (call, workdir: its fixtures)
+
+from cifar_lab import budget
+from cifar_lab.budget import BudgetTooSmall, choose, predict_seconds
+from cifar_lab.config import TrainConfig, preset
+from cifar_lab.dashboard.jobs import JobManager
+from cifar_lab.runs import RunStore, default_db_path
+from cifar_lab.train import Calibration
+from tests.conftest import TINY_RUN
+
+CLASSROOM = preset("classroom")  # fastnet width 32, 3 epochs
+NARROWER, WIDER = budget._widths(CLASSROOM)
+AGAIN = "the same run again, without a budget: "
+
+
+def per_epoch_model(epoch_s: dict[int, float], fixed_s: float = 5.0, shrunk_share: float = 0.55):
+    """Seconds of a candidate: `epoch_s[width]` per full-size epoch, shrunk_share of it per shrunk one."""
+
+    def seconds(c: TrainConfig) -> float:
+        full = c.epochs - c.lowres_epochs
+        return fixed_s + epoch_s[c.width] * (full + shrunk_share * c.lowres_epochs)
+
+    return seconds
+
+
+def pick(left_s: float, epoch_s: dict[int, float], recipe: TrainConfig = CLASSROOM) -> TrainConfig | None:
+    narrower, wider = budget._widths(recipe)
+    return choose(recipe, per_epoch_model(epoch_s), lambda: left_s, narrower=narrower, wider=wider)
+
+
+def shape(c: TrainConfig | None) -> tuple[int, int, int] | None:
+    return None if c is None else (c.width, c.epochs, c.lowres_epochs)
+
+
+def test_the_widths_tried_are_multiples_of_16_nearest_first():
+    assert (NARROWER, WIDER) == ([16], [48, 64])
+    assert budget._widths(preset("best")) == ([48, 32, 16], [80, 96, 112, 128])
+    assert budget._widths(preset("improved")) == ([], [])  # only fastnet's width is the budget's to change
+
+
+def test_the_recipe_as_it_is_when_it_fits_and_more_epochs_with_time_to_spare():
+    assert shape(pick(100, {32: 30})) == (32, 3, 0)
+    assert shape(pick(160, {32: 30})) == (32, 5, 0)  # a faster machine trains longer in the same minutes
+
+
+def test_past_twice_the_recipe_s_epochs_a_wider_net_is_tried():
+    assert shape(pick(400, {32: 30, 48: 60, 64: 100})) == (48, 6, 0)
+    assert shape(pick(400, {32: 30, 48: 40, 64: 140})) == (48, 9, 0)  # 64 would fit fewer than the recipe's 3
+    assert shape(pick(4000, {32: 30, 48: 60, 64: 100})) == (64, 39, 0)  # the widest tried, with every epoch that fits
+
+
+def test_short_of_time_the_first_epoch_shrinks_then_the_net_narrows_then_the_epochs_go():
+    assert shape(pick(85, {32: 30, 16: 12})) == (32, 3, 1)  # 5 + 30 * (2 + 0.55) = 81.5
+    assert shape(pick(70, {32: 30, 16: 12})) == (16, 5, 0)  # narrower, with every epoch that fits
+    assert shape(pick(70, {32: 30, 16: 30})) == (16, 2, 0)  # nothing narrower helps: fewer epochs
+    assert pick(20, {32: 30, 16: 30}) is None  # not even one epoch
+
+
+def test_an_architecture_without_widths_to_pick_gets_its_epochs_and_shrunk_ones():
+    improved = preset("improved")  # cnn, 10 epochs
+    assert shape(pick(405, {32: 40}, improved)) == (32, 10, 0)
+    assert shape(pick(352, {32: 40}, improved)) == (32, 10, 3)  # 5 + 40 * (7 + 3 * 0.55) = 351
+    assert shape(pick(350, {32: 40}, improved)) == (32, 9, 1)  # at most a third shrunk: then fewer epochs
+    tutorial = preset("tutorial")  # its net takes 32x32 images only: no shrunk epochs
+    assert shape(pick(50, {tutorial.width: 30}, tutorial)) == (tutorial.width, 1, 0)
+
+
+def test_fastnet_s_epochs_after_its_whitening_bias_freezes_are_timed_by_their_own_steps():
+    cost = Calibration(setup_s=0.0, step_s=1.0, score_s=0.0, save_s=0.0, later_step_s=0.5)
+    config = preset("best").replace(eval_subset=0, tta=False)  # 10 epochs: the first 3 train the bias
+    assert budget.bias_epochs(config) == 3
+    assert predict_seconds(config, cost, 0.0, train_images=512, test_images=0) == pytest.approx(3 * 1.0 + 7 * 0.5)
+    shrunk = config.replace(lowres_epochs=2)
+    assert predict_seconds(shrunk, cost, 0.25, train_images=512, test_images=0) == pytest.approx(2 * 0.25 + 1.0 + 3.5)
+
+
+def test_the_prediction_counts_steps_scoring_views_and_saves():
+    cost = Calibration(setup_s=1.0, step_s=0.5, score_s=0.001, save_s=0.2, later_step_s=0.5)
+    config = TrainConfig(arch="cnn", epochs=2, batch_size=100, eval_subset=1000, tta=True)
+    seconds = predict_seconds(config, cost, 0.25, train_images=1000, test_images=2000)
+    # set-up 1 + 2 epochs of 10 steps * 0.5 + 2 * (1000 scored * 0.001 + 0.2 saved) + 2000 * 0.001 * 2 views + 0.2
+    assert seconds == pytest.approx(1 + 10 + 2.4 + 4 + 0.2)
+    shrunk = predict_seconds(config.replace(lowres_epochs=1), cost, 0.25, train_images=1000, test_images=2000)
+    assert seconds - shrunk == pytest.approx(10 * 0.25)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_measuring_counts_in_the_budget_and_a_budget_too_small_says_by_how_much(tiny_data):
+    clock, calls = FakeClock(), []
+
+    def measure(config, data, device, *, steps, shrunk):
+        calls.append((config.width, shrunk))
+        clock.now += 10.0  # each measurement takes ten seconds of the budget
+        step = 0.1 * config.width / 32
+        return Calibration(setup_s=0.0, step_s=step, score_s=0.0, save_s=0.0, later_step_s=step)
+
+    config = CLASSROOM.replace(minutes=1.0, eval_subset=0, tta=False)
+    steps = 1  # 512 images in batches of 512
+    chosen = budget.plan(config, tiny_data, None, clock=clock, measure=measure)
+    assert calls[0] == (32, False) and chosen.measured_s == pytest.approx(10.0 * len(calls))
+    assert chosen.config.minutes == 0 and chosen.predicted_s + chosen.measured_s <= 60
+    assert chosen.predicted_s == pytest.approx(chosen.config.epochs * steps * 0.1 * chosen.config.width / 32)
+    assert "--minutes 0" in chosen.summary() and f"--epochs {chosen.config.epochs}" in chosen.command()
+    clock.now = 0.0
+    with pytest.raises(BudgetTooSmall, match=r"0\.1 min is too short here: even one epoch at width 16 takes about 0 s"):
+        budget.plan(config.replace(minutes=0.1), tiny_data, None, clock=clock, measure=measure)
+
+
+def test_a_budgeted_cli_run_records_its_choice_and_the_command_it_prints_repeats_it_exactly(call, tmp_path):
+    code, out, err = call("train", *FAST, "--minutes", "0.15", "--out", tmp_path, "--json")
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    chosen = summary["config"]
+    assert chosen["minutes"] == 0 and chosen["epochs"] >= 1 and summary["epochs"] == chosen["epochs"]
+    assert "0.15 min budget:" in err and "s measuring this machine, then" in err
+    again = next(line for line in err.splitlines() if line.startswith(AGAIN)).removeprefix(AGAIN)
+    assert f"--epochs {chosen['epochs']}" in again and "--minutes" not in again
+    stored = RunStore(default_db_path(tmp_path)).get_run(summary["run_id"])
+    assert stored.train_config.to_dict() == chosen  # a resume trains on with what was chosen
+
+    command = again.split(" train ", 1)[1]
+    code, out, err = call("train", *shlex.split(command), "--out", tmp_path, "--json")
+    assert code == 0, err
+    repeated = json.loads(out.strip().splitlines()[-1])
+    assert repeated["config"] == chosen and repeated["test_accuracy"] == summary["test_accuracy"]
+
+
+def test_a_queued_run_with_a_budget_records_and_shows_what_it_chose(tmp_path, tiny_data):
+    manager = JobManager(tmp_path, slots=1)
+    run_id = manager.submit(TINY_RUN.replace(minutes=0.05), owner="Ada", data=tiny_data, source="synthetic")
+    job = manager.job(run_id)
+    assert job is not None and job.join(timeout=60)
+    record = manager.store.get_run(run_id)
+    assert record.status == "completed", record.message
+    chosen = record.train_config
+    assert chosen.minutes == 0 and chosen.replace(epochs=TINY_RUN.epochs) == TINY_RUN
+    snapshot = job.snapshot()
+    assert snapshot.config == chosen and len(snapshot.epochs) == chosen.epochs  # the charts span what was chosen
