@@ -47,22 +47,25 @@ def show_result(result: str = "class_result") -> None:
         getattr(st, kind)(message)
 
 
+def act_and_redraw(action, success: str) -> None:
+    act(action, success, QUEUE_RESULT)
+    st.rerun()  # the whole page
+
+
 def queue_controls(lab: ui_state.Lab) -> None:
     """Pause or resume the queue, move a run up, take one out, stop the running one. Redrawn with the live view:
     a run queued from a phone, or one that just started, appears here without the teacher reloading."""
     lab = ui_state.open_lab(st.cache_resource, st.session_state)  # the queue and settings as they are now
     jobs, viewer = lab.jobs, lab.viewer
     paused = lab.settings.paused
-    st.button(
+    # Each action redraws the whole page, not only these controls: the queue and what trains show its effect at once.
+    if st.button(
         "Resume the queue" if paused else "Pause the queue",
-        on_click=act,
-        args=(
-            lambda: jobs.set_class(by=viewer, paused=not paused),
-            "The queue is running." if paused else "Paused.",
-            QUEUE_RESULT,
-        ),
         help="paused, the queue starts no new run; the one training goes on",
-    )
+    ):
+        act_and_redraw(
+            lambda: jobs.set_class(by=viewer, paused=not paused), "The queue is running." if paused else "Paused."
+        )
     waiting = {q.record.id: q.record for q in jobs.waiting()}
     if waiting:
         # streamlit's stub: its `options: Sequence[Never]` overload (-> None) matches any options under mypy
@@ -73,19 +76,14 @@ def queue_controls(lab: ui_state.Lab) -> None:
             format_func=lambda i: _label(waiting[i]),
         )
         up, out = st.columns(2)
-        up.button(
-            "Move up", on_click=act, args=(lambda: jobs.move_up(run_id, by=viewer), f"Moved {run_id} up.", QUEUE_RESULT)
-        )
-        out.button(
-            "Take out of the queue",
-            on_click=act,
-            args=(lambda: jobs.stop(run_id, by=viewer), f"Took {run_id} out of the queue.", QUEUE_RESULT),
-        )
+        if up.button("Move up"):
+            act_and_redraw(lambda: jobs.move_up(run_id, by=viewer), f"Moved {run_id} up.")
+        if out.button("Take out of the queue"):
+            act_and_redraw(lambda: jobs.stop(run_id, by=viewer), f"Took {run_id} out of the queue.")
     for job in jobs.active:
         run_id = job.plan.run_id or job.name
         if st.button(f"Stop {visible(job.name)} ({visible(job.owner) or 'no owner'})", key=f"class_stop_{run_id}"):
-            act(lambda job=job: job.stop(), f"Asked {run_id} to stop.", QUEUE_RESULT)
-            st.rerun()
+            act_and_redraw(lambda job=job: job.stop(), f"Asked {run_id} to stop.")
     show_result(QUEUE_RESULT)
 
 
