@@ -239,7 +239,11 @@ if note := slow_cpu_note():
     st.button("Fill the form with the two-minute classroom setting", on_click=load_two_minute_classroom)
 
 job = lab.jobs.current
-waits = bool(lab.jobs.store and run_queue.waiting(lab.jobs.store))  # paused too: the teacher may resume it any time
+try:
+    waits = bool(lab.jobs.store and run_queue.waiting(lab.jobs.store))  # paused too: the teacher may resume it any time
+except RunStoreError as err:  # e.g. the database file damaged while the server runs
+    waits = False
+    st.error(f"The queue cannot be read: {err}")
 if job is not None:
     done = job.done
     refresh = None if done and not waits else ui_state.live_refresh_s(job.config)  # polls only while it changes
