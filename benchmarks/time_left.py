@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from cifar_lab.bench import machine_info  # noqa: E402
 from cifar_lab.config import PRESETS, preset  # noqa: E402
 from cifar_lab.data import load_data  # noqa: E402
 from cifar_lab.events import Event, Planned, Step  # noqa: E402
@@ -61,13 +61,15 @@ def main() -> int:
         result = TrainingRun(plan, data, listeners=(listen,)).run()
         end = time.perf_counter() - started
     rows = table(readings, end)
-    print(f"{platform.processor() or platform.machine()}, {args.preset}: {result.status}, {end:.1f} s in all")
+    info = machine_info()
+    print(f"{info['cpu']}, {info['cores']} cores, {args.preset}: {result.status}, {end:.1f} s in all")
     print("| tenth of the run | readings | worst error, % of what remained | largest jump, % |")
     print("|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['tenth']} | {row['readings']} | {row['worst_error']:.1%} | {row['largest_jump']:.1%} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"preset": args.preset, "end_s": end, "readings": readings}, indent=1))
+        record = {"machine": info, "preset": args.preset, "end_s": end, "readings": readings}
+        Path(args.json).write_text(json.dumps(record, indent=1))
     return 0
 
 
