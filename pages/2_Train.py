@@ -164,6 +164,10 @@ def live_view(lab: ui_state.Lab, shown: TrainingJob, was_done: bool) -> None:
     owner = f" by {visible(job.owner)}" if job.owner else ""
     st.subheader(f"Run {snap.name}{owner}" + (f" ({snap.run_id})" if snap.run_id else ""))
     st.progress(snap.progress, text=ui_state.progress_text(snap))
+    if snap.budget:
+        st.caption(snap.budget)  # "2 min budget: 2.6 s measuring this machine, then 3 epoch(s) ..."
+    elif snap.status == "running" and snap.last_step is None:
+        st.caption(snap.message.capitalize() + "...")  # loading the data, timing this machine for a budget
     if snap.status == "running" and lab.viewer.may_manage(job.owner) and st.button("Stop", key="stop"):
         job.stop()
         job.join(timeout=2.0)

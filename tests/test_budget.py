@@ -151,3 +151,4 @@ def test_a_queued_run_with_a_budget_records_and_shows_what_it_chose(tmp_path, ti
     assert chosen.minutes == 0 and chosen.replace(epochs=TINY_RUN.epochs) == TINY_RUN
     snapshot = job.snapshot()
     assert snapshot.config == chosen and len(snapshot.epochs) == chosen.epochs  # the charts span what was chosen
+    assert snapshot.budget.startswith("0.05 min budget:")  # the Train page says what was measured and chosen

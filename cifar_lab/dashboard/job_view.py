@@ -76,6 +76,7 @@ class JobSnapshot:
     saved_epoch: int = 0  # the epoch whose checkpoint the file holds (a resumed run's earlier epochs included)
     version: int = 0  # the job's changes so far: a snapshot with the same version shows the same
     eta_s: float | None = None  # seconds until it ends, final scoring included (time_left.TimeLeft); None: unknown
+    budget: str = ""  # what a time budget measured and chose (events.Planned), "" without one
 
     @property
     def done(self) -> bool:

@@ -55,6 +55,7 @@ class TrainingJob:
         self._last_step: Step | None = None
         self._final: Finished | Stopped | Failed | None = None
         self._time_left: TimeLeft | None = None  # once the data is known
+        self._budget = ""  # what a time budget chose
         self._saved_epoch = plan.saved_epoch  # what the checkpoint file holds: a resumed run's last epoch at first
         self._started_at = time.time()
         self._finished_at: float | None = None
@@ -120,6 +121,7 @@ class TrainingJob:
                 self._saved_epoch,
                 self._version,
                 self._time_left.seconds() if self._time_left is not None and self._status == "running" else None,
+                self._budget,
             )
 
     # --- the worker ---
@@ -186,7 +188,7 @@ class TrainingJob:
             self._version += 1
             if isinstance(event, Planned):  # a time budget chose the epochs: the charts and the clock follow it
                 self.config = event.config
-                self._message = event.summary
+                self._message = self._budget = event.summary
                 if self._data is not None:
                     self._time_left = TimeLeft.for_data(event.config, len(self._data.test_y))
                 return
