@@ -55,7 +55,6 @@ def act_and_redraw(action, success: str) -> None:
 def queue_controls(lab: ui_state.Lab) -> None:
     """Pause or resume the queue, move a run up, take one out, stop the running one. Redrawn with the live view:
     a run queued from a phone, or one that just started, appears here without the teacher reloading."""
-    lab = ui_state.open_lab(st.cache_resource, st.session_state)  # the queue and settings as they are now
     jobs, viewer = lab.jobs, lab.viewer
     paused = lab.settings.paused
     # Each action redraws the whole page, not only these controls: the queue and what trains show its effect at once.
@@ -188,13 +187,12 @@ def _show_only(lab: ui_state.Lab, every: list[str], kept: list[str]) -> None:
     lab.jobs.hide(kept, by=lab.viewer, hidden=False)
 
 
-def panel(lab: ui_state.Lab, refresh_s: float) -> None:
-    """Everything the teacher controls; a participant sees only the key field."""
+def panel(lab: ui_state.Lab) -> None:
+    """The teacher's controls after the queue's (which redraw with the Class page's live view); a participant
+    sees only the key field."""
     if not lab.viewer.teacher:
         key_field()
         return
-    st.caption("You are the teacher: these controls change the lab for everyone.")
-    st.fragment(queue_controls, run_every=refresh_s)(lab)
     caps_form(lab)
     class_model(lab)
     board_controls(lab)
