@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from cifar_lab.bench import machine_info  # noqa: E402
 from cifar_lab.config import PRESETS, preset  # noqa: E402
 from cifar_lab.data import load_data  # noqa: E402
-from cifar_lab.events import Event, Planned, Step  # noqa: E402
+from cifar_lab.events import Event, Step  # noqa: E402
 from cifar_lab.runner import TrainingRun, new_run  # noqa: E402
 from cifar_lab.time_left import TimeLeft  # noqa: E402
 
@@ -43,12 +43,9 @@ def main() -> int:
     config = preset(args.preset, **changes)
     data = load_data(args.data)
     readings: list[tuple[float, float, float]] = []  # (wall seconds since start, progress 0..1, seconds left read)
-    clocks = [TimeLeft.for_data(config, len(data.test_y))]
+    clock = TimeLeft.for_data(config, len(data.test_y))  # it follows a time budget's choice itself
 
     def listen(event: Event) -> None:
-        if isinstance(event, Planned):  # a time budget chose the epochs
-            clocks.append(TimeLeft.for_data(event.config, len(data.test_y)))
-        clock = clocks[-1]
         clock(event)
         if isinstance(event, Step):
             left = clock.seconds()

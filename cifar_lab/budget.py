@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import SETTINGS, TrainConfig, cli_flag
+from .config import SETTINGS, TrainConfig, cli_setting
 from .data import CifarData
 from .evaluate import views_per_image
-from .train import Calibration, calibrate
+from .train import Calibration, calibrate, scored_per_epoch, steps_per_epoch
 
 SHRUNK_SIDE = 24  # the side of the shrunk epochs a budget adds: about half a full-size step's time here
 WIDTH_STEP = 16  # fastnet widths the budget picks among: multiples of 16 ran faster per multiply-add on these CPUs
@@ -44,7 +44,7 @@ class Plan:
     def command(self) -> str:
         """The flags that reproduce this run without a budget, e.g. `--epochs 10 --width 48 --minutes 0`."""
         changed = [
-            f"{cli_flag(name)} {getattr(self.config, name)}"
+            cli_setting(name, getattr(self.config, name))
             for name in ("epochs", "width", "lowres_epochs", "lowres_side")
             if getattr(self.config, name) != getattr(self.recipe, name)
         ]
@@ -69,16 +69,13 @@ def predict_seconds(
 ) -> float:
     """Seconds of a run of `config` from costs measured here: its steps, its scoring after each epoch and at the end
     (with the test-time views it asks for), its checkpoints."""
-    steps = max(1, train_images // config.batch_size + (train_images % config.batch_size > 1))
+    steps = steps_per_epoch(train_images, config.batch_size)
     shrunk = config.lowres_epochs
     early = max(shrunk, bias_epochs(config))  # full-size epochs before it are timed by step_s, the rest later_step_s
     full_early = early - shrunk
     training = steps * (shrunk * shrunk_step_s + full_early * cost.step_s + (config.epochs - early) * cost.later_step_s)
-
-    def subset(n: int) -> int:
-        return min(n, config.eval_subset) if config.eval_subset else n
-
-    per_epoch = (subset(test_images) + subset(config.validation)) * cost.score_s + cost.save_s
+    scored = scored_per_epoch(config, test_images) + scored_per_epoch(config, config.validation)
+    per_epoch = scored * cost.score_s + cost.save_s
     final = (test_images + config.validation) * cost.score_s * views_per_image(config.tta, config.tta_shifts)
     return cost.setup_s + training + config.epochs * per_epoch + final + cost.save_s
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import paths, run_check
-from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, preset
+from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, cli_setting, preset
 from .events import EpochEnd, Event, Failed, Finished, Planned, Step, Stopped
 from .labels import visible
 from .logs import configure as configure_logging
@@ -198,18 +198,10 @@ def same_run_command(args: argparse.Namespace, config: TrainConfig) -> str:
     """The command line that trains `config` exactly: the preset, then a flag for every field that differs."""
     base = preset(args.preset)
     flags = [f"{args.prog} train --preset {args.preset}"]
-    flags += [_flag(name, getattr(config, name)) for name in SETTINGS if getattr(config, name) != getattr(base, name)]
+    flags += [cli_setting(n, getattr(config, n)) for n in SETTINGS if getattr(config, n) != getattr(base, n)]
     if args.data:
         flags.append(f"--data {shlex.quote(str(args.data))}")
     return " ".join(flags)
-
-
-def _flag(name: str, value: Any) -> str:
-    """The flag that sets field `name` to `value`: `--flip`, `--no-flip`, `--lr 0.75`."""
-    flag = cli_flag(name)
-    if isinstance(value, bool):
-        return flag if value else f"--no-{flag[2:]}"
-    return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
 
 
 def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -445,13 +437,6 @@ class ProgressPrinter:
             self._write(event.summary + "\n")
             if self.again is not None:
                 self._write(f"the same run again, without a budget: {self.again(event.config)}\n")
-            if self.time_left is not None:
-                self.time_left = TimeLeft(
-                    event.config,
-                    eval_images=self.time_left.eval_images,
-                    final_images=self.time_left.final_images,
-                )
-            return
         if self.time_left is not None:
             self.time_left(event)
         if isinstance(event, Step) and self.live:

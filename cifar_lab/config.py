@@ -15,6 +15,7 @@ from .optim import SCHEDULES as _SCHEDULES
 from .presets import CLASSROOM_TWO_MINUTES_FP32, PRESETS
 from .settings import SECTIONS, Setting, described, setting, settings_of, unless, when, when_on, when_positive
 from .settings import cli_flag as cli_flag  # part of the config's API
+from .settings import cli_setting as cli_setting
 
 LOWRES_MIN_SIDE = 16  # smallest lowres_side: a quarter of the pixels (at 8, fastnet has nothing left to pool)
 MODEL, AUGMENT, OPTIMISE, RUNTIME = SECTIONS  # the form columns the settings below sit in

@@ -156,3 +156,11 @@ def described(registry: Mapping[str, Callable[..., Any]]) -> dict[str, str]:
 def cli_flag(field: str) -> str:
     """The command-line flag that sets a config field: batch_size -> --batch-size."""
     return "--" + field.replace("_", "-")
+
+
+def cli_setting(field: str, value: Any) -> str:
+    """The flag, with its value, that sets a config field to `value`: `--flip`, `--no-flip`, `--lr 0.75`."""
+    flag = cli_flag(field)
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag[2:]}"
+    return f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from .config import TrainConfig
 from .evaluate import views_per_image
-from .events import EpochEnd, Event, Step
+from .events import EpochEnd, Event, Planned, Step
+from .train import scored_per_epoch
 
 PACE_WINDOW = 100  # step events (two epochs of them) whose median pace counts: recent enough to follow a change
 MIN_RATES = 3  # and no pace from fewer
@@ -70,18 +71,13 @@ class TimeLeft:
     def for_data(cls, config: TrainConfig, test_images: int, **kwargs) -> TimeLeft:
         """For a run scoring `test_images` test images (and config.validation held-out ones)."""
         held_out = config.validation
-
-        def subset(n: int) -> int:
-            return min(n, config.eval_subset) if config.eval_subset else n
-
-        return cls(
-            config,
-            eval_images=subset(test_images) + subset(held_out),
-            final_images=test_images + held_out,
-            **kwargs,
-        )
+        scored = scored_per_epoch(config, test_images) + scored_per_epoch(config, held_out)
+        return cls(config, eval_images=scored, final_images=test_images + held_out, **kwargs)
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Planned):  # a time budget chose the epochs; it leaves what is scored as it was
+            self.config = event.config
+            return
         self._event_at = self.clock()
         self._saving = isinstance(event, EpochEnd)
         if isinstance(event, Step):

@@ -233,8 +233,7 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
         sample = train_x[torch.randperm(len(train_x), generator=generator, device=device)[:WHITENING_SAMPLE]]
         model.init_from_data(normalize(sample, config.normalize))
     optimizer = build_optimizer(model, config)
-    # A last batch of one image would break BatchNorm; it is dropped, so each epoch sees N - 1 at worst.
-    steps_per_epoch = max(1, len(train_x) // config.batch_size + (len(train_x) % config.batch_size > 1))
+    steps = steps_per_epoch(len(train_x), config.batch_size)
     norm_momenta = [(m, m.momentum) for m in _batch_norms(model)]
     run = _Run(
         config,
@@ -249,8 +248,8 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
         held.val_x,
         held.val_y,
         _flip_bits(config, len(train_x), device),
-        steps_per_epoch,
-        steps_per_epoch * config.epochs,
+        steps,
+        steps * config.epochs,
         norm_momenta,
         notes=[thread_note] if thread_note else [],
     )
@@ -384,11 +383,20 @@ def _end_epoch(run: _Run, epoch: int, outcome: tuple[float, float, float], emit:
     return event
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """A last batch of one image would break BatchNorm; it is dropped, so each epoch sees N - 1 at worst."""
+    return max(1, images // batch_size + (images % batch_size > 1))
+
+
+def scored_per_epoch(config: TrainConfig, images: int) -> int:
+    """Of `images` (a test set, a hold-out), how many are scored after each epoch: the first eval_subset, all at 0."""
+    return min(images, config.eval_subset) if config.eval_subset else images
+
+
 def _curve_point(run: _Run, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Loss and accuracy (0..1) on the first eval_subset images of (x, y), all when 0: plain views, no TTA."""
     c = run.config
-    if c.eval_subset and c.eval_subset < len(x):
-        x, y = x[: c.eval_subset], y[: c.eval_subset]
+    x, y = x[: scored_per_epoch(c, len(x))], y[: scored_per_epoch(c, len(y))]
     logits = predict_logits(run.model, x, normalize=c.normalize, device=run.device, dtype=run.dtype)
     return F.cross_entropy(logits, y.cpu()).item(), float((logits.argmax(1) == y.cpu()).float().mean())
 

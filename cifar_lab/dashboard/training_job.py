@@ -186,14 +186,12 @@ class TrainingJob:
             event = dataclasses.replace(event, state_dict={}, resume_state={})
         with self._lock:
             self._version += 1
-            if isinstance(event, Planned):  # a time budget chose the epochs: the charts and the clock follow it
-                self.config = event.config
-                self._message = self._budget = event.summary
-                if self._data is not None:
-                    self._time_left = TimeLeft.for_data(event.config, len(self._data.test_y))
-                return
             if self._time_left is not None:
                 self._time_left(event)
+            if isinstance(event, Planned):  # a time budget chose the epochs: the charts follow it
+                self.config = event.config
+                self._message = self._budget = event.summary
+                return
             if isinstance(event, Step):
                 per_epoch = event.total_steps / self.config.epochs
                 self._losses.add(event.step, event.step / per_epoch, event.loss)

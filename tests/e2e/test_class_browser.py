@@ -26,17 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_browser import BROWSER_ARGS as QUIET_BROWSER
+from test_browser import CHROMIUM, ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
 BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *QUIET_BROWSER,
     "--disable-features=AutofillServerCommunication",
-    "--no-first-run",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # the browser looks up no name: it talks to 127.0.0.1
 ]
 TEACHER_KEY = "class-key-for-the-browser-test"
