@@ -62,6 +62,8 @@ def client_address() -> str | None:
 
         context = _get_client_context()
         return context.remote_ip if context is not None else None
+    except RuntimeError:  # no server runtime (AppTest; two AppTest sessions at once saw it gone): no client
+        return None
     except (ImportError, AttributeError):  # a Streamlit that moved it: the public value, loopback lost
         return st.context.ip_address
 
