@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_lab.checkpoint import CheckpointError
-from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, describe_classroom_two_minutes, preset
+from cifar_lab.config import preset
 from cifar_lab.dashboard import run_views, ui_state
 from cifar_lab.data import DataError
 from cifar_lab.devices import slow_cpu_note
@@ -56,8 +56,8 @@ def model_summary(lab: ui_state.Lab) -> None:
         st.caption(ui_state.shipped_note(lab.model_path, ckpt))
 
 
-def quick_start(lab: ui_state.Lab, **changes: object) -> None:
-    if problem := queue_run(lab, preset("classroom", **changes), "classroom"):
+def quick_start(lab: ui_state.Lab) -> None:
+    if problem := queue_run(lab, preset("classroom"), "classroom"):
         st.error(problem)
         return
     st.switch_page(TRAIN_PAGE)
@@ -96,5 +96,3 @@ if unnamed:
     st.caption(NO_NAME)
 if st.button("Train a classroom model", type="primary", disabled=unnamed):
     quick_start(lab)
-if note and st.button(f"Train a two-minute classroom model ({describe_classroom_two_minutes()})", disabled=unnamed):
-    quick_start(lab, **CLASSROOM_TWO_MINUTES_FP32)

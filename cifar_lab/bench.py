@@ -27,6 +27,8 @@ from .bench_stats import (
     row_label,
     seed_summary,
 )
+from .budget import Plan as BudgetPlan
+from .budget import plan as plan_budget
 from .config import PRESETS, TrainConfig, preset
 from .data import CifarData, load_data
 from .devices import (
@@ -131,7 +133,13 @@ def run_benchmark(
                 f"{label}: {config.arch} width {config.width}, {config.epochs} epoch(s), batch {config.batch_size}, "
                 f"seed {config.seed}"
             )
+            started, budget = time.perf_counter(), config.minutes * 60
+            chosen = plan_budget(config, data, resolve_device(config.device)) if budget else None
+            if chosen is not None:
+                say(f"  {label}: {chosen.summary()}")
+                config = chosen.config
             result = train(config, data, on_event=_progress_listener(label, say))
+            wall = time.perf_counter() - started
             rows.append(
                 {
                     "preset": entry.preset,
@@ -144,9 +152,26 @@ def run_benchmark(
                     "test_accuracy": result.test_accuracy,
                     "images_per_s": round(result.images_per_s, 1),
                     "device": result.device,
+                    **(_budget_columns(chosen, wall) if chosen is not None else {}),
                 }
             )
+            if chosen is not None:
+                say(f"  {label}: measuring + run {wall:.1f} s of {budget:.0f} s ({wall / budget - 1:+.1%})")
     return _with_tutorial_ratios(rows)
+
+
+def _budget_columns(chosen: BudgetPlan, wall_s: float) -> dict[str, Any]:
+    """A budgeted run's row: its budget, what it chose (as flags), the measuring, and measuring + run against the
+    budget (overshoot > 0 when it took longer)."""
+    return {
+        "budget_seconds": chosen.budget_s,
+        "chosen": chosen.command(),
+        "width": chosen.config.width,
+        "measured_seconds": round(chosen.measured_s, 3),
+        "predicted_seconds": round(chosen.predicted_s, 3),
+        "wall_seconds": round(wall_s, 3),
+        "overshoot": round(wall_s / chosen.budget_s - 1, 4),
+    }
 
 
 def _refuse_seed_clash(variants: Sequence[Variant], seeds: Sequence[int]) -> None:
@@ -189,15 +214,24 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         head.replace("| epochs", "| seed | epochs") if seeded else head,
         "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if seeded else ""),
     ]
+    budgeted = any("budget_seconds" in r for r in rows)
+    if budgeted:
+        lines[0] += " budget (s) | chosen | measuring + run (s) | vs budget |"
+        lines[1] += "---:|---|---:|---:|"
     for r in rows:
         acc = f"{r['test_accuracy']:.2%}" if r["test_accuracy"] is not None else r["status"]
         ratio = f"{r['seconds_vs_tutorial']:.2f}x" if r.get("seconds_vs_tutorial") is not None else "-"
         gain = f"{r['points_vs_tutorial']:+.1f} pts" if r.get("points_vs_tutorial") is not None else "-"
         seed = f" {r['seed']} |" if seeded else ""
-        lines.append(
+        line = (
             f"| {row_label(r)} |{seed} {r['epochs']} | {r['train_seconds']:.1f} | {acc} | "
             f"{r['images_per_s']:,.0f} | {ratio} | {gain} |"
         )
+        if budgeted and "budget_seconds" in r:
+            line += f" {r['budget_seconds']:.0f} | `{r['chosen']}` | {r['wall_seconds']:.1f} | {r['overshoot']:+.1%} |"
+        elif budgeted:
+            line += " - | - | - | - |"
+        lines.append(line)
     return "\n".join(lines)
 
 

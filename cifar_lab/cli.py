@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import paths, run_check
-from .config import ARCHS, PRESETS, SETTINGS, TrainConfig, cli_flag, cli_setting, preset
+from .config import ARCHS, PRESETS, RUN_LENGTH, SETTINGS, TrainConfig, budget_dropped, cli_flag, cli_setting, preset
 from .events import EpochEnd, Event, Failed, Finished, Planned, Step, Stopped
 from .labels import visible
 from .logs import configure as configure_logging
@@ -220,6 +220,18 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def budget_note(args: argparse.Namespace) -> str:
+    """Why a preset given by time trains without its budget, when the flags set its length; else empty."""
+    overrides = {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+    if args.preset not in PRESETS or not budget_dropped(args.preset, overrides):
+        return ""
+    named = ", ".join(cli_flag(n) for n in RUN_LENGTH if n in overrides)
+    return (
+        f"{named} given, so the {args.preset} preset's {PRESETS[args.preset]['minutes']:g}-minute budget is off "
+        "and the run trains exactly as set (add --minutes M to fit it to M minutes instead)"
+    )
+
+
 def parse_variant(text: str) -> Variant:
     """`bench --variant 'best --epochs 13 --lowres-epochs 4'`: a preset, then `train`'s configuration flags."""
     from .bench import Variant
@@ -283,7 +295,7 @@ def _train(args: argparse.Namespace) -> int:
         f"run {plan.run_id} (resume it, if it ends early, with: {args.prog} train --resume {plan.run_id})",
         file=sys.stderr,
     )
-    notes = machine_notes(config)
+    notes = [*filter(None, [budget_note(args)]), *machine_notes(config)]
     if config.precision == "auto" and (note := slow_cpu_note(config.device)):
         notes.append(note)
     for note in notes:

@@ -12,7 +12,7 @@ from .fastnet import WHITEN_BIAS_FRACTION
 from .models import MODELS
 from .optim import OPTIMIZERS as _OPTIMIZERS
 from .optim import SCHEDULES as _SCHEDULES
-from .presets import CLASSROOM_TWO_MINUTES_FP32, PRESETS
+from .presets import PRESETS
 from .settings import SECTIONS, Setting, described, setting, settings_of, unless, when, when_on, when_positive
 from .settings import cli_flag as cli_flag  # part of the config's API
 from .settings import cli_setting as cli_setting
@@ -370,16 +370,21 @@ RULES: tuple[Callable[[TrainConfig], None], ...] = (_muon_needs_fastnet, _lowres
 # --- presets (presets.py) ---------------------------------------------------------------------------------------
 
 
+# Settings that fix how long a run is: naming one without `minutes` asks for that run exactly, not a time budget.
+RUN_LENGTH = ("epochs", "width", "lowres_epochs", "lowres_side")
+
+
 def preset(name: str, **overrides: Any) -> TrainConfig:
-    """The named preset, with any fields overridden."""
+    """The named preset, with any fields overridden. A preset given by time (classroom, best) trains its recipe
+    exactly, with no budget, once any of RUN_LENGTH is set and minutes is not."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     _known(overrides)
+    if budget_dropped(name, overrides):
+        overrides = {**overrides, "minutes": 0.0}
     return TrainConfig(**{**PRESETS[name], **overrides})
 
 
-def describe_classroom_two_minutes() -> str:
-    """e.g. "width 24, 3 epochs, the first 2 on 24x24 images", for buttons and notes."""
-    c = preset("classroom", **CLASSROOM_TWO_MINUTES_FP32)
-    shrunk = f", the first {c.lowres_epochs} on {c.lowres_side}x{c.lowres_side} images" if c.lowres_epochs else ""
-    return f"width {c.width}, {c.epochs} epochs{shrunk}"
+def budget_dropped(name: str, overrides: Mapping[str, Any]) -> bool:
+    """Whether these overrides turn the preset's time budget off (see preset)."""
+    return bool(PRESETS[name].get("minutes")) and "minutes" not in overrides and any(n in overrides for n in RUN_LENGTH)

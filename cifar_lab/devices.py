@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .config import CLASSROOM_TWO_MINUTES_FP32, cli_flag, describe_classroom_two_minutes
+from .config import cli_flag
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -247,16 +247,15 @@ def freed_memory_kept(enabled: bool = True) -> Iterator[bool]:
 
 def slow_cpu_note(device_name: str = "auto") -> str:
     """Sentences for whoever picks what to train, where "auto" trains in fp32 on a CPU with no native bf16 (most
-    laptop CPUs without AVX-512): the presets' promised times assume bf16. Empty where they hold."""
+    laptop CPUs without AVX-512): the recipes behind the presets were tuned where bf16 is native. Empty where it is."""
     if not _cpu_without_bf16(device_name):
         return ""
-    flags = " ".join(f"{cli_flag(name)} {value}" for name, value in CLASSROOM_TWO_MINUTES_FP32.items())
     # Measured with `bench` and `train` on 2-core AVX2 (Zen 3) and AVX512-BF16 (Zen 4) VMs (docs/benchmarks.md).
     return (
         "This computer's CPU has no native bf16 (AVX512-BF16 or AMX), so training here runs in fp32, about 3x "
-        "slower: on a 2-core CPU of this kind the classroom preset took 3.8-5.4 minutes instead of 1.6-1.9. "
-        f"Classroom with {describe_classroom_two_minutes()} ({flags}) took under two minutes there and reached "
-        "about 83.5 % instead of 86 %."
+        "slower. The classroom and best presets still keep to their minutes: they train a narrower or shorter run "
+        "here (two minutes bought about 83.5 % instead of 86 % on a 2-core CPU of this kind). A run with its epochs "
+        "set takes about three times as long as on a CPU with bf16."
     )
 
 

@@ -41,9 +41,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         schedule="onecycle",
         warmup=0.2,
     ),
-    # The best accuracy a 2-core laptop CPU reaches in about two minutes (see docs/benchmarks.md): fastnet at
-    # width 32 (1,300-1,500 images/s in bf16 here) for 3 epochs. Muon's filter steps and a schedule that starts at
-    # its peak (warmup 0) and falls linearly to zero measured 1-2 points above SGD with a warm-up triangle.
+    # Two minutes on any computer, by time budget: the recipe is the best accuracy a 2-core laptop CPU with native
+    # bf16 reaches in about two minutes (see docs/benchmarks.md): fastnet at width 32 for 3 epochs; a slower machine
+    # trains narrower or shrinks the first epoch, a faster one trains longer. Muon's filter steps and a schedule that
+    # starts at its peak (warmup 0) and falls linearly to zero measured 1-2 points above SGD with a warm-up triangle.
     # lr 0.75 at batch 512 is airbench94's 1.5 per 1024 images; weight_decay 1.33e-3 its 0.0153 in PyTorch units.
     "classroom": dict(
         arch="fastnet",
@@ -58,13 +59,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         weight_decay=1.33e-3,
         batch_size=512,
         epochs=3,
+        minutes=2.0,
         schedule="onecycle",
         warmup=0.0,
         label_smoothing=0.2,
         tta=True,
         eval_subset=1000,
     ),
-    # Highest accuracy within 12 minutes on a 2-core CPU with native bf16: the same recipe at width 64 for 10 epochs,
+    # Twelve minutes on any computer, by time budget. The recipe is the highest accuracy within 12 minutes on a 2-core
+    # CPU with native bf16: the same recipe at width 64 for 10 epochs,
     # with shifted copies added to the test-time augmentation. On the Zen 5 machine of docs/benchmarks.md, it took
     # 580-608 s and scored 0.37 points more than width 48 for 11 epochs (4 seeds paired), which took 396-435 s there
     # (670-731 s on the older Zen 4 machine, where width 64 would need 890-1,080 s). Over 9+ epochs a smaller filter
@@ -83,6 +86,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         weight_decay=1.33e-3,
         batch_size=512,
         epochs=10,
+        minutes=12.0,
         schedule="onecycle",
         warmup=0.0,
         label_smoothing=0.2,
@@ -91,10 +95,3 @@ PRESETS: dict[str, dict[str, Any]] = {
         eval_subset=1000,
     ),
 }
-
-
-# On a CPU without native bf16, `classroom` trains in fp32 and takes about four minutes on two cores; these changes
-# to it fit about two. Measured in fp32 on a 2-core AVX2 CPU (docs/benchmarks.md): width 24 for 3 epochs, the first
-# 2 on 24x24 images, 83.53 % over seeds 0-4 in 104-109 s; width 24 for 2 epochs at full size 82.95 % in 102-152 s;
-# width 20 for 3 epochs 83.42 % in 131 s (seed 0); `classroom` itself 85.86 % in 228 s (seed 0).
-CLASSROOM_TWO_MINUTES_FP32: dict[str, Any] = dict(width=24, epochs=3, lowres_epochs=2)

@@ -164,12 +164,20 @@ class Calibration:
 
 
 def calibrate(config: TrainConfig, data: CifarData, device: torch.device, *, steps: int, shrunk: bool) -> Calibration:
-    """Time `steps` training steps of `config` (after as many warm-up steps, whose one-time costs are left out) on
-    the first images of `data`, shrunk to config.lowres_side when `shrunk`, and the scoring of a batch of test
-    images. The steps run in the training loop itself, on a model of their own: nothing is kept. The run that
-    follows seeds itself anew, so its result does not depend on this."""
+    """Time `steps` training steps of `config` (after one warm-up step, whose one-time costs are left out) on the
+    first images of `data`, shrunk to config.lowres_side when `shrunk`, and the scoring of a batch of test images.
+    The steps run in the training loop itself, on a model of their own: nothing is kept. The run that follows seeds
+    itself anew, so its result does not depend on this. Memory is allocated as train() allocates it: returned to
+    the system after each step, the steps would take longer than the run's."""
+    with freed_memory_kept(enabled=device.type == "cpu"):
+        return _calibrate(config, data, device, steps=steps, shrunk=shrunk)
+
+
+def _calibrate(config: TrainConfig, data: CifarData, device: torch.device, *, steps: int, shrunk: bool) -> Calibration:
     sample = dataclasses.replace(
-        data, train_x=data.train_x[: steps * config.batch_size], train_y=data.train_y[: steps * config.batch_size]
+        data,
+        train_x=data.train_x[: (steps + 1) * config.batch_size],
+        train_y=data.train_y[: (steps + 1) * config.batch_size],
     )
     started = time.perf_counter()
     run = _setup(config.replace(validation=0), sample, device, None)
@@ -188,15 +196,18 @@ def calibrate(config: TrainConfig, data: CifarData, device: torch.device, *, ste
 
 
 def _time_steps(run: _Run, epoch: int) -> float:
-    """Seconds per step of `epoch` over the run's sample: its second pass, the first being the warm-up."""
-    seconds, never = 0.0, threading.Event()
+    """Seconds per step of `epoch` over the run's sample, its first step (the warm-up) left out; a sample of one
+    step is passed over twice, the first pass being the warm-up."""
+    never, marks = threading.Event(), list[Step]()  # nothing ends it early
     for _ in range(2):
-        outcome = _train_epoch(run, epoch, never, lambda event: None)
-        if isinstance(outcome, Failed):  # nothing else ends it early: `never` is never set
+        marks.clear()
+        outcome = _train_epoch(run, epoch, never, lambda e: marks.append(e) if isinstance(e, Step) else None)
+        if isinstance(outcome, Failed):
             raise ValueError(f"timing this config on this machine failed: {outcome.message}")
-        if isinstance(outcome, tuple):
-            seconds = outcome[2]
-    return seconds / run.steps_per_epoch
+        if len(marks) >= 2:  # a step event after every step: STEP_EVENTS_PER_EPOCH exceeds the sample's steps
+            return (marks[-1].elapsed_s - marks[0].elapsed_s) / (marks[-1].step - marks[0].step)
+    assert isinstance(outcome, tuple)
+    return outcome[2] / run.steps_per_epoch
 
 
 def _final_scores(run: _Run, x: torch.Tensor, y: torch.Tensor) -> Evaluation:

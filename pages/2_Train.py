@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import streamlit as st
 
 from cifar_lab import run_queue
-from cifar_lab.config import CLASSROOM_TWO_MINUTES_FP32, PRESETS, SETTINGS, TrainConfig, preset
+from cifar_lab.config import PRESETS, RUN_LENGTH, SETTINGS, TrainConfig, preset
 from cifar_lab.dashboard import ui_state
 from cifar_lab.dashboard.job_view import JobSnapshot
 from cifar_lab.dashboard.jobs import TrainingJob
@@ -35,12 +35,6 @@ def load_preset(**changes: object) -> None:
         st.session_state[f"cfg_{name}"] = value
 
 
-def load_two_minute_classroom() -> None:
-    """classroom cut to about two minutes where training runs in fp32 (see slow_cpu_note)."""
-    st.session_state["preset"] = "classroom"
-    load_preset(**CLASSROOM_TWO_MINUTES_FP32)
-
-
 def restore_form() -> None:
     """Widget values are dropped when another page is shown; bring back the last ones used here (a field the
     remembered form lacks, as one added since, takes the default preset's value)."""
@@ -48,6 +42,16 @@ def restore_form() -> None:
     st.session_state.setdefault("preset", st.session_state.get("train_preset", DEFAULT_PRESET))
     for name, value in ui_state.form_values(saved).items():
         st.session_state.setdefault(f"cfg_{name}", value)
+
+
+def budget_off(name: str) -> None:
+    """A run length set by hand turns the time budget off, as on the command line (config.preset)."""
+    if st.session_state.get("cfg_minutes"):
+        st.session_state["cfg_minutes"] = 0.0
+        st.session_state["budget_off"] = (
+            f"{name.replace('_', ' ').capitalize()} changed, so the time budget is off (minutes 0) and the run "
+            "trains exactly as set. Set minutes to fit it to a time instead."
+        )
 
 
 def field_widget(name: str, current: SimpleNamespace) -> None:
@@ -60,7 +64,16 @@ def field_widget(name: str, current: SimpleNamespace) -> None:
     elif setting.kind is bool:
         st.checkbox(label, key=key, help=help_text, disabled=not applies)
     elif setting.kind is int:
-        st.number_input(label, step=1, min_value=0, key=key, help=help_text, disabled=not applies)
+        st.number_input(
+            label,
+            step=1,
+            min_value=0,
+            key=key,
+            help=help_text,
+            disabled=not applies,
+            on_change=budget_off if name in RUN_LENGTH else None,
+            args=(name,),
+        )
     else:
         st.number_input(
             label, step=setting.step or 0.01, min_value=0.0, format="%g", key=key, help=help_text, disabled=not applies
@@ -84,6 +97,10 @@ def config_form() -> TrainConfig | None:
             for name in names:
                 field_widget(name, current)
     values = {name: st.session_state[f"cfg_{name}"] for name in SETTINGS}
+    if values["minutes"]:
+        st.session_state.pop("budget_off", None)
+    elif note := st.session_state.get("budget_off"):
+        st.caption(note)
     st.session_state["train_form"], st.session_state["train_preset"] = values, st.session_state["preset"]
     try:
         config = TrainConfig(**values)
@@ -240,7 +257,6 @@ st.title("Train")
 st.caption(f"Data: {lab.source}")
 if note := slow_cpu_note():
     st.caption(note)
-    st.button("Fill the form with the two-minute classroom setting", on_click=load_two_minute_classroom)
 
 job = lab.jobs.current
 try:

@@ -36,6 +36,18 @@ def test_rows_and_ratios_to_the_tutorial(tiny):
     assert len(table.splitlines()) == 4 and "| classroom |" in table
 
 
+def test_a_preset_given_by_time_is_benchmarked_within_its_budget_and_the_table_says_what_it_chose(tiny):
+    (row,) = run_benchmark(None, ["improved"], data=tiny, overrides={"minutes": 0.2})  # one width: little to time
+    assert row["status"] == "completed" and row["budget_seconds"] == pytest.approx(12.0)
+    assert row["chosen"].endswith("--minutes 0")  # the flags that repeat it without a budget
+    assert row["wall_seconds"] >= row["train_seconds"] + row["measured_seconds"] - 0.01  # measuring counts in it
+    assert row["overshoot"] == pytest.approx(row["wall_seconds"] / 12.0 - 1, abs=1e-3)
+    plain = {k: v for k, v in row.items() if k not in ("budget_seconds", "chosen", "measured_seconds")}
+    header, _, budgeted, unbudgeted = format_table([row, plain]).splitlines()
+    assert header.endswith("| budget (s) | chosen | measuring + run (s) | vs budget |")
+    assert f"| 12 | `{row['chosen']}` |" in budgeted and unbudgeted.endswith("| - | - | - | - |")
+
+
 def test_unknown_preset_lists_the_valid_ones(tiny):
     with pytest.raises(ValueError, match="classroom"):
         run_benchmark(None, ["fastest"], data=tiny)

@@ -129,7 +129,7 @@ def test_a_budgeted_cli_run_records_its_choice_and_the_command_it_prints_repeats
     assert chosen["minutes"] == 0 and chosen["epochs"] >= 1 and summary["epochs"] == chosen["epochs"]
     assert "0.15 min budget:" in err and "s measuring this machine, then" in err
     again = next(line for line in err.splitlines() if line.startswith(AGAIN)).removeprefix(AGAIN)
-    assert f"--epochs {chosen['epochs']}" in again and "--minutes" not in again
+    assert f"--epochs {chosen['epochs']}" in again and "--minutes 0 " in again  # classroom's own budget is off
     stored = RunStore(default_db_path(tmp_path)).get_run(summary["run_id"])
     assert stored.train_config.to_dict() == chosen  # a resume trains on with what was chosen
 
@@ -138,6 +138,16 @@ def test_a_budgeted_cli_run_records_its_choice_and_the_command_it_prints_repeats
     assert code == 0, err
     repeated = json.loads(out.strip().splitlines()[-1])
     assert repeated["config"] == chosen and repeated["test_accuracy"] == summary["test_accuracy"]
+
+
+def test_a_run_length_set_by_hand_turns_a_presets_budget_off_and_the_cli_says_so(call, tmp_path):
+    assert (preset("classroom").minutes, preset("best").minutes) == (2, 12)
+    assert preset("classroom", epochs=1).minutes == 0 and preset("best", width=48).minutes == 0
+    assert preset("classroom", epochs=5, minutes=3).minutes == 3  # a budget asked for with them stays
+    assert preset("classroom", lr=1.0).minutes == 2 and preset("improved", epochs=1).minutes == 0
+    code, _, err = call("train", *FAST, "--out", tmp_path)
+    assert code == 0, err
+    assert "note: --epochs, --width given, so the classroom preset's 2-minute budget is off" in err
 
 
 def test_a_queued_run_with_a_budget_records_and_shows_what_it_chose(tmp_path, tiny_data):
@@ -152,3 +162,21 @@ def test_a_queued_run_with_a_budget_records_and_shows_what_it_chose(tmp_path, ti
     snapshot = job.snapshot()
     assert snapshot.config == chosen and len(snapshot.epochs) == chosen.epochs  # the charts span what was chosen
     assert snapshot.budget.startswith("0.05 min budget:")  # the Train page says what was measured and chosen
+
+
+def test_a_width_too_slow_even_with_shrunk_epochs_is_not_timed_on_shrunk_images(tiny_data):
+    clock, calls = FakeClock(), []
+    full_step = {64: 10.0, 48: 5.0, 32: 2.0, 16: 1.0}
+
+    def measure(config, data, device, *, steps, shrunk):
+        calls.append((config.width, shrunk))
+        clock.now += 1.0
+        step = full_step[config.width] * (0.55 if shrunk else 1.0)
+        return Calibration(setup_s=0.0, step_s=step, score_s=0.0, save_s=0.0, later_step_s=step)
+
+    # One step per epoch: width 64's 10 epochs take 100 s, at least 83.5 s with 3 of them shrunk; width 48's 50 s,
+    # 47.75 s with one shrunk, 45.5 s with two.
+    config = preset("best").replace(minutes=52 / 60, eval_subset=0, tta=False, tta_shifts=False)
+    chosen = budget.plan(config, tiny_data, None, clock=clock, measure=measure)
+    assert calls == [(64, False), (48, False), (48, True)]
+    assert shape(chosen.config) == (48, 10, 2)

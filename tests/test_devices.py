@@ -79,9 +79,7 @@ def test_asking_for_bf16_where_it_is_native_is_silent(monkeypatch):
 
 def test_the_slow_cpu_note_speaks_only_where_training_falls_back_to_fp32(monkeypatch):
     monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
-    assert "fp32" in slow_cpu_note("cpu") and "minutes" in slow_cpu_note("cpu")
-    # Flags the train command accepts as written:
-    assert "(--width 24 --epochs 3 --lowres-epochs 2)" in slow_cpu_note("cpu")
+    assert "fp32" in slow_cpu_note("cpu") and "keep to their minutes" in slow_cpu_note("cpu")
     monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)
     assert slow_cpu_note("cpu") == ""
 

@@ -188,33 +188,15 @@ def test_home_and_train_pages_warn_of_slow_training_only_on_a_cpu_without_bf16(m
     assert ("no native bf16" in captions) is not fast
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_home_offers_the_two_minute_classroom_only_on_a_cpu_without_bf16(monkeypatch, fast):
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: fast)
-    monkeypatch.setattr(devices, "resolve_device", lambda name="auto": torch.device("cpu"))
-    at = open_page()
-    short = [b for b in at.button if b.label.startswith("Train a two-minute classroom model")]
-    assert bool(short) is not fast
-    if short:
-        short[0].click().run()
-        assert short[0].label.endswith("(width 24, 3 epochs, the first 2 on 24x24 images)")
-        job = manager().current
-        assert job is not None
-        config = job.config
-        assert (config.width, config.epochs, config.lowres_epochs, config.opt) == (24, 3, 2, "muon")
-        job.stop()
-
-
-def test_train_page_fills_the_form_with_the_two_minute_classroom_on_a_cpu_without_bf16(monkeypatch):
-    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: False)
-    monkeypatch.setattr(devices, "resolve_device", lambda name="auto": torch.device("cpu"))
+def test_on_train_a_run_length_set_by_hand_turns_the_presets_time_budget_off_and_says_so():
     at = open_page("pages/2_Train.py")
-    at.selectbox(key="preset").set_value("tutorial").run()
-    button(at, "Fill the form with the two-minute classroom setting").click().run()
-    assert at.selectbox(key="preset").value == "classroom" and at.selectbox(key="cfg_arch").value == "fastnet"
-    assert at.number_input(key="cfg_width").value == 24 and at.number_input(key="cfg_epochs").value == 3
-    assert at.number_input(key="cfg_lowres_epochs").value == 2
-    assert not at.error
+    assert at.number_input(key="cfg_minutes").value == 2  # classroom is two minutes by time budget
+    at.number_input(key="cfg_epochs").set_value(5).run()
+    assert at.number_input(key="cfg_minutes").value == 0
+    assert any(c.value.startswith("Epochs changed, so the time budget is off") for c in at.caption)
+    at.number_input(key="cfg_minutes").set_value(3.0).run()  # a budget asked for again: the note goes
+    assert not any("time budget is off" in c.value for c in at.caption)
+    assert at.number_input(key="cfg_epochs").value == 5 and not at.error
 
 
 def test_data_page_shows_an_image_at_each_side_the_lowres_epochs_allow():

@@ -20,8 +20,9 @@ from ..runs import RunRecord, RunStore
 from .setting_plots import setting_scatter, short_name, value_text
 
 # Settings that never change what a run scores, left out of the changes column and the scatters: device and threads
-# change only the speed, eval_subset only the per-epoch curve (the final score always uses every test image).
-NEVER_MATTERS = frozenset({"device", "threads", "eval_subset"})
+# change only the speed, eval_subset only the per-epoch curve (the final score always uses every test image); a time
+# budget is recorded as the epochs and width it chose (minutes 0), which say what trained.
+NEVER_MATTERS = frozenset({"device", "threads", "eval_subset", "minutes"})
 # Left out of the changes column only: the teacher's hold-out is the same for every run of the class, so on each row
 # it would say nothing about the participant's choices (it still gets a scatter where runs differ in it).
 NOT_CHOSEN = frozenset({"validation"})
