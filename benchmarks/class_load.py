@@ -118,11 +118,11 @@ async def start_training(browser: Browser, url: str, key: str, epochs: int) -> b
     await open_link(page, "Train")
     await page.get_by_text("Multiply-adds per image").first.wait_for()
     teacher = await page.get_by_text("You are the teacher").count() > 0
-    box = page.get_by_label("epochs", exact=True)
+    box = page.get_by_label("Epochs", exact=True)
     await box.fill(str(epochs))
     await box.press("Enter")
     await page.wait_for_function(
-        "n => { const e = document.querySelector(\"input[aria-label='epochs']\"); return e && e.value === n; }",
+        "n => { const e = document.querySelector(\"input[aria-label='Epochs']\"); return e && e.value === n; }",
         arg=str(epochs),
     )
     await page.wait_for_timeout(1000)  # the rerun the new value started is under way by now
