@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import SETTINGS, TrainConfig, cli_setting
+from .config import RUN_LENGTH, SETTINGS, TrainConfig, cli_setting
 from .data import CifarData
 from .evaluate import views_per_image
-from .train import Calibration, calibrate, scored_per_epoch, steps_per_epoch
+from .train import Calibration, calibrate, early_scored, scored_per_epoch, steps_per_epoch
 
 SHRUNK_SIDE = 24  # the side of the shrunk epochs a budget adds: about half a full-size step's time here
 WIDTH_STEP = 16  # fastnet widths the budget picks among: multiples of 16 ran faster per multiply-add on these CPUs
@@ -44,16 +44,19 @@ class Plan:
     measured_s: float  # spent timing this machine, part of the budget
     predicted_s: float  # the run's own predicted seconds, after the measuring
 
+    def _chosen(self) -> list[str]:
+        return [n for n in RUN_LENGTH if getattr(self.config, n) != getattr(self.recipe, n)]
+
     def command(self) -> str:
         """The flags that reproduce this run without a budget, e.g. `--epochs 10 --width 48 --minutes 0`."""
-        changed = [
-            cli_setting(name, getattr(self.config, name))
-            for name in ("epochs", "width", "lowres_epochs", "lowres_side")
-            if getattr(self.config, name) != getattr(self.recipe, name)
-        ]
-        return " ".join([*changed, "--minutes 0"])
+        return " ".join([*(cli_setting(n, getattr(self.config, n)) for n in self._chosen()), "--minutes 0"])
 
-    def summary(self) -> str:
+    def in_words(self) -> str:
+        """The same for the Train form, e.g. "Epochs 10, width 48 and Time budget (minutes) 0"."""
+        named = [f"{SETTINGS[n].form_label(n)} {getattr(self.config, n):g}" for n in [*self._chosen(), "minutes"]]
+        return ", ".join(named[:-1]) + (" and " if len(named) > 1 else "") + named[-1]
+
+    def summary(self, *, for_page: bool = False) -> str:
         return (
             f"{self.budget_s / 60:g} min budget: {self.measured_s:.1f} s measuring this machine, then "
             f"{self.config.epochs} epoch(s)"
@@ -63,7 +66,8 @@ class Plan:
                 else ""
             )
             + (f" at width {self.config.width}" if self.config.arch == "fastnet" else "")
-            + f", predicted {self.predicted_s:.0f} s. The same run without a budget: {self.command()}"
+            + f", predicted {self.predicted_s:.0f} s. The same run without a budget: "
+            + (f"set {self.in_words()} on the Train form." if for_page else self.command())
         )
 
 
@@ -80,7 +84,8 @@ def predict_seconds(
     scored = scored_per_epoch(config, test_images) + scored_per_epoch(config, config.validation)
     per_epoch = scored * cost.score_s + cost.save_s
     final = (test_images + config.validation) * cost.score_s * views_per_image(config.tta, config.tta_shifts)
-    return cost.setup_s + training + config.epochs * per_epoch + final + cost.save_s
+    first_epoch_scores = early_scored(steps, test_images) * cost.score_s
+    return cost.setup_s + training + first_epoch_scores + config.epochs * per_epoch + final + cost.save_s
 
 
 def bias_epochs(config: TrainConfig) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
 import tempfile
@@ -18,12 +19,19 @@ from .config import TrainConfig
 from .models import MODELS, build_model
 from .preprocess import CLASSES
 
+log = logging.getLogger(__name__)
+
 FORMAT = "cifar_lab.checkpoint"
 VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A file that cannot be used as a model; the message says why and what to do."""
+    """A file that cannot be used as a model; the message says why and what to do, in words a web page can show
+    (no library text, no command-line flags)."""
+
+
+class NeedsArchitecture(CheckpointError):
+    """Bare weights of a network other than the tutorial's: the architecture has to be named (the CLI's --arch)."""
 
 
 @dataclass(frozen=True)
@@ -120,9 +128,10 @@ def _read(source: str | os.PathLike | bytes, label: str) -> Any:
 
 
 def _corrupt(label: str, err: Exception) -> CheckpointError:
-    first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+    log.info("%s: torch.load failed: %s", label, " ".join(str(err).split())[:500])  # for whoever debugs, not the page
     return CheckpointError(
-        f"{label} is not a readable PyTorch checkpoint (corrupt, truncated or another kind of file): {first_line[:200]}"
+        f"{label} is not a model checkpoint this lab can read: the file is damaged, cut short or another kind of "
+        "file. Pick a .pth file saved by this lab (the Models page lists them) or a state_dict of a network it knows."
     )
 
 
@@ -150,9 +159,10 @@ def _from_bare_state(state: dict[str, torch.Tensor], arch: str | None, source: A
         if set(state) == set(build_model(TrainConfig(arch="tutorial")).state_dict()):
             arch = "tutorial"  # the tutorial's own torch.save(net.state_dict(), ...) output
         else:
-            raise CheckpointError(
-                f"{label} is a bare state_dict without a config; name its architecture "
-                f"(--arch, one of: {', '.join(MODELS)})"
+            raise NeedsArchitecture(
+                f"{label} holds weights only, with no record of the network they belong to, and they are not the "
+                f"PyTorch tutorial's net. Use a checkpoint saved by this lab, or name its architecture (one of: "
+                f"{', '.join(MODELS)})"
             )
     if arch not in MODELS:
         raise CheckpointError(f"unknown architecture {arch!r}; choose one of: {', '.join(MODELS)}")
@@ -167,12 +177,31 @@ def _build_and_load(config: TrainConfig, num_classes: int, state: dict[str, torc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        detail = " ".join(str(err).split())[:300]
+        log.info("%s: load_state_dict failed: %s", label, " ".join(str(err).split())[:500])
         raise CheckpointError(
             f"{label} does not fit the {config.arch!r} architecture (width {config.width}, "
-            f"{num_classes} classes): {detail}. Was it saved from another architecture?"
+            f"{num_classes} classes): {_mismatch(model.state_dict(), state)}. Was it saved from another architecture?"
         ) from err
     return model.eval()
+
+
+def _mismatch(wanted: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
+    """How the weights differ from the network's, in words: what is missing, extra or of another shape."""
+    missing = [k for k in wanted if k not in given]
+    extra = [k for k in given if k not in wanted]
+    other = [k for k in wanted if k in given and tuple(given[k].shape) != tuple(wanted[k].shape)]
+    parts = [
+        f"{len(names)} {what} (such as {names[0]!r})"
+        for names, what in ((missing, "weights missing"), (extra, "weights it does not have"))
+        if names
+    ]
+    if other:
+        shape = lambda t: "x".join(map(str, t.shape)) or "a single number"  # noqa: E731
+        parts.append(
+            f"{len(other)} of another shape (such as {other[0]!r}: {shape(given[other[0]])} in the file, "
+            f"{shape(wanted[other[0]])} in the network)"
+        )
+    return "; ".join(parts) or "its weights could not be loaded"
 
 
 def _path_of(source: Any) -> Path | None:

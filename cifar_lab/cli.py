@@ -368,12 +368,21 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_named(args: argparse.Namespace) -> Any:
+    """The checkpoint; bare weights of another net than the tutorial's ask for the flag that names it."""
+    from .checkpoint import NeedsArchitecture, load_checkpoint
+
+    try:
+        return load_checkpoint(args.checkpoint, arch=args.arch)
+    except NeedsArchitecture as err:
+        raise UserError(f"{err}; name it with --arch") from None
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
     from .data import load_data
     from .evaluate import evaluate_checkpoint
 
-    ckpt = load_checkpoint(args.checkpoint, arch=args.arch)
+    ckpt = _load_named(args)
     data = load_data(args.data)
     tta = ckpt.config.tta if args.tta is None else args.tta
     result = evaluate_checkpoint(ckpt, data.test_x, data.test_y, classes=data.classes, tta=tta)
@@ -386,12 +395,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
     from .inference import open_image, predict
 
     if args.top < 1:
         raise UserError(f"--top {args.top} is not valid; it must be 1 or more")
-    ckpt = load_checkpoint(args.checkpoint, arch=args.arch)
+    ckpt = _load_named(args)
     results = []
     for path in args.images:
         preds = predict(

@@ -27,7 +27,15 @@ class TrainConfig:
     """One training run, fully described. Invalid values raise ValueError naming the field."""
 
     # --- model ---
-    arch: str = setting("resnet", section=MODEL, help="network architecture", choices=described(MODELS))
+    arch: str = setting(
+        "resnet",
+        section=MODEL,
+        help="network architecture",
+        choices=described(MODELS),
+        label="Network",
+        effect="the model that learns: tutorial is the tutorial's small net (fast, weak), cnn and resnet stack more "
+        "layers, fastnet reaches a high score fastest on a CPU",
+    )
     width: int = setting(
         64,
         section=MODEL,
@@ -63,7 +71,14 @@ class TrainConfig:
         help="fraction of features zeroed at random before the classifier while training; fights overfitting",
     )
     # --- augmentation (applied to whole batches on the training device) ---
-    flip: bool = setting(True, section=AUGMENT, help="mirror training images left-right at random")
+    flip: bool = setting(
+        True,
+        section=AUGMENT,
+        help="mirror training images left-right at random",
+        label="Mirror images",
+        effect="on: training images are flipped left-right at random, so a car facing left teaches as much as one "
+        "facing right; usually a few points more on the test images",
+    )
     alternate_flip: bool = setting(
         False,
         section=AUGMENT,
@@ -77,6 +92,9 @@ class TrainConfig:
         high=8,
         unit="pixels",
         help="shift training images by up to this many pixels (reflect-pad, then crop at random); 0 = off",
+        label="Shift images (pixels)",
+        effect="training images move by up to this many pixels at random, so the model learns that a shifted cat "
+        "is still a cat; 0 turns it off, and large shifts push things out of the picture",
     )
     rotate: float = setting(
         0.0,
@@ -96,7 +114,15 @@ class TrainConfig:
         help="blank a random square of this side in each training image; 0 = off",
     )
     # --- optimisation ---
-    opt: str = setting("sgd", section=OPTIMISE, help="optimizer", choices=described(_OPTIMIZERS))
+    opt: str = setting(
+        "sgd",
+        section=OPTIMISE,
+        help="optimizer",
+        choices=described(_OPTIMIZERS),
+        label="Optimizer",
+        effect="how each step changes the weights: sgd is the classic, adam adapts each weight's step, muon "
+        "(fastnet only) gets furthest in the fewest epochs",
+    )
     lr: float = setting(
         0.1,
         section=OPTIMISE,
@@ -105,6 +131,9 @@ class TrainConfig:
         low_open=True,
         step=0.001,
         help="peak learning rate (for the batch-mean loss): the size of each update step",
+        label="Learning rate",
+        effect="the size of each step: raise it and the model learns faster, until it overshoots and the loss jumps "
+        "or blows up; lower it and learning is steadier but slower",
     )
     momentum: float = setting(
         0.9,
@@ -129,7 +158,16 @@ class TrainConfig:
         help="pull the weights towards zero each step (PyTorch's weight_decay); a regulariser",
     )
     batch_size: int = setting(256, section=OPTIMISE, low=1, high=8192, unit="images", help="images per update step")
-    epochs: int = setting(10, section=OPTIMISE, low=1, high=1000, help="passes over the whole training set")
+    epochs: int = setting(
+        10,
+        section=OPTIMISE,
+        low=1,
+        high=1000,
+        help="passes over the whole training set",
+        label="Epochs",
+        effect="how many times the model sees every training image: more usually scores higher and takes longer; "
+        "far more than needed and it starts to memorise the training images (overfitting)",
+    )
     minutes: float = setting(
         0.0,
         section=OPTIMISE,
@@ -139,6 +177,9 @@ class TrainConfig:
         unit="minutes",
         help="a time budget: a short measurement on this machine picks the epochs (and fastnet's width and shrunk "
         "epochs) so that the run, its final scores included, ends within this time; 0 = the epochs as set",
+        label="Time budget (minutes)",
+        effect="the lab times this computer first and picks the epochs (and fastnet's width) that fit in this many "
+        "minutes; 0 trains exactly the epochs set",
     )
     lowres_epochs: int = setting(
         0,
@@ -264,7 +305,14 @@ class TrainConfig:
         choices={"cifar": "per-channel mean/std of CIFAR-10", "half": "the tutorial's 0.5/0.5"},
     )
     seed: int = setting(
-        0, section=RUNTIME, low=0, high=2**31 - 1, help="random seed; the same seed and config give the same fp32 run"
+        0,
+        section=RUNTIME,
+        low=0,
+        high=2**31 - 1,
+        help="random seed; the same seed and config give the same fp32 run",
+        label="Seed",
+        effect="the random start (first weights, order of the images): the same seed and settings repeat a run; "
+        "another seed shows how much of a score is luck",
     )
     device: str = setting(
         "auto",

@@ -64,14 +64,26 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class EarlyScore:
+    """Test accuracy on a fixed handful of test images during the first epoch, so that the accuracy chart does not
+    stay empty for a whole epoch (a third of a two-minute run)."""
+
+    step: int
+    epoch: float  # where in the run, in epochs: 0.25 is a quarter of the way through the first
+    test_acc: float  # 0..1 on train.EARLY_IMAGES test images, plain views
+    seconds: float  # what scoring them took: left out of the training time, reported as the cost
+
+
+@dataclass(frozen=True)
 class Planned:
     """A time budget's choice, made before the first step: what trains, and how to train it again without one."""
 
     config: TrainConfig  # minutes 0, with the epochs (width, shrunk epochs) chosen
     summary: str  # what was measured and chosen, and the flags that reproduce the run exactly
+    page_summary: str = ""  # the same for a web page: the Train form's settings in words, no flags
 
 
-Event = Planned | Step | EpochEnd | Finished | Stopped | Failed
+Event = Planned | Step | EarlyScore | EpochEnd | Finished | Stopped | Failed
 Listener = Callable[[Event], None]
 
 

@@ -219,7 +219,7 @@ class TrainingRun:
         check_memory(budget.config, len(self.data.train_x), n_test_images=len(self.data.test_x))
         self.plan = dataclasses.replace(self.plan, config=budget.config)
         log.info("run %s: %s", self.run_id, budget.summary())
-        emit(Planned(budget.config, budget.summary()))
+        emit(Planned(budget.config, budget.summary(), budget.summary(for_page=True)))
 
     # --- saving ---
     def _save_epoch(self, event: Event) -> None:

@@ -64,6 +64,17 @@ class Setting:
     choices: Mapping[str, str] = dataclasses.field(default_factory=dict)  # name -> what it means ("" if clear)
     step: float | None = None  # the form's step for a float; whole numbers step by 1
     applies: Condition | None = None  # None: always
+    label: str = ""  # the form's label in plain words, e.g. "Learning rate"; "" shows the field's name
+    # For the few settings a student changes (the Train form shows them first, the rest under "Advanced"): what
+    # happens when it is raised or lowered, in words a class understands. "" for the others.
+    effect: str = ""
+
+    @property
+    def basic(self) -> bool:
+        return bool(self.effect)
+
+    def form_label(self, name: str) -> str:
+        return self.label or name.replace("_", " ")
 
     def range_text(self) -> str:
         """e.g. "[4, 512]" or "(0, 100]"; "" for a setting that is not a number."""
@@ -131,6 +142,8 @@ def setting(
     choices: Mapping[str, str] | Iterable[str] = (),
     step: float | None = None,
     applies: Condition | None = None,
+    label: str = "",
+    effect: str = "",
 ) -> Any:
     """A dataclass field with its default and its description (see Setting). Numbers need `low` and `high`."""
     kind = type(default)
@@ -139,7 +152,9 @@ def setting(
     if kind in (int, float) and (low is None or high is None):
         raise ValueError(f"a number setting needs low and high (default {default!r}: {help!r})")
     described = dict(choices) if isinstance(choices, Mapping) else dict.fromkeys(choices, "")
-    description = Setting(default, kind, help, section, unit, low, high, low_open, high_open, described, step, applies)
+    description = Setting(
+        default, kind, help, section, unit, low, high, low_open, high_open, described, step, applies, label, effect
+    )
     return dataclasses.field(default=default, metadata={_KEY: description})
 
 

@@ -29,13 +29,67 @@ class ModelSummary:
     macs: int  # multiply-adds for one image of image_size x image_size, from models.count_macs
 
     def table(self) -> list[dict[str, str | int]]:
-        """Rows as plain dicts, shapes written out ("6x28x28", "x2" when applied twice), for a dataframe."""
+        """Rows as plain dicts for a dataframe: each layer in words with the block it belongs to (the layers that
+        work on images of one size), shapes written out ("6x28x28", "x2" when applied twice), and its name in the
+        code last, for whoever reads the code."""
 
         def shape(row: LayerRow) -> str:
             text = "x".join(map(str, row.output_shape)) or "-"
             return f"{text} (x{row.calls})" if row.calls > 1 else text
 
-        return [{"layer": r.name, "type": r.type, "output": shape(r), "parameters": r.params} for r in self.rows]
+        blocks = _blocks(self.rows)
+        return [
+            {
+                "layer": layer_in_words(r),
+                "block": blocks.get(r.name, "-"),
+                "output": shape(r),
+                "parameters": r.params,
+                "name in the code": f"{r.name} ({r.type})",
+            }
+            for r in self.rows
+        ]
+
+
+KINDS = {
+    "Conv2d": "convolution: learned filters",
+    "BatchNorm2d": "normalisation",
+    "BatchNormNoScale": "normalisation",
+    "ReLU": "activation: keeps the positive values",
+    "GELU": "activation",
+    "MaxPool2d": "pooling: halves the image side",
+    "AdaptiveMaxPool2d": "pooling: one value per channel",
+    "Flatten": "flatten: maps to one list of numbers",
+    "Dropout": "dropout: switches features off at random while training",
+    "Linear": "fully connected",
+}
+
+
+def layer_in_words(row: LayerRow) -> str:
+    """e.g. "convolution: learned filters" or "whitening: fixed filters from the data (frozen)"."""
+    if row.name == "whiten":  # fastnet.FastNet: computed from the training images, never trained
+        return "whitening: fixed filters computed from the data (frozen)"
+    if row.type == "Linear" and row.output_shape and row.output_shape[-1] <= 100 and row.name != "(model)":
+        return "fully connected: one score per class" if _is_last(row) else KINDS["Linear"]
+    return KINDS.get(row.type, row.type)
+
+
+def _is_last(row: LayerRow) -> bool:
+    return row.name.split(".")[-1] in ("head", "classifier", "fc3", "fc")
+
+
+def _blocks(rows: tuple[LayerRow, ...]) -> dict[str, str]:
+    """Layer name -> "1 (32x32)": blocks numbered by the image side their convolutions work at, in order."""
+    sides: list[int] = []
+    blocks = {}
+    for row in rows:
+        if len(row.output_shape) != 3:
+            continue
+        side = row.output_shape[1]
+        if row.type == "Conv2d" and side not in sides:
+            sides.append(side)
+        if side in sides:
+            blocks[row.name] = f"{sides.index(side) + 1} ({side}x{side})"
+    return blocks
 
 
 @contextmanager

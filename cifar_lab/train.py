@@ -29,13 +29,15 @@ from .devices import (
     set_threads,
 )
 from .evaluate import Evaluation, evaluate, predict_logits
-from .events import EpochEnd, Failed, Finished, Listener, Step, Stopped
+from .events import EarlyScore, EpochEnd, Failed, Finished, Listener, Step, Stopped
 from .holdout import split
 from .models import EpochAware, InitFromData, build_model, count_macs
 from .optim import apply_schedule, build_optimizer, load_optimizer_state, lr_factor
 from .preprocess import normalize
 
 STEP_EVENTS_PER_EPOCH = 50  # loss is read back (a device sync) only this often
+EARLY_FRACTIONS = (0.25, 0.5, 0.75)  # of the first epoch, where its test accuracy is scored on EARLY_IMAGES
+EARLY_IMAGES = 500  # the first test images: fixed, so the points differ only by what the model learned
 WHITENING_SAMPLE = 5000  # training images a model may look at before training (fastnet's whitening)
 SMALL_STEP_MACS = 50_000_000  # multiply-adds per training step below which one CPU thread is fastest
 # BatchNorm's running statistics otherwise come from the last few batches only (its momentum), a noisy estimate.
@@ -82,6 +84,7 @@ class _Run:
     total_steps: int
     norm_momenta: list[tuple[_BatchNorm, float | None]]  # each BatchNorm and its own momentum, restored at the end
     notes: list[str] = field(default_factory=list)
+    early_steps: frozenset[int] = frozenset()  # steps of the first epoch after which EARLY_IMAGES are scored
     step: int = 0
     start_epoch: int = 0
     train_seconds: float = 0.0
@@ -112,8 +115,14 @@ def train(
     """Train a fresh model (or continue from `resume`) and score it on the test set, and on the validation
     hold-out (the last config.validation training images, never trained on) when it keeps one.
 
-    `resume` is an EpochEnd's `resume_state` plus the weights of that epoch under "model".
+    `resume` is an EpochEnd's `resume_state` plus the weights of that epoch under "model". A config with a time
+    budget is refused: what it trains is chosen first (budget.plan), as the CLI, the dashboard and bench do.
     """
+    if config.minutes:
+        raise ValueError(
+            f"minutes={config.minutes:g} is a time budget: choose the run it buys first, with "
+            "cifar_lab.budget.plan(config, data, device).config, or set minutes=0 to train the epochs as set"
+        )
     device = resolve_device(config.device)
     with freed_memory_kept(enabled=device.type == "cpu"):
         return _train(config, data, device, stop, on_event, resume)
@@ -181,6 +190,7 @@ def _calibrate(config: TrainConfig, data: CifarData, device: torch.device, *, st
     )
     started = time.perf_counter()
     run = _setup(config.replace(validation=0), sample, device, None)
+    run.early_steps = frozenset()  # the steps are timed alone; the early scores are predicted apart
     setup_s = time.perf_counter() - started
     first = 0 if shrunk else config.lowres_epochs  # the loop shrinks the images of epochs below lowres_epochs
     step_s = _time_steps(run, first)
@@ -263,6 +273,7 @@ def _setup(config: TrainConfig, data: CifarData, device: torch.device, resume: d
         steps * config.epochs,
         norm_momenta,
         notes=[thread_note] if thread_note else [],
+        early_steps=early_steps(steps, len(data.test_x)),
     )
     if resume is not None:
         _restore(run, resume)
@@ -344,6 +355,10 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event, emit: Listener):
             t_mark, images_mark = now, seen
             elapsed = run.train_seconds + now - t0
             emit(Step(run.step, run.total_steps, epoch + 1, value, lr, rate, elapsed))
+        if epoch == 0 and i + 1 in run.early_steps:
+            early = _early_score(run, epoch)
+            t0, t_mark = t0 + early.seconds, t_mark + early.seconds  # scoring, not training: out of its time
+            emit(early)
     seconds = time.perf_counter() - t0
     run.train_seconds += seconds
     return loss_sum.item() / seen, correct.item() / seen, seconds
@@ -397,6 +412,28 @@ def _end_epoch(run: _Run, epoch: int, outcome: tuple[float, float, float], emit:
 def steps_per_epoch(images: int, batch_size: int) -> int:
     """A last batch of one image would break BatchNorm; it is dropped, so each epoch sees N - 1 at worst."""
     return max(1, images // batch_size + (images % batch_size > 1))
+
+
+def early_steps(steps_per_epoch: int, test_images: int) -> frozenset[int]:
+    """Steps of the first epoch after which its test accuracy is scored early: none without a test set, or where an
+    epoch is too short to need it."""
+    if not test_images or steps_per_epoch < 2 * len(EARLY_FRACTIONS):
+        return frozenset()
+    return frozenset(max(1, round(f * steps_per_epoch)) for f in EARLY_FRACTIONS) - {steps_per_epoch}
+
+
+def early_scored(steps_per_epoch: int, test_images: int) -> int:
+    """Test images scored early in a run (early_steps), for what a run is predicted to take."""
+    return len(early_steps(steps_per_epoch, test_images)) * min(EARLY_IMAGES, test_images)
+
+
+def _early_score(run: _Run, epoch: int) -> EarlyScore:
+    started = time.perf_counter()
+    x, y = run.data.test_x[:EARLY_IMAGES], run.data.test_y[:EARLY_IMAGES]
+    logits = predict_logits(run.model, x, normalize=run.config.normalize, device=run.device, dtype=run.dtype)
+    accuracy = float((logits.argmax(1) == y.cpu()).float().mean())
+    at = epoch + (run.step - epoch * run.steps_per_epoch) / run.steps_per_epoch
+    return EarlyScore(run.step, at, accuracy, time.perf_counter() - started)
 
 
 def scored_per_epoch(config: TrainConfig, images: int) -> int:

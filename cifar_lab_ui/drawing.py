@@ -1,4 +1,5 @@
-"""Undo and Clear buttons for the drawing canvas, in view on a phone.
+"""Undo and Clear buttons for the drawing canvas, in view on a phone; what a drawing is shown to the model on, and
+why drawings are hard for it.
 
 streamlit-drawable-canvas shows its own undo, redo and reset only while a mouse hovers over it, so a finger never
 finds them. These buttons restart the canvas from a drawing handed to it as `initial_drawing`: every stroke but the
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 Stroke = dict[str, Any]  # one Fabric.js object of the canvas's json_data
 
@@ -62,3 +65,21 @@ def drawing_tools(key: str, strokes: list[Stroke]) -> list[Stroke]:
             args=(key, strokes, []),
         )
     return strokes
+
+
+# The model learned from 32x32 photos: objects fill the frame, in colour, on a coloured background (sky, grass,
+# road). A thin dark line on white is like none of them; filled shapes on a coloured ground give it a fair chance.
+DRAWING_ADVICE = (
+    "The model learned from small photos, not drawings: things fill the picture, in colour, on a background of sky, "
+    "grass or road. A thin line on white looks like nothing it has seen (often like a plane in a pale sky). Draw "
+    "big, filled, coloured shapes on a coloured background, for example a red car on a grey road or a brown horse "
+    "on green grass."
+)
+
+
+def on_background(rgba: np.ndarray, colour: str) -> Image.Image:
+    """The drawing over its background colour: the canvas may hand back its strokes on transparent pixels, which
+    the model's view would otherwise put on white."""
+    drawing = Image.fromarray(rgba, "RGBA")
+    ground = Image.new("RGBA", drawing.size, colour)
+    return Image.alpha_composite(ground, drawing).convert("RGB")

@@ -71,6 +71,17 @@ def summary_of_arch(arch: str) -> ModelSummary:
         return arch_summary(arch)
 
 
+# fastnet.FastNet.init_from_data: its first layer is computed from the training images and then frozen.
+WHITENING_NOTE = (
+    "fastnet's first layer is not learned. Before training, its filters are computed from the training images "
+    "(whitening): each is one way in which 2x2 patches of colour vary, scaled so that rare variations count as much "
+    "as common ones, and the layers after it start from evenly spread inputs and learn faster. The filters stay "
+    "frozen and come in pairs of opposite sign. They are not edge detectors: they range from overall brightness and "
+    "colour to fine pixel-to-pixel differences. The edge and texture detectors are learned by the convolutions after "
+    "it."
+)
+
+
 def explain_panel(ckpt: Checkpoint, path: Path, view: np.ndarray, *, key: str) -> None:
     """Grad-CAM for the predicted and a chosen class, first-layer filters and per-block feature maps of `view`
     ((32, 32, 3) uint8, the picture the model sees). `key` keeps the widgets of several panels apart."""
@@ -113,6 +124,8 @@ def explain_panel(ckpt: Checkpoint, path: Path, view: np.ndarray, *, key: str) -
         caption=f"{n} filters of {kh}x{kw} pixels, each stretched to full contrast: "
         "the patterns the first layer responds to",
     )
+    if ckpt.config.arch == "fastnet":
+        filters.caption(WHITENING_NOTE)
     feature_maps_view(maps, result, key=key)
 
 

@@ -10,7 +10,7 @@ from streamlit_drawable_canvas import st_canvas
 from cifar_lab.dashboard import plots
 from cifar_lab.data import CifarData
 from cifar_lab.inference import open_image
-from cifar_lab_ui.drawing import drawing_tools, restart_drawing
+from cifar_lab_ui.drawing import DRAWING_ADVICE, drawing_tools, on_background, restart_drawing
 from cifar_lab_ui.upload_limit import say_if_refused, with_limit
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
@@ -27,17 +27,25 @@ def uploaded_image(key: str = "upload") -> Image.Image | None:
     return open_image(file.getvalue(), name=file.name) if file is not None else None
 
 
+TOOLS = {"Brush": "freedraw", "Filled rectangle": "rect", "Filled circle": "circle"}  # shapes: drag across them
+BRUSH, BACKGROUND = "#b22222", "#8a8a8a"  # a red thing on a grey, road-like ground, as in the advice
+
+
 def drawn_image(key: str = "canvas") -> Image.Image | None:
-    left, right = st.columns([1, 3])
-    colour = left.color_picker("Brush colour", "#1f77b4", key=f"{key}_colour")
-    width = right.slider("Brush size", 4, 40, 18, key=f"{key}_size")
+    st.caption(DRAWING_ADVICE)
+    tool, colours = st.columns([2, 1])
+    mode = TOOLS[tool.radio("Tool", list(TOOLS), key=f"{key}_tool", horizontal=True) or "Brush"]
+    colour = colours.color_picker("Colour", BRUSH, key=f"{key}_colour")
+    ground = colours.color_picker("Background", BACKGROUND, key=f"{key}_background")
+    width = tool.slider("Brush size", 4, 40, 24, key=f"{key}_size", disabled=mode != "freedraw")
     canvas = st_canvas(
-        stroke_width=width,
+        stroke_width=width if mode == "freedraw" else 1,
         stroke_color=colour,
-        background_color="#ffffff",
+        fill_color=colour,
+        background_color=ground,
         height=256,
         width=256,
-        drawing_mode="freedraw",
+        drawing_mode=mode,
         initial_drawing=restart_drawing(key),
         return_image_data=True,
         key=key,
@@ -45,7 +53,7 @@ def drawn_image(key: str = "canvas") -> Image.Image | None:
     pixels = canvas.image_data  # (H, W, 4) RGBA uint8, or None before the first stroke
     if not drawing_tools(key, (canvas.json_data or {}).get("objects") or []) or pixels is None:
         return None
-    return Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGBA")
+    return on_background(np.asarray(pixels, dtype=np.uint8), ground)
 
 
 def webcam_image(key: str = "webcam") -> Image.Image | None:

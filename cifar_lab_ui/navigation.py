@@ -24,6 +24,7 @@ PAGES = (
     ("pages/6_Runs.py", "Runs"),
     ("pages/7_Explain.py", "Explain"),
     ("pages/8_Class.py", "Class"),
+    ("pages/9_Guide.py", "Guide"),
 )
 
 

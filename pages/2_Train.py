@@ -3,122 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import streamlit as st
 
 from cifar_lab import run_queue
-from cifar_lab.config import PRESETS, RUN_LENGTH, SETTINGS, TrainConfig, preset
+from cifar_lab.config import TrainConfig
 from cifar_lab.dashboard import ui_state
-from cifar_lab.dashboard.job_view import JobSnapshot
+from cifar_lab.dashboard.job_view import JobSnapshot, why_test_beats_train
 from cifar_lab.dashboard.jobs import TrainingJob
 from cifar_lab.dashboard.leaderboard import hides_test
 from cifar_lab.dashboard.live_frame import live_frame
 from cifar_lab.dashboard.run_views import queue_rows, starts_text
-from cifar_lab.devices import bf16_slowdown, slow_cpu_note
+from cifar_lab.devices import slow_cpu_note
 from cifar_lab.events import Finished
 from cifar_lab.labels import visible
-from cifar_lab.limits import machine_notes
 from cifar_lab.roles import NotAllowed
 from cifar_lab.run_files import SaveError
 from cifar_lab.runs import RunStoreError
 from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 from cifar_lab_ui.start_run import NO_NAME, estimate, queue_run
-
-DEFAULT_PRESET = "classroom"
-
-
-def load_preset(**changes: object) -> None:
-    """Fill every form field from the chosen preset (called when the preset changes), with any changes."""
-    for name, value in ui_state.form_values(preset(st.session_state["preset"], **changes).to_dict()).items():
-        st.session_state[f"cfg_{name}"] = value
-
-
-def restore_form() -> None:
-    """Widget values are dropped when another page is shown; bring back the last ones used here (a field the
-    remembered form lacks, as one added since, takes the default preset's value)."""
-    saved = {**preset(DEFAULT_PRESET).to_dict(), **(st.session_state.get("train_form") or {})}
-    st.session_state.setdefault("preset", st.session_state.get("train_preset", DEFAULT_PRESET))
-    for name, value in ui_state.form_values(saved).items():
-        st.session_state.setdefault(f"cfg_{name}", value)
-
-
-def budget_off(name: str) -> None:
-    """A run length set by hand turns the time budget off, as on the command line (config.preset)."""
-    if st.session_state.get("cfg_minutes"):
-        st.session_state["cfg_minutes"] = 0.0
-        st.session_state["budget_off"] = (
-            f"{name.replace('_', ' ').capitalize()} changed, so the time budget is off (minutes 0) and the run "
-            "trains exactly as set. Set minutes to fit it to a time instead."
-        )
-
-
-def field_widget(name: str, current: SimpleNamespace) -> None:
-    """The widget its setting calls for. Number inputs only refuse negatives: config_form names any other bad value,
-    where the widget's own bounds would silently clamp it."""
-    setting, key, label = SETTINGS[name], f"cfg_{name}", name.replace("_", " ")
-    help_text, applies = ui_state.field_help(name, current)
-    if setting.choices:
-        st.selectbox(label, list(setting.choices), key=key, help=help_text)
-    elif setting.kind is bool:
-        st.checkbox(label, key=key, help=help_text, disabled=not applies)
-    elif setting.kind is int:
-        st.number_input(
-            label,
-            step=1,
-            min_value=0,
-            key=key,
-            help=help_text,
-            disabled=not applies,
-            on_change=budget_off if name in RUN_LENGTH else None,
-            args=(name,),
-        )
-    else:
-        st.number_input(
-            label, step=setting.step or 0.01, min_value=0.0, format="%g", key=key, help=help_text, disabled=not applies
-        )
-
-
-def config_form() -> TrainConfig | None:
-    """The form, one column per section; returns the config, or None after showing why it is invalid."""
-    st.selectbox(
-        "Preset",
-        list(PRESETS),
-        key="preset",
-        on_change=load_preset,
-        help="a starting point; every field below can still be changed",
-    )
-    current = SimpleNamespace(**{name: st.session_state[f"cfg_{name}"] for name in SETTINGS})
-    sections = ui_state.form_sections()
-    for column, (section, names) in zip(st.columns(len(sections)), sections.items(), strict=True):
-        with column:
-            st.markdown(f"**{section}**")
-            for name in names:
-                field_widget(name, current)
-    values = {name: st.session_state[f"cfg_{name}"] for name in SETTINGS}
-    if values["minutes"]:
-        st.session_state.pop("budget_off", None)
-    elif note := st.session_state.get("budget_off"):
-        st.caption(note)
-    st.session_state["train_form"], st.session_state["train_preset"] = values, st.session_state["preset"]
-    try:
-        config = TrainConfig(**values)
-    except ValueError as err:
-        st.error(f"Fix the form: {err}")
-        return None
-    if why := bf16_slowdown(config.precision, config.device):
-        st.warning(f"Precision: {why}.")
-    for note in machine_notes(config):  # e.g. more threads asked for than the machine has cores
-        st.caption(f"Note: {note}")
-    return config
+from cifar_lab_ui.train_form import config_form, restore_form, with_run_seed
 
 
 def start(lab: ui_state.Lab, config: TrainConfig) -> None:
     """Queue a run for this participant, or remember why not; either is shown beside the button after the rerun,
     where a phone's reader is looking (the run itself shows at the top of the page)."""
     st.session_state.pop("start_error", None)
-    if problem := queue_run(lab, config, st.session_state["preset"]):
+    if problem := queue_run(lab, with_run_seed(config), st.session_state["preset"]):
+        st.session_state.pop("seed_used", None)  # nothing started: the form keeps the seed it showed
         st.session_state["start_error"] = problem
     else:
         st.session_state["start_notice"] = start_notice(lab)
@@ -181,6 +94,7 @@ def live_view(lab: ui_state.Lab, shown: TrainingJob, was_done: bool) -> None:
     owner = f" by {visible(job.owner)}" if job.owner else ""
     st.subheader(f"Run {snap.name}{owner}" + (f" ({snap.run_id})" if snap.run_id else ""))
     st.progress(snap.progress, text=ui_state.progress_text(snap))
+    st.caption(f"Seed {snap.config.seed}: the random start of this run.")
     if snap.budget:
         st.caption(snap.budget)  # "2 min budget: 2.6 s measuring this machine, then 3 epoch(s) ..."
     elif snap.status == "running" and snap.last_step is None:
@@ -192,6 +106,8 @@ def live_view(lab: ui_state.Lab, shown: TrainingJob, was_done: bool) -> None:
     left, right = st.columns(2)
     left.plotly_chart(frame.loss, key="loss_chart")
     right.plotly_chart(frame.accuracy, key="accuracy_chart")
+    if show_test and (note := why_test_beats_train(snap.config, snap.epochs)):
+        st.caption(note)
     queue_view(lab)
     if snap.done and not was_done:
         st.rerun()  # the whole page, once: shows the outcome and stops the timer

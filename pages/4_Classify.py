@@ -1,4 +1,5 @@
-"""Classify: upload, draw or photograph a picture; see the 32x32 the model sees, its top-3 classes and why."""
+"""Classify: upload, draw or photograph a picture; see the 32x32 the model sees, its top-3 classes (all of them one
+click away) and why."""
 
 from __future__ import annotations
 
@@ -47,12 +48,17 @@ seen, bars = st.columns([1, 2])
 seen.image(plots.upscale(view, 6), caption="what the model sees (32x32)")
 seen.image(image.convert("RGB"), caption="your picture", width=192)
 with one_thread():  # beside a training job: see devices.one_thread
-    top = predict(ckpt.model, image, classes=ckpt.classes, normalize=ckpt.config.normalize, top=3)
+    ranked = predict(ckpt.model, image, classes=ckpt.classes, normalize=ckpt.config.normalize, top=len(ckpt.classes))
+top = ranked[:3]
 bars.subheader(f"{top[0].label} ({top[0].probability:.0%})")
 if lab.settings.gallery:  # the teacher shows the class's pictures on the Class page; in memory only
     class_gallery().add(view, top[0].label, top[0].probability, lab.viewer.owner)
     bars.caption("The teacher has turned on the class gallery: this picture and the answer show on the Class page.")
 bars.plotly_chart(plots.probability_figure([p.label for p in top], [p.probability for p in top]))
+with bars.expander(f"All {len(ranked)} classes"):
+    st.plotly_chart(
+        plots.probability_figure([p.label for p in ranked], [p.probability for p in ranked]), key="all_classes"
+    )
 
 # Worked out only while open: thirty pictures classified at once must not queue thirty explanations.
 with st.expander("Why this prediction?", key="classify_why", on_change="rerun") as why:

@@ -86,8 +86,9 @@ def test_the_prediction_counts_steps_scoring_views_and_saves():
     cost = Calibration(setup_s=1.0, step_s=0.5, score_s=0.001, save_s=0.2, later_step_s=0.5)
     config = TrainConfig(arch="cnn", epochs=2, batch_size=100, eval_subset=1000, tta=True)
     seconds = predict_seconds(config, cost, 0.25, train_images=1000, test_images=2000)
-    # set-up 1 + 2 epochs of 10 steps * 0.5 + 2 * (1000 scored * 0.001 + 0.2 saved) + 2000 * 0.001 * 2 views + 0.2
-    assert seconds == pytest.approx(1 + 10 + 2.4 + 4 + 0.2)
+    # set-up 1 + 2 epochs of 10 steps * 0.5 + 2 * (1000 scored * 0.001 + 0.2 saved) + 2000 * 0.001 * 2 views + 0.2,
+    # and the first epoch's three early scores of 500 test images each
+    assert seconds == pytest.approx(1 + 10 + 2.4 + 4 + 0.2 + 1.5)
     shrunk = predict_seconds(config.replace(lowres_epochs=1), cost, 0.25, train_images=1000, test_images=2000)
     assert seconds - shrunk == pytest.approx(10 * 0.25)
 
@@ -116,6 +117,7 @@ def test_measuring_counts_in_the_budget_and_a_budget_too_small_says_by_how_much(
     assert chosen.config.minutes == 0 and chosen.predicted_s + chosen.measured_s <= 60
     assert chosen.predicted_s == pytest.approx(chosen.config.epochs * steps * 0.1 * chosen.config.width / 32)
     assert "--minutes 0" in chosen.summary() and f"--epochs {chosen.config.epochs}" in chosen.command()
+    assert chosen.in_words().endswith("Time budget (minutes) 0") and "--" not in chosen.summary(for_page=True)
     clock.now = 0.0
     with pytest.raises(BudgetTooSmall, match=r"0\.1 min is too short here: even one epoch at width 16 takes about 0 s"):
         budget.plan(config.replace(minutes=0.1), tiny_data, None, clock=clock, measure=measure)
@@ -162,6 +164,10 @@ def test_a_queued_run_with_a_budget_records_and_shows_what_it_chose(tmp_path, ti
     snapshot = job.snapshot()
     assert snapshot.config == chosen and len(snapshot.epochs) == chosen.epochs  # the charts span what was chosen
     assert snapshot.budget.startswith("0.05 min budget:")  # the Train page says what was measured and chosen
+    assert "Time budget (minutes) 0 on the Train form" in snapshot.budget
+    if chosen.epochs != TINY_RUN.epochs:
+        assert f"set Epochs {chosen.epochs}" in snapshot.budget
+    assert "--" not in snapshot.budget  # a page speaks of its own fields, not of command-line flags
 
 
 def test_a_width_too_slow_even_with_shrunk_epochs_is_not_timed_on_shrunk_images(tiny_data):

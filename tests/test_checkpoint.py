@@ -125,6 +125,23 @@ def test_bare_state_dict_of_another_arch_needs_its_name(tmp_path, model):
     assert "tutorial" in message and "architecture" in message
 
 
+def test_weights_that_do_not_fit_are_described_in_words_not_pytorch_s_text(tmp_path):
+    path = tmp_path / "wide.pth"
+    torch.save(build_model(TrainConfig(arch="cnn", width=16, depth=2)).state_dict(), path)
+    message = error_message(path, arch="cnn")  # the default cnn is wider and deeper
+    assert "does not fit the 'cnn' architecture" in message and "of another shape (such as" in message
+    assert "in the file" in message and "in the network" in message
+    assert "Error(s) in loading" not in message and "size mismatch" not in message
+
+
+def test_a_file_torch_cannot_read_is_refused_without_torch_s_advice(tmp_path):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"PK\x03\x04 not really a zip archive" * 10)
+    message = error_message(path)
+    assert "not a model checkpoint this lab can read" in message
+    assert "weights_only" not in message and "torch.load" not in message  # never point at the unsafe option
+
+
 def test_bare_state_dict_with_unknown_arch_lists_names(tmp_path):
     path = tmp_path / "cifar_net.pth"
     torch.save(TutorialNet().state_dict(), path)

@@ -311,3 +311,13 @@ def test_train_on_auto_precision_says_when_this_cpu_falls_back_to_slow_fp32(call
     code, _, stderr = call("train", *argv, "--device", "cpu", "--out", tmp_path, "--name", "note")
     assert code == 0, stderr
     assert ("no native bf16" in stderr) is not fast
+
+
+def test_bare_weights_of_another_net_ask_for_arch_on_the_command_line_only(call, tmp_path):
+    weights, picture = tmp_path / "bare.pth", tmp_path / "cat.png"
+    torch.save(build_model(TrainConfig(arch="cnn", width=8, depth=1)).state_dict(), weights)
+    Image.new("RGB", (32, 32), "orange").save(picture)
+    code, _, err = call("predict", weights, picture)
+    assert code == 2 and err.strip().endswith("name it with --arch"), err
+    code, _, err = call("predict", weights, picture, "--arch", "cnn", "--json")
+    assert code == 2 and "does not fit the 'cnn' architecture" in err  # width 8, depth 1 against the default

@@ -313,6 +313,19 @@ def test_summary_rows_of_the_tutorial_net():
     assert rows["pool"].calls == 2 and rows["fc3"].output_shape == (10,)
     assert summary.total_params == 62_006
     assert summary.table()[1]["output"] == "6x14x14 (x2)"
+    words = [(r["layer"], r["block"]) for r in summary.table()]
+    assert words[0] == ("convolution: learned filters", "1 (28x28)")
+    assert words[2] == ("convolution: learned filters", "2 (10x10)")
+    assert words[-1] == ("fully connected: one score per class", "-")
+    assert summary.table()[0]["name in the code"] == "conv1 (Conv2d)"
+
+
+def test_fastnet_layers_are_named_in_words_and_its_whitening_is_said_to_be_frozen():
+    table = model_summary(small("fastnet")).table()
+    assert table[0]["layer"] == "whitening: fixed filters computed from the data (frozen)"
+    kinds = {r["layer"] for r in table}
+    assert {"convolution: learned filters", "normalisation", "fully connected: one score per class"} <= kinds
+    assert not any(r["layer"] in ("Conv2d", "BatchNormNoScale") for r in table)  # no class names as the words
 
 
 def test_summary_counts_shared_and_own_parameters_once():

@@ -83,7 +83,7 @@ def test_summary_of_the_current_model_counts_every_parameter(with_model):
     total = count_params(load_checkpoint(with_model).model)
     assert metric(at, "Parameters") == f"{total:,}"
     table = at.dataframe[0].value
-    assert {"layer", "type", "output", "parameters"} <= set(table.columns)
+    assert {"layer", "block", "output", "parameters", "name in the code"} <= set(table.columns)
     assert int(table["parameters"].sum()) == total
 
 

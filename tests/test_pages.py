@@ -29,6 +29,7 @@ from cifar_lab.roles import ENV_TEACHER_KEY
 from cifar_lab.runs import RunStore
 from cifar_lab.train import train
 from cifar_lab_ui import navigation
+from cifar_lab_ui.drawing import DRAWING_ADVICE, on_background
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [
@@ -343,6 +344,26 @@ def test_classify_upload_shows_what_the_model_sees_and_top_3(with_model):
     assert len(bars["y"]) == 3 and sum(bars["x"]) <= 1.0 + 1e-6
     assert at.subheader[0].value.startswith(bars["y"][0])
     assert "what the model sees" in at.image[0].captions[0]
+    every = chart_specs(at)[1]["data"][0]  # one click away: the expander with every class
+    assert any(e.label == "All 10 classes" for e in at.expander) and len(set(every["y"])) == 10
+    assert every["y"][:3] == bars["y"] and sum(every["x"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_classify_draw_says_why_drawings_are_hard_and_offers_filled_shapes_on_a_coloured_ground(with_model):
+    at = open_page("pages/4_Classify.py")
+    at.segmented_control(key="classify_source").set_value("Draw").run()
+    assert any(c.value == DRAWING_ADVICE for c in at.caption)
+    assert at.radio(key="canvas_tool").options == ["Brush", "Filled rectangle", "Filled circle"]
+    assert at.color_picker(key="canvas_background").value != "#FFFFFF".lower()
+    at.radio(key="canvas_tool").set_value("Filled circle").run()
+    assert at.slider(key="canvas_size").disabled and not at.exception  # a shape has no brush size
+
+
+def test_a_drawing_is_seen_on_its_background_colour_not_on_white():
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)  # transparent but one opaque red pixel
+    rgba[0, 0] = (255, 0, 0, 255)
+    seen = np.asarray(on_background(rgba, "#228b22"))
+    assert tuple(seen[0, 0]) == (255, 0, 0) and tuple(seen[3, 3]) == (0x22, 0x8B, 0x22)
 
 
 def test_classify_invalid_upload_shows_a_readable_error(with_model):

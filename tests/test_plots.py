@@ -29,8 +29,20 @@ def test_loss_figure_draws_steps_smoothed_and_epochs():
     fig = plots.loss_figure(losses, [epoch(1, 0.3, 0.25), epoch(2, 0.5, 0.45)])
     raw, smooth, train, test = fig.data
     assert list(raw.x) == [p.epoch for p in losses] and list(raw.y) == [p.loss for p in losses]
-    assert len(smooth.y) == 30 and smooth.y[-1] > raw.y[-1]  # the average lags a falling loss
+    assert len(smooth.y) == 30 and smooth.name == "trend (smoothed)"
+    assert 0.2 < np.mean(np.asarray(smooth.y) > np.asarray(raw.y)) < 0.8  # crosses a straight fall, not above it
     assert list(train.x) == [1, 2] and list(test.y) == [2.5, 1.25]
+
+
+def test_the_loss_trend_runs_through_the_middle_of_a_noisy_falling_loss_not_above_it():
+    rng = np.random.default_rng(0)
+    falling = 2.0 * np.exp(-np.arange(300) / 100)
+    noisy = (falling + rng.normal(0, 0.15, 300)).tolist()
+    lagging = np.asarray(plots.ema(noisy)) - falling  # the forwards-only average: above the loss it follows
+    centred = np.asarray(plots.trend(noisy)) - falling
+    assert lagging[50:].mean() > 0.03 and abs(centred[50:-50].mean()) < 0.01
+    above = np.mean(np.asarray(plots.trend(noisy)) > np.asarray(noisy))
+    assert 0.35 < above < 0.65  # about as many raw points above it as below
 
 
 def test_accuracy_figure_has_train_and_test_per_epoch():
@@ -38,6 +50,18 @@ def test_accuracy_figure_has_train_and_test_per_epoch():
     assert [t.name for t in fig.data] == ["train", "test"]
     assert list(fig.data[1].y) == [0.25, 0.45]
     assert len(plots.accuracy_figure([]).data[0].x) == 0  # empty before the first epoch, no error
+
+
+def test_the_accuracy_chart_shows_test_accuracy_during_the_first_epoch():
+    from cifar_lab.events import EarlyScore
+
+    early = [EarlyScore(s, s / 8, a, 0.01) for s, a in ((2, 0.2), (4, 0.3), (6, 0.35))]
+    during = plots.accuracy_figure([], early=early).data[-1]
+    assert during.name == "test, during epoch 1" and list(during.x) == [0.25, 0.5, 0.75]
+    joined = plots.accuracy_figure([epoch(1, 0.3, 0.4)], early=early)
+    assert [t.name for t in joined.data] == ["train", "test", "test, during epoch 1"]
+    assert list(joined.data[-1].y) == [0.2, 0.3, 0.35, 0.4]  # it runs on into the first epoch's point
+    assert [t.name for t in plots.accuracy_figure([], show_test=False, early=early).data] == ["train"]
 
 
 def test_confusion_figure_counts_and_row_shares():

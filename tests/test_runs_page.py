@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -278,9 +279,25 @@ def test_checkpoint_file_is_none_outside_the_folder_or_when_missing(tmp_path):
     assert "outside the runs folder" in run_views.no_checkpoint_reason(runs[outside], tmp_path / "runs")
     inside.unlink()
     assert run_views.checkpoint_file(runs[inside], tmp_path / "runs") is None
-    assert "a.pth does not exist" in run_views.no_checkpoint_reason(runs[inside], tmp_path / "runs")
+    assert "its file, a.pth, has been deleted" in run_views.no_checkpoint_reason(runs[inside], tmp_path / "runs")
     no_file = store.get_run(record(store, "early"))
     assert "none was recorded" in run_views.no_checkpoint_reason(no_file, tmp_path / "runs")
+
+
+@pytest.mark.parametrize(
+    ("status", "epochs", "said"),
+    [
+        ("queued", 0, "this run has not started yet; its first checkpoint is saved when its first epoch ends."),
+        ("running", 0, "this run is in its first epoch; its first checkpoint is saved when that epoch ends."),
+        ("stopped", 0, "this run ended (stopped) before its first epoch did, so nothing was saved."),
+    ],
+)
+def test_a_run_without_a_checkpoint_yet_is_not_called_missing(tmp_path, status, epochs, said):
+    store = RunStore(tmp_path / "runs" / "db.sqlite")
+    young = record(store, "young", status="running", epochs=epochs, checkpoint=tmp_path / "runs" / "y.pth")
+    run = dataclasses.replace(store.get_run(young), status=status)
+    reason = run_views.no_checkpoint_reason(run, tmp_path / "runs")
+    assert reason == said and "does not exist" not in reason
 
 
 def test_comparison_figures_give_each_run_one_colour():

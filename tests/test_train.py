@@ -13,7 +13,7 @@ import torch
 from cifar_lab.checkpoint import load_checkpoint, save_checkpoint
 from cifar_lab.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from cifar_lab.data import CifarData
-from cifar_lab.events import EpochEnd, Failed, Finished, Step, Stopped
+from cifar_lab.events import EarlyScore, EpochEnd, Failed, Finished, Step, Stopped
 from cifar_lab.models import build_model
 from cifar_lab.optim import apply_schedule, build_optimizer, lr_factor
 from cifar_lab.train import train
@@ -143,7 +143,10 @@ def test_event_order_steps_then_epoch_end_per_epoch_then_finished(three_epochs):
     start = 0
     for epoch, end in enumerate(ends, start=1):
         block = events[start:end]
-        assert block and all(isinstance(e, Step) and e.epoch == epoch for e in block)
+        # the first epoch also scores the test set early (train.EARLY_FRACTIONS)
+        assert block and all(
+            (isinstance(e, Step) and e.epoch == epoch) or (isinstance(e, EarlyScore) and epoch == 1) for e in block
+        )
         start = end + 1
     assert start == len(events) - 1  # nothing between the last EpochEnd and Finished
     steps = of(events, Step)
@@ -546,3 +549,21 @@ def test_resume_after_a_shrunk_epoch_equals_the_uninterrupted_run(tiny_config, t
     assert same_weights(resumed.model.state_dict(), full.model.state_dict())
     plain, _ = run(config.replace(lowres_epochs=0), tiny_data)
     assert not same_weights(plain.model.state_dict(), full.model.state_dict())  # the shrinking did happen
+
+
+def test_the_first_epoch_scores_test_accuracy_early_without_changing_the_training(monkeypatch, tiny_data):
+    from cifar_lab import train as train_module
+
+    config = TrainConfig(arch="cnn", width=8, depth=1, batch_size=64, epochs=2, precision="fp32", threads=1)
+    steps = math.ceil(len(tiny_data.train_x) / 64)
+    assert steps >= 6  # enough steps for three early scores
+    _, events = run(config, tiny_data)
+    early = of(events, EarlyScore)
+    assert [round(e.epoch * 4) / 4 for e in early] == [0.25, 0.5, 0.75]
+    first_end = events.index(of(events, EpochEnd)[0])
+    assert all(events.index(e) < first_end for e in early)  # within the first epoch, before its end
+    assert all(0 <= e.test_acc <= 1 and e.seconds > 0 for e in early)
+    monkeypatch.setattr(train_module, "EARLY_FRACTIONS", ())
+    _, without = run(config, tiny_data)
+    assert not of(without, EarlyScore)
+    assert [s.loss for s in of(events, Step)] == [s.loss for s in of(without, Step)]  # scoring leaves no trace

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..events import EpochEnd, Failed, Finished, Step, Stopped
+from ..events import EarlyScore, EpochEnd, Failed, Finished, Step, Stopped
 
 DONE = frozenset({"completed", "stopped", "failed"})
 # Loss curve points kept per job; older ones are merged in pairs beyond this. A half-page chart shows no more, and
@@ -77,6 +78,7 @@ class JobSnapshot:
     version: int = 0  # the job's changes so far: a snapshot with the same version shows the same
     eta_s: float | None = None  # seconds until it ends, final scoring included (time_left.TimeLeft); None: unknown
     budget: str = ""  # what a time budget measured and chose (events.Planned), "" without one
+    early: tuple[EarlyScore, ...] = ()  # the first epoch's early test scores
 
     @property
     def done(self) -> bool:
@@ -103,3 +105,31 @@ class JobSnapshot:
         if isinstance(self.final, Finished):
             return self.final.test_accuracy
         return self.epochs[-1].test_acc if self.epochs else None
+
+
+def why_test_beats_train(config: TrainConfig, epochs: Sequence[EpochEnd]) -> str:
+    """Why test accuracy is above train accuracy, when it is: a student reads that as a mistake. Empty otherwise."""
+    if not epochs or epochs[-1].test_acc <= epochs[-1].train_acc:
+        return ""
+    harder = [
+        what
+        for what, on in (
+            ("flipped", config.flip),
+            ("shifted", config.crop_pad > 0),
+            ("rotated", config.rotate > 0),
+            ("partly blanked", config.cutout > 0),
+        )
+        if on
+    ]
+    reasons = []
+    if harder:
+        reasons.append(f"the training images are {', '.join(harder)} at random (augmentation), the test images never")
+    if config.label_smoothing > 0:
+        reasons.append("training is scored against softened answers (label smoothing)")
+    if config.dropout > 0:
+        reasons.append("dropout switches off part of the network while it trains")
+    why = "; ".join(reasons) or "train accuracy is averaged over the epoch, while the network was still improving"
+    return (
+        "Test accuracy is above train accuracy here, and that is expected: train accuracy is measured on a harder "
+        f"task ({why}). Loss shows the same: the train loss stays higher than the test loss."
+    )

@@ -41,7 +41,7 @@ class LiveFrames:
             frame = LiveFrame(
                 snap,
                 plots.loss_figure(snap.losses, snap.epochs),
-                plots.accuracy_figure(snap.epochs, show_test=show_test),
+                plots.accuracy_figure(snap.epochs, show_test=show_test, early=snap.early),
             )
             frames[show_test] = frame
             return frame

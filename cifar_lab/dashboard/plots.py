@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..events import EpochEnd
+from ..events import EarlyScore, EpochEnd
 from ..preprocess import normalize as normalize_pixels
 
 if TYPE_CHECKING:
@@ -43,6 +43,13 @@ def ema(values: Sequence[float], smoothing: float = SMOOTHING) -> list[float]:
     return out
 
 
+def trend(values: Sequence[float], smoothing: float = SMOOTHING) -> list[float]:
+    """The moving average run forwards, then backwards over the result: no lag, so the line goes through the middle
+    of the raw points. A forwards-only average of a falling loss lags behind it and runs above every raw point."""
+    forwards = ema(values, smoothing)
+    return ema(forwards[::-1], smoothing)[::-1]
+
+
 def _column(items: Sequence, attribute: str) -> np.ndarray:
     """One attribute of each item as a float array: plotly checks arrays at once, lists item by item (10x slower)."""
     return np.fromiter((getattr(item, attribute) for item in items), dtype=float, count=len(items))
@@ -60,7 +67,7 @@ def loss_figure(losses: Sequence[LossPoint], epochs: Sequence[EpochEnd], *, smoo
     ex = _column(epochs, "epoch")
     traces = [
         _line(x, y, "train loss per step", RAW_COLOUR, "lines", width=1),
-        _line(x, np.asarray(ema(y.tolist(), smoothing)), "smoothed", TRAIN_COLOUR, "lines"),
+        _line(x, np.asarray(trend(y.tolist(), smoothing)), "trend (smoothed)", TRAIN_COLOUR, "lines"),
         {
             **_line(ex, _column(epochs, "train_loss"), "train loss per epoch", TRAIN_COLOUR, "markers"),
             "marker": dict(color=TRAIN_COLOUR, size=9, symbol="diamond"),
@@ -70,8 +77,11 @@ def loss_figure(losses: Sequence[LossPoint], epochs: Sequence[EpochEnd], *, smoo
     return _figure(traces, "Loss", xaxis=dict(title="epoch"), yaxis=dict(title="cross-entropy"))
 
 
-def accuracy_figure(epochs: Sequence[EpochEnd], *, show_test: bool = True) -> go.Figure:
-    """Train and test accuracy after each epoch (and validation, for a run with a hold-out), 0..1 shown as percent.
+def accuracy_figure(
+    epochs: Sequence[EpochEnd], *, show_test: bool = True, early: Sequence[EarlyScore] = ()
+) -> go.Figure:
+    """Train and test accuracy after each epoch (and validation, for a run with a hold-out), 0..1 shown as percent;
+    `early`: test accuracy during the first epoch, on a few test images, so the chart is not empty until it ends.
     `show_test=False` leaves test out, for a class that ranks by validation accuracy until test is revealed."""
     x = _column(epochs, "epoch")
     traces = [_line(x, _column(epochs, "train_acc"), "train", TRAIN_COLOUR)]
@@ -80,11 +90,16 @@ def accuracy_figure(epochs: Sequence[EpochEnd], *, show_test: bool = True) -> go
     if any(e.val_acc is not None for e in epochs):
         held_out = np.array([np.nan if e.val_acc is None else e.val_acc for e in epochs])
         traces.append(_line(x, held_out, "validation", VALIDATION_COLOUR, dash="dash"))
+    if show_test and early:  # last, so the traces above keep their places; joined to epoch 1's point
+        ex, ey = _column(early, "epoch"), _column(early, "test_acc")
+        if len(epochs):
+            ex, ey = np.append(ex, x[0]), np.append(ey, epochs[0].test_acc)
+        traces.append(_line(ex, ey, "test, during epoch 1", TEST_COLOUR, dash="dot"))
     top = max([1] + [e.epochs for e in epochs])
     return _figure(
         traces,
         "Accuracy per epoch",
-        xaxis=dict(title="epoch", range=[0.5, top + 0.5], dtick=1 if top <= 20 else None),
+        xaxis=dict(title="epoch", range=[0, top + 0.5], dtick=1 if top <= 20 else None),
         yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]),
     )
 

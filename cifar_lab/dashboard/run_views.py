@@ -171,13 +171,20 @@ def checkpoint_file(record: RunRecord, runs_dir: str | Path) -> Path | None:
 
 
 def no_checkpoint_reason(record: RunRecord, runs_dir: str | Path) -> str:
-    """Why checkpoint_file() gave None, in words for the page."""
+    """Why checkpoint_file() gave None, in words for the page: a run still waiting or training is not missing
+    anything."""
+    if record.status == "queued":
+        return "this run has not started yet; its first checkpoint is saved when its first epoch ends."
+    if record.status == "running" and record.epochs_done == 0:
+        return "this run is in its first epoch; its first checkpoint is saved when that epoch ends."
     if not record.checkpoint:
         return "none was recorded for this run."
     path = Path(record.checkpoint)
     if not path.resolve().is_relative_to(Path(runs_dir).resolve()):
         return f"{path} is outside the runs folder; copy it from the server's disk."
-    return f"{path.name} does not exist: the run ended before its first epoch, or the file was deleted."
+    if record.epochs_done == 0:
+        return f"this run ended ({record.status}) before its first epoch did, so nothing was saved."
+    return f"its file, {path.name}, has been deleted from the runs folder."
 
 
 def export_name(records: Sequence[RunRecord], suffix: str) -> str:

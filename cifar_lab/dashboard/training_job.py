@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from ..data import CifarData, DataError, load_data
-from ..events import EpochEnd, Event, Failed, Finished, Planned, Step, Stopped
+from ..events import EarlyScore, EpochEnd, Event, Failed, Finished, Planned, Step, Stopped
 from ..run_files import SaveError
 from ..runner import RunPlan, TrainingRun, abandon
 from ..runs import EpochRecord, RunStore, RunStoreError
@@ -52,6 +52,7 @@ class TrainingJob:
         self._status, self._message, self._run_id = "queued", "waiting to start", plan.run_id
         self._losses = LossSeries()
         self._epochs: list[EpochEnd] = []
+        self._early: list[EarlyScore] = []  # the first epoch's early test scores
         self._last_step: Step | None = None
         self._final: Finished | Stopped | Failed | None = None
         self._time_left: TimeLeft | None = None  # once the data is known
@@ -122,6 +123,7 @@ class TrainingJob:
                 self._version,
                 self._time_left.seconds() if self._time_left is not None and self._status == "running" else None,
                 self._budget,
+                tuple(self._early),
             )
 
     # --- the worker ---
@@ -190,12 +192,14 @@ class TrainingJob:
                 self._time_left(event)
             if isinstance(event, Planned):  # a time budget chose the epochs: the charts follow it
                 self.config = event.config
-                self._message = self._budget = event.summary
+                self._message = self._budget = event.page_summary or event.summary
                 return
             if isinstance(event, Step):
                 per_epoch = event.total_steps / self.config.epochs
                 self._losses.add(event.step, event.step / per_epoch, event.loss)
                 self._last_step = event
+            elif isinstance(event, EarlyScore):
+                self._early.append(event)
             elif isinstance(event, EpochEnd):
                 self._epochs.append(event)
                 self._saved_epoch = event.epoch

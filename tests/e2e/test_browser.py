@@ -192,14 +192,15 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
         "Runs",
         "Explain",
         "Class",
+        "Guide",
     ]
     # A VGG-style net, 16 steps per epoch here, for more epochs than any machine finishes while the test watches:
     # how long it runs must not depend on the CPU's speed (a fast one finished 4 epochs before the page's first
     # redraw, every ui_state.CPU_LIVE_REFRESH_S seconds on a CPU). The test watches the curve grow, then stops it.
     choose(page, "Preset", "improved")
     wait_for_value(page, "batch size", "128")  # the preset has reached the form
-    set_number(page, "epochs", EPOCHS)
-    wait_for_value(page, "epochs", str(EPOCHS))
+    set_number(page, "Epochs", EPOCHS)
+    wait_for_value(page, "Epochs", str(EPOCHS))
     page.wait_for_timeout(1000)  # the rerun that the new value started is under way (and shown) by now
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")  # and done
     page.get_by_role("button", name="Start training").click()

@@ -264,7 +264,8 @@ def start_run(person: Person, epochs: int) -> None:
     person.choose("Preset", "improved")
     wait_for_value(tab, "batch size", "128")  # the preset has reached the form
     params = tab.get_by_test_id("stMetric").filter(has_text="Parameters").inner_text()
-    set_number(person, "epochs", epochs)
+    set_number(person, "Epochs", epochs)
+    person.press(tab.get_by_text("Advanced settings", exact=True))  # threads and width are a student's second layer
     set_number(person, "threads", 1)
     set_number(person, "width", 8)  # last: once the parameter count changes, the server has every value typed
     tab.wait_for_function(
