@@ -24,8 +24,8 @@ STEPS = (
         10,
         "pages/2_Train.py",
         "Everyone types their name in the sidebar (on a phone: at the top), keeps the classroom preset (two minutes "
-        "on this computer) and changes one setting: the learning rate, the epochs, or mirrored images off. Start "
-        "puts each run in a fair queue; the Class page shows the queue on the projector.",
+        "on this computer) and changes one setting: the learning rate, how far images shift, or mirrored images "
+        "off. Start puts each run in a fair queue; the Class page shows the queue on the projector.",
         "If we double the learning rate, will the model learn faster, or worse? Who wants to try?",
     ),
     (
