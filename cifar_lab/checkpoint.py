@@ -161,8 +161,8 @@ def _from_bare_state(state: dict[str, torch.Tensor], arch: str | None, source: A
         else:
             raise NeedsArchitecture(
                 f"{label} holds weights only, with no record of the network they belong to, and they are not the "
-                f"PyTorch tutorial's net. Use a checkpoint saved by this lab, or name its architecture (one of: "
-                f"{', '.join(MODELS)})"
+                "PyTorch tutorial's net, so the lab cannot tell which architecture to build. Use a checkpoint saved "
+                "by this lab"
             )
     if arch not in MODELS:
         raise CheckpointError(f"unknown architecture {arch!r}; choose one of: {', '.join(MODELS)}")

@@ -371,11 +371,12 @@ def _runs(args: argparse.Namespace) -> int:
 def _load_named(args: argparse.Namespace) -> Any:
     """The checkpoint; bare weights of another net than the tutorial's ask for the flag that names it."""
     from .checkpoint import NeedsArchitecture, load_checkpoint
+    from .models import MODELS
 
     try:
         return load_checkpoint(args.checkpoint, arch=args.arch)
     except NeedsArchitecture as err:
-        raise UserError(f"{err}; name it with --arch") from None
+        raise UserError(f"{err}, or name its architecture with --arch (one of: {', '.join(MODELS)})") from None
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -318,6 +318,6 @@ def test_bare_weights_of_another_net_ask_for_arch_on_the_command_line_only(call,
     torch.save(build_model(TrainConfig(arch="cnn", width=8, depth=1)).state_dict(), weights)
     Image.new("RGB", (32, 32), "orange").save(picture)
     code, _, err = call("predict", weights, picture)
-    assert code == 2 and err.strip().endswith("name it with --arch"), err
+    assert code == 2 and "or name its architecture with --arch (one of: " in err, err
     code, _, err = call("predict", weights, picture, "--arch", "cnn", "--json")
     assert code == 2 and "does not fit the 'cnn' architecture" in err  # width 8, depth 1 against the default

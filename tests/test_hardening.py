@@ -271,7 +271,7 @@ def bad_checkpoints(marker: Path) -> dict[str, tuple[bytes, str]]:
         ),
         "another class count": (checkpoint_bytes(build_model(TINY).state_dict(), classes=("a", "b", "c")), "3 classes"),
         "not a checkpoint": (encode(Image.new("RGB", (8, 8))), "not a model checkpoint this lab can read"),
-        "bare weights of another net": (torch_bytes(build_model(TINY).state_dict()), "name its architecture"),
+        "bare weights of another net": (torch_bytes(build_model(TINY).state_dict()), "cannot tell which architecture"),
     }
 
 
