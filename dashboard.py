@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-
 import streamlit as st
 
 from cifar_lab.checkpoint import CheckpointError
@@ -15,6 +13,7 @@ from cifar_lab.labels import visible
 from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 from cifar_lab_ui.start_run import NO_NAME, queue_run
+from cifar_lab_ui.train_form import random_seed
 
 TRAIN_PAGE = "pages/2_Train.py"
 
@@ -60,7 +59,7 @@ def model_summary(lab: ui_state.Lab) -> None:
 
 def quick_start(lab: ui_state.Lab) -> None:
     # A new seed each time, as on Train: two students' runs show the spread of a score, not one curve twice.
-    if problem := queue_run(lab, preset("classroom", seed=secrets.randbelow(2**31 - 1)), "classroom"):
+    if problem := queue_run(lab, preset("classroom", seed=random_seed()), "classroom"):
         st.error(problem)
         return
     st.switch_page(TRAIN_PAGE)

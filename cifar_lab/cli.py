@@ -204,9 +204,14 @@ def same_run_command(args: argparse.Namespace, config: TrainConfig) -> str:
     return " ".join(flags)
 
 
+def _flags_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields whose flags were given."""
+    return {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+
+
 def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the flags set, on top of args.preset."""
-    overrides = {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+    overrides = _flags_given(args)
     base = PRESETS.get(args.preset, {})
     arch = overrides.get("arch", "fastnet")
     if arch in ARCHS and arch != "fastnet" and base.get("opt") == "muon" and "opt" not in overrides:
@@ -222,7 +227,7 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def budget_note(args: argparse.Namespace) -> str:
     """Why a preset given by time trains without its budget, when the flags set its length; else empty."""
-    overrides = {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+    overrides = _flags_given(args)
     if args.preset not in PRESETS or not budget_dropped(args.preset, overrides):
         return ""
     named = ", ".join(cli_flag(n) for n in RUN_LENGTH if n in overrides)

@@ -68,8 +68,8 @@ def layer_in_words(row: LayerRow) -> str:
     """e.g. "convolution: learned filters" or "whitening: fixed filters from the data (frozen)"."""
     if row.name == "whiten":  # fastnet.FastNet: computed from the training images, never trained
         return "whitening: fixed filters computed from the data (frozen)"
-    if row.type == "Linear" and row.output_shape and row.output_shape[-1] <= 100 and row.name != "(model)":
-        return "fully connected: one score per class" if _is_last(row) else KINDS["Linear"]
+    if row.type == "Linear" and _is_last(row):
+        return "fully connected: one score per class"
     return KINDS.get(row.type, row.type)
 
 

@@ -356,7 +356,7 @@ def _train_epoch(run: _Run, epoch: int, stop: threading.Event, emit: Listener):
             elapsed = run.train_seconds + now - t0
             emit(Step(run.step, run.total_steps, epoch + 1, value, lr, rate, elapsed))
         if epoch == 0 and i + 1 in run.early_steps:
-            early = _early_score(run, epoch)
+            early = _early_score(run)
             t0, t_mark = t0 + early.seconds, t_mark + early.seconds  # scoring, not training: out of its time
             emit(early)
     seconds = time.perf_counter() - t0
@@ -427,13 +427,13 @@ def early_scored(steps_per_epoch: int, test_images: int) -> int:
     return len(early_steps(steps_per_epoch, test_images)) * min(EARLY_IMAGES, test_images)
 
 
-def _early_score(run: _Run, epoch: int) -> EarlyScore:
+def _early_score(run: _Run) -> EarlyScore:
+    """The first epoch's test accuracy so far (early_steps)."""
     started = time.perf_counter()
     x, y = run.data.test_x[:EARLY_IMAGES], run.data.test_y[:EARLY_IMAGES]
     logits = predict_logits(run.model, x, normalize=run.config.normalize, device=run.device, dtype=run.dtype)
     accuracy = float((logits.argmax(1) == y.cpu()).float().mean())
-    at = epoch + (run.step - epoch * run.steps_per_epoch) / run.steps_per_epoch
-    return EarlyScore(run.step, at, accuracy, time.perf_counter() - started)
+    return EarlyScore(run.step, run.step / run.steps_per_epoch, accuracy, time.perf_counter() - started)
 
 
 def scored_per_epoch(config: TrainConfig, images: int) -> int:

@@ -17,7 +17,6 @@ from cifar_lab_ui.glossary import with_links
 
 DEFAULT_PRESET = "classroom"
 BASIC = tuple(name for name, s in SETTINGS.items() if s.basic)  # in declaration order
-SEED_HIGH = 2**31 - 1
 
 
 def load_preset(**changes: object) -> None:
@@ -52,8 +51,13 @@ def budget_off(name: str) -> None:
         )
 
 
+def random_seed() -> int:
+    """A new seed for a run started from the dashboard (the CLI keeps its fixed default)."""
+    return secrets.randbelow(int(SETTINGS["seed"].high or 1) + 1)
+
+
 def new_seed() -> None:
-    st.session_state["cfg_seed"] = secrets.randbelow(SEED_HIGH)
+    st.session_state["cfg_seed"] = random_seed()
 
 
 def with_run_seed(config: TrainConfig) -> TrainConfig:
@@ -61,7 +65,7 @@ def with_run_seed(config: TrainConfig) -> TrainConfig:
     the same settings show how much of a score is luck. The seed field shows it from the next run of the page."""
     if st.session_state.get("keep_seed"):
         return config
-    seed = secrets.randbelow(SEED_HIGH)
+    seed = random_seed()
     st.session_state["seed_used"] = seed  # the widget exists in this run: restore_form sets it in the next
     return config.replace(seed=seed)
 
