@@ -21,6 +21,7 @@ from cifar_lab.dashboard.explain_view import (
     arch_summary,
     class_heatmap,
     explain,
+    stage_words,
     summary_totals,
 )
 from cifar_lab.devices import one_thread
@@ -134,21 +135,21 @@ def feature_maps_view(column, result: Explanation, *, key: str) -> None:
     if not result.stages:
         column.info("This model has no conv blocks to show feature maps for.")
         return
-    stages = {stage.name: stage for stage in result.stages}
+    stages = result.stages
     column.markdown("**Feature maps**")
-    name = column.selectbox(
+    index: int = column.selectbox(
         "Conv block",
-        list(stages),
+        range(len(stages)),
         key=f"{key}_block",
-        format_func=lambda s: f"{s}  ({'x'.join(map(str, stages[s].shape))})",
-        help="blocks in forward order: early ones respond to edges and colours, later ones to larger parts",
+        format_func=lambda i: f"block {i + 1} of {len(stages)}: {stage_words(stages[i])}",
+        help="blocks in the order the picture passes through them: early ones respond to edges and colours, later "
+        "ones to larger parts",
     )
-    stage = stages.get(name, result.stages[0])
-    channels = stage.shape[0]
+    stage = stages[index if index < len(stages) else 0]
     column.image(
         stage.grid,
-        caption=f"{stage.name}: the {min(16, channels)} most active of {channels} channels "
-        f"({stage.shape[1]}x{stage.shape[2]} each), bright = strong response",
+        caption=f"the {min(16, stage.shape[0])} most active of them, bright = strong response "
+        f"(name in the code: {stage.name})",
     )
 
 

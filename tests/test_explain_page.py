@@ -73,6 +73,8 @@ def test_explain_page_explains_an_uploaded_image(with_model):
     assert len(blocks.options) >= 2  # tiny cnn: two conv blocks
     blocks.set_value(blocks.options[-1]).run()
     assert not at.exception
+    # Blocks are named in words, the code's module path only in brackets.
+    assert any(c.startswith("the ") and "(name in the code: " in c for c in captions(at))
     selectbox(at, "Evidence for class").set_value(ckpt.classes.index("cat")).run()
     assert not at.exception and any(c == "evidence for cat" for c in captions(at))
 

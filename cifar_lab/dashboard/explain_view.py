@@ -46,6 +46,12 @@ class Explanation:
     stages: tuple[Stage, ...]  # feature maps of each conv block, in forward order
 
 
+def stage_words(stage: Stage) -> str:
+    """A conv block's output in words: "96 feature maps of 16x16 pixels"."""
+    channels, *side = stage.shape
+    return f"{channels} feature maps of {'x'.join(map(str, side))} pixels"
+
+
 def to_input(view: np.ndarray, normalize: str = "cifar") -> torch.Tensor:
     """(32, 32, 3) uint8 picture -> the (1, 3, 32, 32) float tensor the model takes (the test transform)."""
     if view.dtype != np.uint8 or view.ndim != 3 or view.shape[2] != 3:

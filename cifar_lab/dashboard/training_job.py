@@ -53,6 +53,7 @@ class TrainingJob:
         self._losses = LossSeries()
         self._epochs: list[EpochEnd] = []
         self._early: list[EarlyScore] = []  # the first epoch's early test scores
+        self._weights: tuple[int, dict[str, torch.Tensor]] | None = None  # the last epoch's CPU copy, for the insides
         self._last_step: Step | None = None
         self._final: Finished | Stopped | Failed | None = None
         self._time_left: TimeLeft | None = None  # once the data is known
@@ -126,6 +127,21 @@ class TrainingJob:
                 tuple(self._early),
             )
 
+    def latest_weights(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """(epoch, weights) after the last finished epoch of this job; None before the first. Read, never changed."""
+        with self._lock:
+            return self._weights
+
+    def sample(self, index: int) -> tuple[torch.Tensor, int, tuple[str, ...]] | None:
+        """Test image `index` (the first when there are fewer), its label and the class names; None before the
+        data has loaded."""
+        with self._lock:
+            data = self._data
+        if data is None or len(data.test_y) == 0:
+            return None
+        index = index if index < len(data.test_y) else 0
+        return data.test_x[index], int(data.test_y[index]), data.classes
+
     # --- the worker ---
     def _run(self) -> None:
         try:
@@ -184,9 +200,13 @@ class TrainingJob:
     def _record(self, event: Event) -> None:
         """The train loop's listener: keeps a compact copy of each event (an epoch's weights stay in its file).
         It runs after the run's own checkpoint listener, so an EpochEnd here is an epoch saved to the file."""
+        weights = None
         if isinstance(event, EpochEnd):
+            weights = (event.epoch, event.state_dict) if event.state_dict else None
             event = dataclasses.replace(event, state_dict={}, resume_state={})
         with self._lock:
+            if weights is not None:
+                self._weights = weights
             self._version += 1
             if self._time_left is not None:
                 self._time_left(event)
