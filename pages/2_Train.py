@@ -20,6 +20,7 @@ from cifar_lab.labels import visible
 from cifar_lab.roles import NotAllowed
 from cifar_lab.run_files import SaveError
 from cifar_lab.runs import RunStoreError
+from cifar_lab_ui.insides_view import insides_view
 from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
 from cifar_lab_ui.start_run import NO_NAME, estimate, queue_run
@@ -91,7 +92,7 @@ def live_view(lab: ui_state.Lab, shown: TrainingJob, was_done: bool) -> None:
     show_test = not hides_test(lab.settings)  # the class ranks by a hold-out until the teacher reveals the test
     frame = live_frame(job, show_test=show_test)  # the snapshot and charts every watcher shares
     snap = frame.snapshot
-    owner = f" by {visible(job.owner)}" if job.owner else ""
+    owner = f" by {visible(job.owner)}" if job.owner and not snap.name.startswith(job.owner) else ""
     st.subheader(f"Run {snap.name}{owner}" + (f" ({snap.run_id})" if snap.run_id else ""))
     st.progress(snap.progress, text=ui_state.progress_text(snap))
     st.caption(f"Seed {snap.config.seed}: the random start of this run.")
@@ -108,6 +109,7 @@ def live_view(lab: ui_state.Lab, shown: TrainingJob, was_done: bool) -> None:
     right.plotly_chart(frame.accuracy, key="accuracy_chart")
     if show_test and (note := why_test_beats_train(snap.config, snap.epochs)):
         st.caption(note)
+    insides_view(frame.insides)
     queue_view(lab)
     if snap.done and not was_done:
         st.rerun()  # the whole page, once: shows the outcome and stops the timer

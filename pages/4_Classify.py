@@ -57,7 +57,10 @@ if lab.settings.gallery:  # the teacher shows the class's pictures on the Class 
 bars.plotly_chart(plots.probability_figure([p.label for p in top], [p.probability for p in top]))
 with bars.expander(f"All {len(ranked)} classes"):
     st.plotly_chart(
-        plots.probability_figure([p.label for p in ranked], [p.probability for p in ranked]), key="all_classes"
+        plots.probability_figure(
+            [p.label for p in ranked], [p.probability for p in ranked], title="Every class, most likely first"
+        ),
+        key="all_classes",
     )
 
 # Worked out only while open: thirty pictures classified at once must not queue thirty explanations.

@@ -116,8 +116,12 @@ def test_minutes_fall_back_to_train_seconds_for_runs_recorded_before_total_secon
 
 
 def test_changes_are_the_settings_moved_from_the_preset_compactly():
-    tuned = run("t", 0.91, changed=dict(lr=2.0, epochs=12, momentum=1 / 3, flip=False, threads=1, validation=50))
-    assert leaderboard.changes(tuned) == "flip off · lr 2 · momentum 0.333 · epochs 12"  # threads, validation: not
+    tuned = run(
+        "t", 0.91, changed=dict(lr=2.0, epochs=12, momentum=1 / 3, flip=False, threads=1, validation=50, seed=81)
+    )
+    # threads, validation, and a seed the dashboard drew at random: no one's choice
+    assert leaderboard.changes(tuned) == "flip off · lr 2 · momentum 0.333 · epochs 12"
+    assert leaderboard.run_label("Ada", "classroom", preset("classroom", lr=2.0, seed=7)) == "Ada · classroom · lr 2"
     assert leaderboard.changes(run("same", 0.9)) == ""
     defaults = run("d", 0.9, start="", changed=dict(arch="cnn", depth=4, weight_decay=5e-5))
     assert leaderboard.changes(defaults) == "arch cnn · depth 4 · weight decay 5e-05"

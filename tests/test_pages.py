@@ -253,6 +253,12 @@ def test_a_job_started_from_the_train_page_runs_to_the_end(lab_env):
     loss, accuracy = chart_specs(at)[:2]
     assert len(values(loss["data"][0]["x"])) > 0 and len(values(accuracy["data"][1]["y"])) == 1
     assert list(lab_env.glob("*.pth"))
+    # The look inside after the last epoch: its test image's prediction, the filters, the feature maps.
+    assert any(m.value.startswith("**Inside the network after epoch 1**") for m in at.markdown)
+    assert any(m.value.startswith("The network says **") for m in at.markdown)
+    captions = [c for image in at.image for c in image.captions]
+    assert any(c.startswith("the 8 filters of the first layer") for c in captions)
+    assert any(c.startswith("first block: ") for c in captions)
 
 
 def test_stop_button_ends_the_job_and_keeps_the_last_epoch():
@@ -344,8 +350,10 @@ def test_classify_upload_shows_what_the_model_sees_and_top_3(with_model):
     assert len(bars["y"]) == 3 and sum(bars["x"]) <= 1.0 + 1e-6
     assert at.subheader[0].value.startswith(bars["y"][0])
     assert "what the model sees" in at.image[0].captions[0]
-    every = chart_specs(at)[1]["data"][0]  # one click away: the expander with every class
+    every_chart = chart_specs(at)[1]  # one click away: the expander with every class
+    every = every_chart["data"][0]
     assert any(e.label == "All 10 classes" for e in at.expander) and len(set(every["y"])) == 10
+    assert every_chart["layout"]["title"]["text"] == "Every class, most likely first"
     assert every["y"][:3] == bars["y"] and sum(every["x"]) == pytest.approx(1.0, abs=1e-4)
 
 

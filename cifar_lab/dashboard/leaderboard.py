@@ -76,7 +76,7 @@ def config_changes(config: dict[str, Any], preset_name: str) -> str:
     if preset_name and preset_name not in PRESETS:
         return f"preset {preset_name!r} is unknown to this version of the lab"
     base = (preset(preset_name) if preset_name else TrainConfig()).to_dict()
-    quiet = NEVER_MATTERS | NOT_CHOSEN
+    quiet = NEVER_MATTERS | NOT_CHOSEN | CHANCE  # the dashboard draws a new seed per run: no one's choice
     changed = [name for name in field_names() if name not in quiet and name in config and config[name] != base[name]]
     return " · ".join(f"{short_name(name)} {value_text(config[name])}" for name in changed)
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 TRAIN_COLOUR, TEST_COLOUR, RAW_COLOUR = "#1f77b4", "#ff7f0e", "rgba(31, 119, 180, 0.25)"
 VALIDATION_COLOUR = "#2ca02c"
+TOOLBAR_REMOVED = ("zoom", "pan", "select", "lasso", "zoomin", "zoomout", "autoscale")
 SMOOTHING = 0.9  # weight of the past in the loss curve's moving average (TensorBoard's default slider)
 
 
@@ -28,8 +29,12 @@ def _figure(traces: list[dict], title: str | dict, *, height: int = 320, **layou
         title=title,
         height=height,
         margin=dict(l=10, r=10, t=40, b=10),
-        # Below the axes: the top right is the toolbar's, which covered the legend on a phone's narrow chart.
-        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0),
+        # At the foot of the figure: the top right is the toolbar's, which covered the legend on a phone's narrow
+        # chart. Placed on the plot's scale instead, a legend wrapped to four rows on a phone ran into the x title.
+        legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0),
+        # The toolbar keeps "download as PNG" and "reset axes" only: with all nine buttons it ran into the title on
+        # a phone. Dragging still zooms; a double click still resets.
+        modebar=dict(remove=list(TOOLBAR_REMOVED)),
     )
     return go.Figure(data=traces, layout={**base, **layout})
 
@@ -131,7 +136,6 @@ def runs_loss_figure(runs: Sequence[RunCurves], *, smoothing: float = SMOOTHING)
         height=380,
         xaxis=dict(title="step"),
         yaxis=dict(title="cross-entropy"),
-        legend=dict(orientation="h", y=-0.25),
     )
 
 
@@ -150,7 +154,6 @@ def runs_accuracy_figure(runs: Sequence[RunCurves]) -> go.Figure:
         height=380,
         xaxis=dict(title="epoch", dtick=1),
         yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]),
-        legend=dict(orientation="h", y=-0.25),
     )
 
 
@@ -226,7 +229,9 @@ def confusion_figure(confusion: np.ndarray, classes: Sequence[str], *, normalise
     )
 
 
-def probability_figure(labels: Sequence[str], probabilities: Sequence[float]) -> go.Figure:
+def probability_figure(
+    labels: Sequence[str], probabilities: Sequence[float], *, title: str = "Top classes"
+) -> go.Figure:
     """Horizontal bars, most likely on top, 0..1 as percent."""
     bars = dict(
         type="bar",
@@ -239,7 +244,7 @@ def probability_figure(labels: Sequence[str], probabilities: Sequence[float]) ->
     )
     return _figure(
         [bars],
-        "Top classes",
+        title,
         height=60 + 45 * len(labels),
         xaxis=dict(range=[0, 1], tickformat=".0%"),
         yaxis=dict(autorange="reversed"),
@@ -272,7 +277,11 @@ def normalisation_figure(x: torch.Tensor, how: str = "cifar") -> go.Figure:
                 col=col,
             )
     return fig.update_layout(
-        title="What normalisation does", height=320, barmode="overlay", margin=dict(l=10, r=10, t=60, b=10)
+        title="What normalisation does",
+        height=320,
+        barmode="overlay",
+        margin=dict(l=10, r=10, t=60, b=10),
+        modebar=dict(remove=list(TOOLBAR_REMOVED)),
     )
 
 

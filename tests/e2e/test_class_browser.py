@@ -282,7 +282,7 @@ def ada_trains(ada: Person, shots) -> str:
     ada.text("Multiply-adds per image").wait_for()
     start_run(ada, LONG_EPOCHS)
     ada.text(f"/{LONG_EPOCHS}, step").wait_for()
-    heading = ada.tab.get_by_role("heading", name=re.compile(r"^Run .* by Ada \(")).inner_text()
+    heading = ada.tab.get_by_role("heading", name=re.compile(r"^Run (Ada · .*|.* by Ada) \(")).inner_text()
     expect(ada.button("Stop")).to_be_visible()  # her own run: she may stop it
     shots(ada.tab, "1-ada-training")
     return re.search(r"\((\S+)\)$", heading).group(1)
@@ -300,7 +300,7 @@ def bob_joins(bob: Person, shots) -> None:
 def bob_queues(bob: Person, url: str, shots) -> None:
     """Bob watches Ada's run without a Stop button; his own run waits behind it; he takes it out and queues again."""
     bob.tab.goto(f"{url}/Train?name=Bob")
-    bob.tab.get_by_role("heading", name=re.compile(r"^Run .* by Ada \(")).wait_for()
+    bob.tab.get_by_role("heading", name=re.compile(r"^Run (Ada · .*|.* by Ada) \(")).wait_for()
     bob.text(f"/{LONG_EPOCHS}, step").wait_for()
     idle(bob.tab)  # the redraw that drew the heading is over: a Stop button for her run would be there by now
     assert bob.button("Stop").count() == 0

@@ -127,3 +127,72 @@ def test_a_phone_changes_page_in_one_tap_draws_with_a_finger_and_reads_the_uploa
     tab.get_by_test_id("stButton").get_by_role("button", name="Clear drawing").tap()
     tab.locator(".js-plotly-plot").first.wait_for(state="detached")
     sync_api.expect(undo).to_be_disabled()
+
+
+FITS_JS = "() => document.documentElement.scrollWidth <= window.innerWidth"  # no sideways scrolling
+
+
+def outside_the_screen(tab, selector: str) -> list[str]:
+    """What of `selector`'s elements sticks out of the screen sideways, by what it shows."""
+    return tab.evaluate(
+        "s => [...document.querySelectorAll(s)].filter(e => { const r = e.getBoundingClientRect();"
+        " return r.width > 0 && (r.left < -1 || r.right > window.innerWidth + 1); })"
+        ".map(e => (e.innerText || e.getAttribute('alt') || e.tagName).slice(0, 60))",
+        selector,
+    )
+
+
+CROWDED_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(plot => {
+    const overlap = (x, y) => {
+        if (!x || !y) return false;
+        const a = x.getBoundingClientRect(), b = y.getBoundingClientRect();
+        return a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+    };
+    const one = s => plot.querySelector(s), bar = one('.modebar'), legend = one('.legend');
+    return overlap(legend, bar) || overlap(one('.gtitle'), bar) || overlap(legend, one('.xtitle'));
+})"""  # a chart's legend or title under its toolbar, or its legend over the x axis's title
+
+
+def test_train_on_a_phone_fits_the_screen_and_shows_the_run_and_its_insides_live(server, phone):
+    tab = phone
+    tab.goto(f"{server}/Train?name=Bob")
+    tab.get_by_text("Multiply-adds per image").first.wait_for()
+    assert tab.evaluate(FITS_JS)
+    # A short VGG-style run that outlasts the test on any CPU (see test_browser.py); the test stops it.
+    tab.get_by_label("Preset", exact=True).tap()
+    tab.get_by_role("option", name="improved", exact=True).tap()
+    tab.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    epochs = tab.get_by_label("Epochs", exact=True)
+    epochs.fill("500")
+    epochs.press("Enter")
+    tab.wait_for_timeout(1000)
+    tab.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+    tab.get_by_role("button", name="Start training").tap()
+    tab.get_by_text("Inside the network after epoch", exact=False).first.wait_for()
+    tab.locator(".js-plotly-plot").nth(1).wait_for()
+
+    assert tab.evaluate(FITS_JS), "the Train page scrolls sideways on a phone"
+    assert outside_the_screen(tab, ".js-plotly-plot, [data-testid=stImage] img, [data-testid=stButton]") == []
+    assert not tab.evaluate(CROWDED_JS)
+    pictures = tab.get_by_test_id("stImage")
+    assert pictures.filter(has_text="a test image:").count() == 1
+    assert pictures.filter(has_text="filters of the first layer").count() == 1
+    assert pictures.filter(has_text="first block:").count() == 1
+    tab.get_by_text("The network says", exact=False).first.wait_for()
+    tab.get_by_test_id("stButton").get_by_role("button", name="Stop", exact=True).tap()
+    tab.get_by_text("Stopped: kept the checkpoint of epoch").wait_for()
+
+
+def test_classify_on_a_phone_fits_the_screen_with_all_ten_classes_open(server, phone):
+    tab = phone
+    tab.goto(f"{server}/Classify")
+    tab.get_by_role("radio", name="Draw").tap()
+    tab.locator("canvas.upper-canvas").wait_for()
+    stroke(tab, (40, 40), (7, 7))
+    tab.locator(".js-plotly-plot").first.wait_for()
+    tab.get_by_text("All 10 classes").tap()
+    tab.locator(".js-plotly-plot").nth(1).wait_for()
+    tab.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')[1].data[0].y.length === 10")
+    assert tab.evaluate(FITS_JS), "the Classify page scrolls sideways on a phone"
+    assert outside_the_screen(tab, ".js-plotly-plot, [data-testid=stImage] img, canvas.upper-canvas") == []
+    assert not tab.evaluate(CROWDED_JS)
