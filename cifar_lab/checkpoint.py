@@ -118,9 +118,9 @@ def _read(source: str | os.PathLike | bytes, label: str) -> Any:
     except pickle.UnpicklingError as err:
         if "global" in str(err).lower():  # torch names the class or function it would have had to import
             raise CheckpointError(
-                f"{label} was refused: it holds objects other than weights and plain values, "
-                "and loading it could run code. Only load checkpoints you trust, saved as "
-                "state_dicts"
+                f"{label} was refused: it holds more than a network's weights (a whole saved network object, for "
+                "example), and opening such a file could run code on this computer. Save the weights only, as the "
+                "PyTorch tutorial does (a state_dict), or pick a checkpoint saved by this lab."
             ) from err
         raise _corrupt(label, err) from err
     except Exception as err:  # the legacy pickle reader fails on junk with anything: IndexError, struct.error...

@@ -43,6 +43,7 @@ class TrainConfig:
         high=512,
         unit="channels",
         applies=NOT_TUTORIAL,
+        label="Network width",
         help="channels in the first conv block; later blocks use multiples; more = slower but more accurate",
     )
     depth: int = setting(
@@ -188,6 +189,7 @@ class TrainConfig:
         high=1000,
         unit="epochs",
         applies=NOT_TUTORIAL,
+        label="Epochs on shrunk images",
         help="train the first N epochs on images shrunk to lowres_side pixels: each takes "
         "about half the time, and the full-size epochs after them recover most of the "
         "accuracy; 0 = off",
@@ -199,6 +201,7 @@ class TrainConfig:
         high=32,
         unit="pixels",
         applies=when_positive("lowres_epochs"),
+        label="Shrunk image side (pixels)",
         help="side of the shrunk training images in the lowres_epochs",
     )
     schedule: str = setting(

@@ -18,7 +18,7 @@ COMPARED_AT_FIRST = 2  # the newest runs with an epoch recorded, so the charts s
 COLUMNS = {
     "epochs": st.column_config.NumberColumn(help="epochs finished"),
     "of": st.column_config.NumberColumn(help="epochs planned"),
-    "test accuracy": st.column_config.NumberColumn(format="percent", help="whole test set, once completed"),
+    "test accuracy": st.column_config.TextColumn(help="whole test set, once completed", alignment="right"),
     "started": st.column_config.TextColumn(help="local time of this server"),
 }
 

@@ -125,5 +125,5 @@ def test_run_views_shows_a_damaged_row_in_the_table(tmp_path):
     bad = store.create_run(TINY, "bad")
     damage(store, bad, "test_accuracy='abc'")
     (row,) = run_views.run_rows(store.list_runs())
-    assert row["status"] == "damaged" and row["test accuracy"] is None
+    assert row["status"] == "damaged" and row["test accuracy"] == "not scored"
     assert "test_accuracy 'abc' is not a number" in row["message"]

@@ -118,7 +118,7 @@ def test_table_lists_every_run_with_its_columns_and_filters_by_status_and_text()
         "message",
     ]
     assert list(rows["name"]) == ["gamma", "beta", "alpha"]  # newest first
-    assert rows.set_index("name").loc["alpha", "test accuracy"] == pytest.approx(0.42)
+    assert rows.set_index("name").loc["alpha", "test accuracy"] == " 42.0 %"
     at.sidebar.multiselect(key="runs_status").set_value(["failed"]).run()
     assert list(table(at)["id"]) == [failed] and "failed on purpose" in table(at)["message"][0]
     at.sidebar.multiselect(key="runs_status").set_value(["completed", "stopped"]).run()
@@ -265,7 +265,7 @@ def test_curves_and_rows_come_from_the_store(tmp_path):
     assert c.label == f"curvy ({run_id})" and c.steps.tolist() == list(range(1, 9))
     assert c.epochs.tolist() == [1, 2] and c.test_acc.tolist() == pytest.approx([0.15, 0.3])
     (row,) = run_views.run_rows(store.list_runs())
-    assert (row["status"], row["epochs"], row["of"], row["test accuracy"]) == ("completed", 2, 3, 0.42)
+    assert (row["status"], row["epochs"], row["of"], row["test accuracy"]) == ("completed", 2, 3, " 42.0 %")
     assert len(row["started"]) == 19  # local "YYYY-MM-DD HH:MM:SS"
 
 
@@ -337,3 +337,17 @@ def test_resume_is_refused_at_once_for_a_finished_run_or_a_missing_checkpoint(la
     with pytest.raises(RunStoreError, match="has no checkpoint"):
         manager().resume(lost)
     assert manager().current is None  # no job was started to fail a moment later
+
+
+def test_the_accuracy_column_says_why_a_run_has_no_score_and_sorts_as_the_numbers(tmp_path):
+    store = RunStore(tmp_path / "runs" / "db.sqlite")
+    done = store.get_run(record(store, "done"))
+    said = {
+        status: run_views.accuracy_text(dataclasses.replace(done, status=status, test_accuracy=None))
+        for status in ("queued", "running", "stopped", "failed")
+    }
+    assert said == {"queued": "waiting", "running": "training", "stopped": "not scored", "failed": "not scored"}
+    scores = [0.095, 1.0, 0.862, 0.42]
+    texts = [run_views.accuracy_text(dataclasses.replace(done, test_accuracy=a)) for a in scores]
+    assert texts == ["  9.5 %", "100.0 %", " 86.2 %", " 42.0 %"]
+    assert sorted(texts) == [texts[i] for i in sorted(range(4), key=scores.__getitem__)]  # as the numbers sort

@@ -61,6 +61,17 @@ def local_time(iso: str | None) -> str:
         return iso
 
 
+UNSCORED = {"queued": "waiting", "running": "training"}  # the test accuracy column of runs that have no score yet
+
+
+def accuracy_text(record: RunRecord) -> str:
+    """The test accuracy cell: " 86.2 %" (padded to one width, so that the text sorts as the numbers would), or in
+    words why there is none. A table shows a missing number as "None", which reads as a fault."""
+    if record.test_accuracy is not None and not record.damaged:
+        return f"{100 * record.test_accuracy:5.1f} %"
+    return UNSCORED.get(status_of(record), "not scored")
+
+
 def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
     """One row per run for the table; numbers stay numbers so the columns sort as numbers."""
     return [
@@ -72,7 +83,7 @@ def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
             "status": status_of(r),
             "epochs": r.epochs_done,
             "of": r.config.get("epochs"),  # epochs planned
-            "test accuracy": r.test_accuracy,  # 0..1 on the whole test set; None unless completed
+            "test accuracy": accuracy_text(r),  # on the whole test set, once completed
             "started": local_time(r.started),
             "device": r.device,
             "message": r.damaged or r.message,
