@@ -9,6 +9,7 @@ full-size epochs, 83.53 % against 82.95 %).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,8 +103,10 @@ def plan(
     *,
     clock: Callable[[], float] = time.perf_counter,
     measure: Callable[..., Calibration] = calibrate,
+    stop: threading.Event | None = None,
 ) -> Plan:
-    """The run to train within config.minutes; raises BudgetTooSmall, saying by how much, when none fits."""
+    """The run to train within config.minutes; raises BudgetTooSmall, saying by how much, when none fits, and
+    train.MeasuringStopped within a step of `stop` being set."""
     started, budget = clock(), config.minutes * 60
     train_images, test_images = len(data.train_x) - config.validation, len(data.test_x)
     recipe = config.replace(minutes=0.0)
@@ -113,7 +116,7 @@ def plan(
     def full_cost(width: int) -> Calibration:
         if width not in full_costs:
             full = recipe.replace(width=width, lowres_epochs=0)
-            full_costs[width] = measure(full, data, device, steps=MEASURED_STEPS, shrunk=False)
+            full_costs[width] = measure(full, data, device, steps=MEASURED_STEPS, shrunk=False, stop=stop)
         return full_costs[width]
 
     def seconds(candidate: TrainConfig) -> float:
@@ -121,7 +124,9 @@ def plan(
         if candidate.lowres_epochs:
             key = (candidate.width, candidate.lowres_side)
             if key not in shrunk_steps:
-                shrunk_steps[key] = measure(candidate, data, device, steps=MEASURED_STEPS, shrunk=True).step_s
+                shrunk_steps[key] = measure(
+                    candidate, data, device, steps=MEASURED_STEPS, shrunk=True, stop=stop
+                ).step_s
             shrunk_step = shrunk_steps[key]
         return predict_seconds(candidate, cost, shrunk_step, train_images, test_images)
 

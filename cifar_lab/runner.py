@@ -25,7 +25,7 @@ from .models import build_model, count_params
 from .resume import load_resume, resume_problem
 from .run_files import SaveError, check_folder, claim_checkpoint, release_unused, save_problem, sweep_stale_temporaries
 from .runs import RunIdTaken, RunRecord, RunStore, RunStoreError, clean_name, new_run_id
-from .train import TrainResult, train
+from .train import MeasuringStopped, TrainResult, train
 
 log = logging.getLogger(__name__)
 CLAIM_TRIES = 20  # run ids drawn before giving up: a clash needs the same id in the same folder on the same day
@@ -191,7 +191,7 @@ class TrainingRun:
         started = time.perf_counter()
         try:
             if self.plan.config.minutes and self.plan.resume is None:
-                self._fit_budget(fan_out(*listeners))
+                self._fit_budget(fan_out(*listeners), stop)
             result = train(
                 self.plan.config, self.data, stop=stop, on_event=fan_out(*listeners), resume=self.plan.resume
             )
@@ -212,10 +212,15 @@ class TrainingRun:
         self._record_end(result, metrics)
         return result
 
-    def _fit_budget(self, emit: Listener) -> None:
+    def _fit_budget(self, emit: Listener, stop: threading.Event | None) -> None:
         """Time this machine and choose what trains within config.minutes: the time spent measuring counts in the
-        budget, and the run is recorded with what was chosen (so a resume does not choose again)."""
-        budget = fit(self.plan.config, self.data, resolve_device(self.plan.config.device))
+        budget, and the run is recorded with what was chosen (so a resume does not choose again). Stopped while it
+        measures, the run goes on as set without a budget, to stop before its first step."""
+        try:
+            budget = fit(self.plan.config, self.data, resolve_device(self.plan.config.device), stop=stop)
+        except MeasuringStopped:
+            self.plan = dataclasses.replace(self.plan, config=self.plan.config.replace(minutes=0.0))
+            return
         check_memory(budget.config, len(self.data.train_x), n_test_images=len(self.data.test_x))
         self.plan = dataclasses.replace(self.plan, config=budget.config)
         log.info("run %s: %s", self.run_id, budget.summary())

@@ -172,17 +172,32 @@ class Calibration:
     later_step_s: float  # a step of the last epoch (fastnet's then skip the frozen whitening bias's gradient)
 
 
-def calibrate(config: TrainConfig, data: CifarData, device: torch.device, *, steps: int, shrunk: bool) -> Calibration:
+class MeasuringStopped(Exception):
+    """A stop asked for while a time budget was being measured: the run ends before its first step."""
+
+
+def calibrate(
+    config: TrainConfig,
+    data: CifarData,
+    device: torch.device,
+    *,
+    steps: int,
+    shrunk: bool,
+    stop: threading.Event | None = None,
+) -> Calibration:
     """Time `steps` training steps of `config` (after one warm-up step, whose one-time costs are left out) on the
     first images of `data`, shrunk to config.lowres_side when `shrunk`, and the scoring of a batch of test images.
     The steps run in the training loop itself, on a model of their own: nothing is kept. The run that follows seeds
     itself anew, so its result does not depend on this. Memory is allocated as train() allocates it: returned to
-    the system after each step, the steps would take longer than the run's."""
+    the system after each step, the steps would take longer than the run's. A `stop` set ends it within a step,
+    raising MeasuringStopped."""
     with freed_memory_kept(enabled=device.type == "cpu"):
-        return _calibrate(config, data, device, steps=steps, shrunk=shrunk)
+        return _calibrate(config, data, device, steps=steps, shrunk=shrunk, stop=stop or threading.Event())
 
 
-def _calibrate(config: TrainConfig, data: CifarData, device: torch.device, *, steps: int, shrunk: bool) -> Calibration:
+def _calibrate(
+    config: TrainConfig, data: CifarData, device: torch.device, *, steps: int, shrunk: bool, stop: threading.Event
+) -> Calibration:
     sample = dataclasses.replace(
         data,
         train_x=data.train_x[: (steps + 1) * config.batch_size],
@@ -193,9 +208,9 @@ def _calibrate(config: TrainConfig, data: CifarData, device: torch.device, *, st
     run.early_steps = frozenset()  # the steps are timed alone; the early scores are predicted apart
     setup_s = time.perf_counter() - started
     first = 0 if shrunk else config.lowres_epochs  # the loop shrinks the images of epochs below lowres_epochs
-    step_s = _time_steps(run, first)
+    step_s = _time_steps(run, first, stop)
     # fastnet's later epochs skip the whitening bias's gradient (EpochAware): their steps are timed apart
-    later = _time_steps(run, config.epochs - 1) if isinstance(run.model, EpochAware) and not shrunk else step_s
+    later = _time_steps(run, config.epochs - 1, stop) if isinstance(run.model, EpochAware) and not shrunk else step_s
     images = data.test_x[: min(len(data.test_x), max(config.batch_size, 256))]
     started = time.perf_counter()
     predict_logits(run.model, images, normalize=config.normalize, device=device, dtype=run.dtype)
@@ -205,13 +220,15 @@ def _calibrate(config: TrainConfig, data: CifarData, device: torch.device, *, st
     return Calibration(setup_s, step_s, score_s, time.perf_counter() - started, later)
 
 
-def _time_steps(run: _Run, epoch: int) -> float:
+def _time_steps(run: _Run, epoch: int, stop: threading.Event) -> float:
     """Seconds per step of `epoch` over the run's sample, its first step (the warm-up) left out; a sample of one
     step is passed over twice, the first pass being the warm-up."""
-    never, marks = threading.Event(), list[Step]()  # nothing ends it early
+    marks = list[Step]()
     for _ in range(2):
         marks.clear()
-        outcome = _train_epoch(run, epoch, never, lambda e: marks.append(e) if isinstance(e, Step) else None)
+        outcome = _train_epoch(run, epoch, stop, lambda e: marks.append(e) if isinstance(e, Step) else None)
+        if isinstance(outcome, Stopped):
+            raise MeasuringStopped()
         if isinstance(outcome, Failed):
             raise ValueError(f"timing this config on this machine failed: {outcome.message}")
         if len(marks) >= 2:  # a step event after every step: STEP_EVENTS_PER_EPOCH exceeds the sample's steps

@@ -104,7 +104,7 @@ class FakeClock:
 def test_measuring_counts_in_the_budget_and_a_budget_too_small_says_by_how_much(tiny_data):
     clock, calls = FakeClock(), []
 
-    def measure(config, data, device, *, steps, shrunk):
+    def measure(config, data, device, *, steps, shrunk, stop=None):
         calls.append((config.width, shrunk))
         clock.now += 10.0  # each measurement takes ten seconds of the budget
         step = 0.1 * config.width / 32
@@ -174,7 +174,7 @@ def test_a_width_too_slow_even_with_shrunk_epochs_is_not_timed_on_shrunk_images(
     clock, calls = FakeClock(), []
     full_step = {64: 10.0, 48: 5.0, 32: 2.0, 16: 1.0}
 
-    def measure(config, data, device, *, steps, shrunk):
+    def measure(config, data, device, *, steps, shrunk, stop=None):
         calls.append((config.width, shrunk))
         clock.now += 1.0
         step = full_step[config.width] * (0.55 if shrunk else 1.0)
@@ -186,3 +186,24 @@ def test_a_width_too_slow_even_with_shrunk_epochs_is_not_timed_on_shrunk_images(
     chosen = budget.plan(config, tiny_data, None, clock=clock, measure=measure)
     assert calls == [(64, False), (48, False), (48, True)]
     assert shape(chosen.config) == (48, 10, 2)
+
+
+def test_a_stop_while_the_budget_is_measured_ends_the_measuring_and_the_run_before_its_first_step(tmp_path, tiny_data):
+    import threading
+
+    from conftest import start_run
+
+    from cifar_lab.events import Planned, Step
+    from cifar_lab.train import MeasuringStopped, calibrate
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(MeasuringStopped):
+        calibrate(TINY_RUN, tiny_data, budget.torch.device("cpu"), steps=2, shrunk=False, stop=stop)
+    store = RunStore(tmp_path / "runs.db", runs_dir=tmp_path)
+    run = start_run(TINY_RUN.replace(minutes=5), tiny_data, tmp_path, store=store)  # minutes of measuring and training
+    events: list = []
+    result = run.run(stop=stop, on_event=events.append)
+    assert result.status == "stopped" and result.epochs_done == 0
+    assert not any(isinstance(e, Planned | Step) for e in events)  # nothing chosen, not one step trained
+    assert store.get_run(run.run_id).status == "stopped"
