@@ -37,7 +37,8 @@ VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
 WAIT_MS = 600_000  # the Train shot waits for an epoch of real CIFAR-10, minutes on a 2-core CPU
 
 
-def start_server(data: str, runs: Path, address: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
+def start_server(data: str, runs: Path, address: str = "127.0.0.1", app: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    """A dashboard on a free port; `app`: the checkout whose dashboard.py it serves (another version, to compare)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -61,7 +62,7 @@ def start_server(data: str, runs: Path, address: str = "127.0.0.1") -> tuple[sub
             "--server.address",
             address,
         ],
-        cwd=ROOT,
+        cwd=app,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
