@@ -64,7 +64,7 @@ def progress_text(snap: JobSnapshot) -> str:
 
 
 LIVE_REFRESH_S = 1.0  # how often the Train page redraws a running job's progress and charts, off the CPU
-CPU_LIVE_REFRESH_S = 5.0  # and where training runs on the CPU, which the browser drawing them shares
+CPU_LIVE_REFRESH_S = 10.0  # where training runs on the CPU, which the browser drawing them shares (see benchmarks.md)
 
 
 def live_refresh_s(config: TrainConfig) -> float:

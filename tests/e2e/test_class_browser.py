@@ -267,7 +267,7 @@ def start_run(person: Person, epochs: int) -> None:
     set_number(person, "Epochs", epochs)
     person.press(tab.get_by_text("Advanced settings", exact=True))  # threads and width are a student's second layer
     set_number(person, "threads", 1)
-    set_number(person, "width", 8)  # last: once the parameter count changes, the server has every value typed
+    set_number(person, "Network width", 8)  # last: once the parameter count changes, the server has every value typed
     tab.wait_for_function(
         "old => [...document.querySelectorAll('[data-testid=stMetric]')]"
         ".some(m => m.innerText.includes('Parameters') && m.innerText !== old)",
