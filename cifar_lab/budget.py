@@ -96,6 +96,24 @@ def bias_epochs(config: TrainConfig) -> int:
     return min(config.epochs, max(1, round(config.epochs * config.whiten_bias_fraction)))
 
 
+def measured_seconds(
+    config: TrainConfig,
+    data: CifarData,
+    device: torch.device,
+    *,
+    measure: Callable[..., Calibration] = calibrate,
+    stop: threading.Event | None = None,
+) -> float:
+    """Seconds a run of `config` as set (no budget) would take here, from a few of its steps timed now: what the
+    Train page shows before a first run of a model has measured it."""
+    recipe = config.replace(minutes=0.0)
+    cost = measure(recipe.replace(lowres_epochs=0), data, device, steps=MEASURED_STEPS, shrunk=False, stop=stop)
+    shrunk = 0.0
+    if recipe.lowres_epochs:
+        shrunk = measure(recipe, data, device, steps=MEASURED_STEPS, shrunk=True, stop=stop).step_s
+    return predict_seconds(recipe, cost, shrunk, len(data.train_x) - recipe.validation, len(data.test_x))
+
+
 def plan(
     config: TrainConfig,
     data: CifarData,

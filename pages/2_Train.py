@@ -23,8 +23,20 @@ from cifar_lab.runs import RunStoreError
 from cifar_lab_ui.insides_view import insides_view
 from cifar_lab_ui.lab import open_lab
 from cifar_lab_ui.navigation import start_page
-from cifar_lab_ui.start_run import NO_NAME, estimate, queue_run
+from cifar_lab_ui.start_run import NO_NAME, estimate, measure_here, queue_run
 from cifar_lab_ui.train_form import config_form, restore_form, with_run_seed
+
+
+def measure_button(lab: ui_state.Lab, config: TrainConfig, column) -> None:
+    """Times a few steps of the form's settings, where no finished run has: a few seconds, not while a run trains
+    (it would slow the run, and read the machine as slower than it is)."""
+    busy = bool(lab.jobs.active)
+    why_not = "wait until the run that is training ends: both would slow down" if busy else None
+    if column.button("Measure it here", disabled=busy, help=why_not or "times a few steps of these settings"):
+        with st.spinner("Timing a few steps of these settings on this machine..."):
+            if problem := measure_here(lab, config):
+                st.session_state["start_error"] = problem
+        st.rerun()
 
 
 def start(lab: ui_state.Lab, config: TrainConfig) -> None:
@@ -200,9 +212,12 @@ if config is not None:
     seconds = estimate(lab, config)
     c.metric(
         "Estimated time here",
-        f"{seconds / 60:,.1f} min" if seconds is not None else "not measured yet",
-        help="from the speed of the runs this machine has finished; the first run of a model measures it",
+        "not measured yet" if seconds is None else f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:,.1f} min",
+        help="the time budget when one is set; else from the speed of the runs this machine has finished, or from "
+        "a few steps of these settings timed with Measure it here",
     )
+    if seconds is None:
+        measure_button(lab, config, c)
 
 if st.session_state.get("start_error"):
     st.error(st.session_state.pop("start_error"))

@@ -207,3 +207,20 @@ def test_a_stop_while_the_budget_is_measured_ends_the_measuring_and_the_run_befo
     assert result.status == "stopped" and result.epochs_done == 0
     assert not any(isinstance(e, Planned | Step) for e in events)  # nothing chosen, not one step trained
     assert store.get_run(run.run_id).status == "stopped"
+
+
+def test_the_time_of_settings_as_set_is_their_steps_timed_here_with_shrunk_ones_apart(tiny_data):
+    calls = []
+
+    def measure(config, data, device, *, steps, shrunk, stop=None):
+        calls.append((config.lowres_epochs, config.minutes, shrunk))
+        return Calibration(setup_s=1.0, step_s=0.2 if not shrunk else 0.1, score_s=1e-4, save_s=0.1, later_step_s=0.2)
+
+    plain = TINY_RUN.replace(minutes=3)  # a budget is not what is timed: the settings as they are
+    seconds = budget.measured_seconds(plain, tiny_data, None, measure=measure)
+    cost = measure(plain, tiny_data, None, steps=1, shrunk=False)
+    expected = predict_seconds(plain.replace(minutes=0.0), cost, 0.0, len(tiny_data.train_x), len(tiny_data.test_x))
+    assert seconds == pytest.approx(expected) and calls[0] == (0, 0.0, False)
+    calls.clear()
+    shrunk = budget.measured_seconds(TINY_RUN.replace(lowres_epochs=1), tiny_data, None, measure=measure)
+    assert calls == [(0, 0.0, False), (1, 0.0, True)] and shrunk < seconds  # a shrunk epoch is cheaper

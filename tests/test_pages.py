@@ -28,7 +28,7 @@ from cifar_lab.data import synthetic_data
 from cifar_lab.roles import ENV_TEACHER_KEY
 from cifar_lab.runs import RunStore
 from cifar_lab.train import train
-from cifar_lab_ui import navigation
+from cifar_lab_ui import navigation, start_run
 from cifar_lab_ui.drawing import DRAWING_ADVICE, on_background
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +72,7 @@ def lab_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     st.cache_resource.clear()
     st.cache_data.clear()
+    start_run._MEASURED.clear()  # what "Measure it here" timed: the server's, like the caches
     yield tmp_path / "runs"
     stop_everything(manager())
 
@@ -235,6 +236,20 @@ def test_train_page_shows_model_size_and_follows_the_preset():
     at.selectbox(key="preset").set_value("tutorial").run()
     assert at.selectbox(key="cfg_arch").value == "tutorial" and at.number_input(key="cfg_batch_size").value == 4
     assert at.metric[0].label == "Parameters" and at.metric[0].value == "62,006"
+
+
+def test_a_model_no_run_has_measured_is_timed_with_a_button_and_shown_in_minutes(lab_env):
+    at = fill_tiny_form(open_page("pages/2_Train.py"), epochs=2)
+    estimated = next(m for m in at.metric if m.label == "Estimated time here")
+    assert estimated.value == "not measured yet"
+    button(at, "Measure it here").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    estimated = next(m for m in at.metric if m.label == "Estimated time here")
+    number, unit = estimated.value.split()
+    assert unit in ("s", "min") and float(number) > 0  # a tiny run: seconds
+    assert not [b for b in at.button if b.label == "Measure it here"]  # measured: nothing more to press
+    other = fill_tiny_form(open_page("pages/2_Train.py", name="Bob"), epochs=2)  # the machine's time, for everyone
+    assert next(m for m in other.metric if m.label == "Estimated time here").value == estimated.value
 
 
 def test_invalid_form_shows_the_fix_and_disables_start():
