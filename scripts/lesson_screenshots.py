@@ -24,7 +24,7 @@ from playwright.sync_api import FilePayload, Locator, Page, sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.screenshots import WAIT_MS, settle, start_server  # noqa: E402
+from scripts.screenshots import WAIT_MS, serving, settle  # noqa: E402
 
 TALL = 3000  # pixels: the height of every viewport, so that a shot needs no scrolling (see shot)
 SCREENS = {  # a desktop's and a 390x844 phone's width
@@ -148,21 +148,16 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as runs:
-        server, url = start_server(str(Path(args.data).resolve()), Path(runs), app=Path(args.app).resolve())
-        try:
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-                for screen, options in SCREENS.items():
-                    page = browser.new_context(**options).new_page()  # type: ignore[arg-type]
-                    page.set_default_timeout(120_000)
-                    for take in (classify_shot, refused_shot, train_shot):
-                        take(page, url, folder, screen)
-                    page.context.close()
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(10)
+    data, app = str(Path(args.data).resolve()), Path(args.app).resolve()
+    with tempfile.TemporaryDirectory() as runs, serving(data, Path(runs), app=app) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        for screen, options in SCREENS.items():
+            page = browser.new_context(**options).new_page()  # type: ignore[arg-type]
+            page.set_default_timeout(120_000)
+            for take in (classify_shot, refused_shot, train_shot):
+                take(page, url, folder, screen)
+            page.context.close()
+        browser.close()
 
 
 if __name__ == "__main__":

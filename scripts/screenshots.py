@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image
@@ -76,6 +78,17 @@ def start_server(data: str, runs: Path, address: str = "127.0.0.1", app: Path = 
             time.sleep(0.3)
     server.kill()
     raise SystemExit("the dashboard did not start within a minute")
+
+
+@contextmanager
+def serving(data: str, runs: Path, address: str = "127.0.0.1", app: Path = ROOT) -> Iterator[str]:
+    """A dashboard for the length of the block (see start_server); yields its address."""
+    server, url = start_server(data, runs, address, app)
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def settle(page: Page) -> None:
@@ -181,20 +194,15 @@ def main() -> None:
 
 
 def take(part: str, data: Path, runs: Path, folder: Path, store: RunStore | None) -> None:
-    server, url = start_server(str(data), runs, "0.0.0.0" if store is not None else "127.0.0.1")
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-            page = browser.new_context(viewport=VIEWPORT if store is None else CLASS_VIEWPORT).new_page()
-            page.set_default_timeout(120_000)
-            if store is not None:
-                shoot_class(page, url, store, folder)
-            else:
-                shoot(page, url, data, folder)
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(10)
+    with serving(str(data), runs, "0.0.0.0" if store is not None else "127.0.0.1") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_context(viewport=VIEWPORT if store is None else CLASS_VIEWPORT).new_page()
+        page.set_default_timeout(120_000)
+        if store is not None:
+            shoot_class(page, url, store, folder)
+        else:
+            shoot(page, url, data, folder)
+        browser.close()
 
 
 if __name__ == "__main__":
