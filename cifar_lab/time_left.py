@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from .config import TrainConfig
 from .evaluate import views_per_image
-from .events import EpochEnd, Event, Planned, Step
-from .train import scored_per_epoch
+from .events import EarlyScore, EpochEnd, Event, Planned, Step
+from .train import EARLY_IMAGES, scored_per_epoch
 
 PACE_WINDOW = 100  # step events (two epochs of them) whose median pace counts: recent enough to follow a change
 MIN_RATES = 3  # and no pace from fewer
@@ -49,17 +49,21 @@ class TimeLeft:
         *,
         eval_images: int,
         final_images: int,
+        early_images: int = EARLY_IMAGES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """eval_images: images scored at each epoch's end (eval_subset of the test set and of any hold-out);
-        final_images: images of the final scoring (the whole test set and hold-out), with config's TTA."""
+        final_images: images of the final scoring (the whole test set and hold-out), with config's TTA;
+        early_images: test images of each of the first epoch's early scores."""
         self.config, self.clock = config, clock
-        self.eval_images, self.final_images = eval_images, final_images
+        self.eval_images, self.final_images, self.early_images = eval_images, final_images, early_images
         self._paces = {True: _Pace(), False: _Pace()}  # keyed by "a step of a shrunk lowres epoch"
         self._step = self._total = 0
         self._steps_per_epoch = 1
         self._train_s = 0.0  # training seconds at the last step event
-        self._eval_per_image: float | None = None  # measured seconds per image of an epoch's scoring
+        # Seconds and images of every scoring so far: their ratio prices the final scoring, twenty times an epoch's
+        # with TTA, so one epoch's scoring alone (each varied by some 10 %) put the end a second out.
+        self._scored_s, self._scored_images = 0.0, 0
         self._other_s = 0.0  # per epoch, outside steps and scoring: saving the checkpoint, the listeners
         self._last_end: tuple[float, float] | None = None  # (elapsed, training seconds) at the last EpochEnd
         self._shown: tuple[float, float] | None = None  # (clock, seconds left) of the last reading
@@ -72,7 +76,8 @@ class TimeLeft:
         """For a run scoring `test_images` test images (and config.validation held-out ones)."""
         held_out = config.validation
         scored = scored_per_epoch(config, test_images) + scored_per_epoch(config, held_out)
-        return cls(config, eval_images=scored, final_images=test_images + held_out, **kwargs)
+        early = min(EARLY_IMAGES, test_images)
+        return cls(config, eval_images=scored, final_images=test_images + held_out, early_images=early, **kwargs)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Planned):  # a time budget chose the epochs; it leaves what is scored as it was
@@ -84,9 +89,17 @@ class TimeLeft:
             self._step, self._total, self._train_s = event.step, event.total_steps, event.elapsed_s
             self._steps_per_epoch = max(1, event.total_steps // self.config.epochs)
             self._paces[event.epoch <= self.config.lowres_epochs].add(event.step, event.elapsed_s)
+        elif isinstance(event, EarlyScore):
+            self._scored_s, self._scored_images = (
+                self._scored_s + event.seconds,
+                self._scored_images + self.early_images,
+            )
         elif isinstance(event, EpochEnd):
             if event.eval_s > 0 and self.eval_images:
-                self._eval_per_image = event.eval_s / self.eval_images
+                self._scored_s, self._scored_images = (
+                    self._scored_s + event.eval_s,
+                    self._scored_images + self.eval_images,
+                )
             if self._last_end is not None:  # the first epoch's elapsed time also holds the set-up before training
                 wall = event.elapsed_s - self._last_end[0]
                 self._other_s = max(0.0, wall - (self._train_s - self._last_end[1]) - event.eval_s)
@@ -118,7 +131,7 @@ class TimeLeft:
         shrunk_left = max(0, lowres_steps - self._step)
         full_left = max(0, self._total - max(self._step, lowres_steps))
         training = shrunk_left * shrunk + full_left * full
-        per_image = self._eval_per_image
+        per_image = self._scored_s / self._scored_images if self._scored_images else None
         if per_image is None:
             per_image = full / max(1, c.batch_size) * FORWARD_SHARE
         epochs_left = c.epochs - max(self._evaluated, (self._step - 1) // self._steps_per_epoch)

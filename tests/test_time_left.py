@@ -111,3 +111,23 @@ def test_nothing_is_said_before_the_pace_is_measured():
     assert left.seconds() is None
     left(Step(1, 20, 1, 2.3, 0.1, 10.0, 5.0))  # the first step, with its one-time costs
     assert left.seconds() is None
+
+
+def test_the_final_scoring_is_priced_by_every_scoring_so_far_not_the_last_one_alone():
+    from cifar_lab.events import EarlyScore
+
+    config = TrainConfig(arch="fastnet", epochs=2, batch_size=512, tta=True)
+    clock = Clock()
+    left = TimeLeft(config, eval_images=1_000, final_images=10_000, early_images=500, clock=clock)
+    for step in range(1, 6):
+        clock.now = step * 0.1
+        left(Step(step, 10, 1, 1.0, 0.1, 100.0, step * 0.1))
+    left(EarlyScore(5, 0.5, 0.4, seconds=0.115))  # 0.23 ms an image
+    left(EpochEnd(1, 2, 1.0, 0.5, 1.0, 0.5, 0.5, 1.0, eval_s=0.20))  # 0.20 ms
+    for step in range(6, 11):
+        clock.now = 1.0 + (step - 5) * 0.1
+        left(Step(step, 10, 2, 1.0, 0.1, 100.0, step * 0.1))
+    left(EpochEnd(2, 2, 1.0, 0.5, 1.0, 0.5, 0.5, 2.0, eval_s=0.26))  # 0.26 ms: this one alone would price the end
+    per_image = (0.115 + 0.20 + 0.26) / 2_500
+    final = per_image * 10_000 * views_per_image(config.tta, config.tta_shifts)
+    assert left._estimate() == pytest.approx(final + 2 * left._other_s)  # the final scoring and the last saves
