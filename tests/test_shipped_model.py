@@ -47,3 +47,11 @@ def test_the_shipped_model_predicts_a_picture():
 def test_the_shipped_model_has_a_card_with_the_command(name):
     card = (paths.PRETRAINED_DIR / name).read_text()
     assert "python -m cifar_lab train --preset best" in card and "test accuracy" in card
+
+
+def test_a_page_names_the_shipped_model_and_its_card_by_file_name_not_by_the_server_s_folders():
+    from cifar_lab.dashboard.ui_state import shipped_note
+
+    note = shipped_note(SHIPPED, load_checkpoint(SHIPPED))
+    assert SHIPPED.name in note and "test accuracy 9" in note
+    assert str(SHIPPED.parent) not in note and SHIPPED.with_suffix(".md").name in note

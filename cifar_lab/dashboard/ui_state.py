@@ -180,9 +180,10 @@ def shipped_note(path: Path, ckpt: Checkpoint) -> str:
     score = f", test accuracy {accuracy:.1%}" if accuracy is not None else ""
     score += f" on {source}" if score and isinstance(source, str) and source else ""
     card = path.with_suffix(".md")
-    card_text = f" Its card: {card}." if card.is_file() else ""
+    # File names only: a student's phone has no use for the server's folders; the Models page lists the folder.
+    card_text = f" How it was trained: its card, {card.name}, beside it." if card.is_file() else ""
     return (
-        f"Using the shipped pretrained model {path} ({ckpt.config.arch}{score}) because no model of your own "
+        f"Using the shipped pretrained model {path.name} ({ckpt.config.arch}{score}) because no model of your own "
         f"is current: train your own on the Train page, or pick another on the Models page.{card_text}"
     )
 
