@@ -104,18 +104,18 @@ def test_table_lists_every_run_with_its_columns_and_filters_by_status_and_text()
     failed = record(store, "gamma", status="failed")
     at = open_runs()
     rows = table(at)
-    assert list(rows.columns) == [
-        "id",
+    assert list(rows.columns) == [  # what and how well first: a phone's narrow table shows those
         "name",
-        "owner",
-        "arch",
         "status",
+        "test accuracy",
         "epochs",
         "of",
-        "test accuracy",
+        "owner",
+        "arch",
         "started",
         "device",
         "message",
+        "id",
     ]
     assert list(rows["name"]) == ["gamma", "beta", "alpha"]  # newest first
     assert rows.set_index("name").loc["alpha", "test accuracy"] == " 42.0 %"

@@ -150,7 +150,7 @@ def runs_accuracy_figure(runs: Sequence[RunCurves]) -> go.Figure:
         ]
     return _figure(
         traces,
-        "Accuracy per epoch (test solid, train dotted)",
+        "Accuracy per epoch",  # the legend tells test (solid) from train (dotted): a longer title ran under the toolbar
         height=380,
         xaxis=dict(title="epoch", dtick=1),
         yaxis=dict(title="accuracy", tickformat=".0%", range=[0, 1]),

@@ -73,20 +73,21 @@ def accuracy_text(record: RunRecord) -> str:
 
 
 def run_rows(records: Iterable[RunRecord]) -> list[dict[str, Any]]:
-    """One row per run for the table; numbers stay numbers so the columns sort as numbers."""
+    """One row per run for the table: what and how well first, so that a phone's narrow table shows them; the id
+    last. Numbers stay numbers so the columns sort as numbers (the accuracy is padded text, see accuracy_text)."""
     return [
         {
-            "id": r.id,
             "name": visible(r.name),
-            "owner": visible(r.owner),
-            "arch": str(r.config.get("arch", "?")),
             "status": status_of(r),
+            "test accuracy": accuracy_text(r),  # on the whole test set, once completed
             "epochs": r.epochs_done,
             "of": r.config.get("epochs"),  # epochs planned
-            "test accuracy": accuracy_text(r),  # on the whole test set, once completed
+            "owner": visible(r.owner),
+            "arch": str(r.config.get("arch", "?")),
             "started": local_time(r.started),
             "device": r.device,
             "message": r.damaged or r.message,
+            "id": r.id,
         }
         for r in records
     ]

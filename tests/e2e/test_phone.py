@@ -153,7 +153,7 @@ CROWDED_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].some(plo
 })"""  # a chart's legend or title under its toolbar, or its legend over the x axis's title
 
 
-def test_train_on_a_phone_fits_the_screen_and_shows_the_run_and_its_insides_live(server, phone):
+def test_train_and_runs_on_a_phone_fit_the_screen_and_show_the_run_and_its_insides_live(server, phone):
     tab = phone
     tab.goto(f"{server}/Train?name=Bob")
     tab.get_by_text("Multiply-adds per image").first.wait_for()
@@ -181,6 +181,12 @@ def test_train_on_a_phone_fits_the_screen_and_shows_the_run_and_its_insides_live
     tab.get_by_text("The network says", exact=False).first.wait_for()
     tab.get_by_test_id("stButton").get_by_role("button", name="Stop", exact=True).tap()
     tab.get_by_text("Stopped: kept the checkpoint of epoch").wait_for()
+
+    # The run on Runs: its comparison charts as crowded-free as Train's, and the page no wider than the screen.
+    tab.goto(f"{server}/Runs")
+    tab.get_by_test_id("stDataFrame").first.wait_for()
+    tab.locator(".js-plotly-plot").nth(1).wait_for()
+    assert tab.evaluate(FITS_JS) and not tab.evaluate(CROWDED_JS)
 
 
 def test_classify_on_a_phone_fits_the_screen_with_all_ten_classes_open(server, phone):
