@@ -70,8 +70,9 @@ class EarlyScore:
 
     step: int
     epoch: float  # where in the run, in epochs: 0.25 is a quarter of the way through the first
-    test_acc: float  # 0..1 on train.EARLY_IMAGES test images, plain views
+    test_acc: float  # 0..1 on `images` test images (the first train.EARLY_IMAGES of them), plain views
     seconds: float  # what scoring them took: left out of the training time, reported as the cost
+    images: int  # how many were scored
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from .config import TrainConfig
 from .evaluate import views_per_image
 from .events import EarlyScore, EpochEnd, Event, Planned, Step
-from .train import EARLY_IMAGES, scored_per_epoch
+from .train import scored_per_epoch
 
 PACE_WINDOW = 100  # step events (two epochs of them) whose median pace counts: recent enough to follow a change
 MIN_RATES = 3  # and no pace from fewer
@@ -49,14 +49,12 @@ class TimeLeft:
         *,
         eval_images: int,
         final_images: int,
-        early_images: int = EARLY_IMAGES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """eval_images: images scored at each epoch's end (eval_subset of the test set and of any hold-out);
-        final_images: images of the final scoring (the whole test set and hold-out), with config's TTA;
-        early_images: test images of each of the first epoch's early scores."""
+        final_images: images of the final scoring (the whole test set and hold-out), with config's TTA."""
         self.config, self.clock = config, clock
-        self.eval_images, self.final_images, self.early_images = eval_images, final_images, early_images
+        self.eval_images, self.final_images = eval_images, final_images
         self._paces = {True: _Pace(), False: _Pace()}  # keyed by "a step of a shrunk lowres epoch"
         self._step = self._total = 0
         self._steps_per_epoch = 1
@@ -76,8 +74,7 @@ class TimeLeft:
         """For a run scoring `test_images` test images (and config.validation held-out ones)."""
         held_out = config.validation
         scored = scored_per_epoch(config, test_images) + scored_per_epoch(config, held_out)
-        early = min(EARLY_IMAGES, test_images)
-        return cls(config, eval_images=scored, final_images=test_images + held_out, early_images=early, **kwargs)
+        return cls(config, eval_images=scored, final_images=test_images + held_out, **kwargs)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Planned):  # a time budget chose the epochs; it leaves what is scored as it was
@@ -90,16 +87,12 @@ class TimeLeft:
             self._steps_per_epoch = max(1, event.total_steps // self.config.epochs)
             self._paces[event.epoch <= self.config.lowres_epochs].add(event.step, event.elapsed_s)
         elif isinstance(event, EarlyScore):
-            self._scored_s, self._scored_images = (
-                self._scored_s + event.seconds,
-                self._scored_images + self.early_images,
-            )
+            self._scored_s += event.seconds
+            self._scored_images += event.images
         elif isinstance(event, EpochEnd):
             if event.eval_s > 0 and self.eval_images:
-                self._scored_s, self._scored_images = (
-                    self._scored_s + event.eval_s,
-                    self._scored_images + self.eval_images,
-                )
+                self._scored_s += event.eval_s
+                self._scored_images += self.eval_images
             if self._last_end is not None:  # the first epoch's elapsed time also holds the set-up before training
                 wall = event.elapsed_s - self._last_end[0]
                 self._other_s = max(0.0, wall - (self._train_s - self._last_end[1]) - event.eval_s)

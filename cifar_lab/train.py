@@ -450,7 +450,8 @@ def _early_score(run: _Run) -> EarlyScore:
     x, y = run.data.test_x[:EARLY_IMAGES], run.data.test_y[:EARLY_IMAGES]
     logits = predict_logits(run.model, x, normalize=run.config.normalize, device=run.device, dtype=run.dtype)
     accuracy = float((logits.argmax(1) == y.cpu()).float().mean())
-    return EarlyScore(run.step, run.step / run.steps_per_epoch, accuracy, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return EarlyScore(run.step, run.step / run.steps_per_epoch, accuracy, seconds, len(y))
 
 
 def scored_per_epoch(config: TrainConfig, images: int) -> int:

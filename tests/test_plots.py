@@ -55,7 +55,7 @@ def test_accuracy_figure_has_train_and_test_per_epoch():
 def test_the_accuracy_chart_shows_test_accuracy_during_the_first_epoch():
     from cifar_lab.events import EarlyScore
 
-    early = [EarlyScore(s, s / 8, a, 0.01) for s, a in ((2, 0.2), (4, 0.3), (6, 0.35))]
+    early = [EarlyScore(s, s / 8, a, 0.01, 500) for s, a in ((2, 0.2), (4, 0.3), (6, 0.35))]
     during = plots.accuracy_figure([], early=early).data[-1]
     assert during.name == "test, during epoch 1" and list(during.x) == [0.25, 0.5, 0.75]
     joined = plots.accuracy_figure([epoch(1, 0.3, 0.4)], early=early)

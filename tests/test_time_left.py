@@ -118,11 +118,11 @@ def test_the_final_scoring_is_priced_by_every_scoring_so_far_not_the_last_one_al
 
     config = TrainConfig(arch="fastnet", epochs=2, batch_size=512, tta=True)
     clock = Clock()
-    left = TimeLeft(config, eval_images=1_000, final_images=10_000, early_images=500, clock=clock)
+    left = TimeLeft(config, eval_images=1_000, final_images=10_000, clock=clock)
     for step in range(1, 6):
         clock.now = step * 0.1
         left(Step(step, 10, 1, 1.0, 0.1, 100.0, step * 0.1))
-    left(EarlyScore(5, 0.5, 0.4, seconds=0.115))  # 0.23 ms an image
+    left(EarlyScore(5, 0.5, 0.4, seconds=0.115, images=500))  # 0.23 ms an image
     left(EpochEnd(1, 2, 1.0, 0.5, 1.0, 0.5, 0.5, 1.0, eval_s=0.20))  # 0.20 ms
     for step in range(6, 11):
         clock.now = 1.0 + (step - 5) * 0.1
