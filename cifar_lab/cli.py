@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from . import paths, run_check
 from .config import ARCHS, PRESETS, RUN_LENGTH, SETTINGS, TrainConfig, budget_dropped, cli_flag, cli_setting, preset
 from .events import EpochEnd, Event, Failed, Finished, Planned, Step, Stopped
+from .executors import ENV_EXECUTOR, ENV_RAY_ADDRESS, RAY_INSTALL, Executor, make_executor, ray_executor
 from .labels import visible
 from .logs import configure as configure_logging
 from .run_files import SaveError
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .runner import TrainingRun
 
 EXIT_USER_ERROR = 2
+SWEEP_SCHEDULERS = ("fifo", "asha")  # sweep.SCHEDULERS, named here so that --help needs no Ray
 DEFAULT_PRESET = "classroom"
 CONSOLE_SCRIPT = "cifar-lab"  # pyproject.toml's [project.scripts] name
 MODULE_PROG = "python -m cifar_lab"
@@ -109,6 +111,7 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         metavar="RUN_ID",
         help="continue a stopped, interrupted or failed run from its last epoch, with its own config",
     )
+    _add_ray_flag(t, "train")
     _add_config_flags(t)
 
     e = sub.add_parser("evaluate", help="score a checkpoint on the test set")
@@ -176,6 +179,28 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     b.add_argument("--throughput", action="store_true", help="measure loop vs bare throughput and data-load times")
     b.add_argument("--json", dest="json_path", default="bench.json", help="where to write the table as JSON")
 
+    w = sub.add_parser("sweep", help="compare settings over many runs with Ray Tune, on a validation hold-out")
+    w.add_argument(
+        "--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="the settings every trial starts from"
+    )
+    w.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUES",
+        help="a setting to vary: NAME=V1,V2 (a grid) or NAME=LOW:HIGH[:log] (a range sampled at random); repeatable",
+    )
+    w.add_argument("--samples", type=int, default=1, help="trials per grid point, or draws from the ranges (default 1)")
+    w.add_argument(
+        "--scheduler", default="fifo", choices=SWEEP_SCHEDULERS, help="asha ends weak trials early (default fifo)"
+    )
+    w.add_argument("--data", default=None, help=data_help)
+    w.add_argument("--out", default=str(paths.runs_dir()), help="folder for the trials' checkpoints (as train's)")
+    w.add_argument("--runs-db", default=None, help=runs_help + "; default: <--out>/cifar_lab.db")
+    w.add_argument("--json", action="store_true", help="print the sweep as one JSON object on the last line")
+    _add_ray_flag(w, "sweep")
+    _add_config_flags(w)
+
     s = sub.add_parser("serve", help="run the dashboard for a class: students join on the local network")
     s.add_argument("--port", type=int, default=8501, help="the port to listen on (default %(default)s)")
     s.add_argument(
@@ -188,6 +213,21 @@ def build_parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
     s.add_argument("--key", default=None, metavar="FILE", help="the unencrypted PEM private key of --cert")
     s.add_argument("--local", action="store_true", help="listen on 127.0.0.1 only: no one else can join")
     return parser
+
+
+def _add_ray_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help=f"{what} on a Ray cluster: 'local' starts one on this machine, 'auto' or HOST:PORT joins a running one "
+        f"(default: ${ENV_EXECUTOR}=ray with ${ENV_RAY_ADDRESS}, else here); needs `{RAY_INSTALL}`",
+    )
+
+
+def executor_from_args(args: argparse.Namespace) -> Executor:
+    """--ray ADDRESS, else what $CIFAR_LAB_EXECUTOR and $CIFAR_LAB_RAY_ADDRESS say; RayMissing (exit 2) without Ray."""
+    return ray_executor(args.ray) if args.ray else make_executor()
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -283,6 +323,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         return _resume(args, _open_store(args.runs_db, args.out))
     config = config_from_args(args)  # a typo in a flag is reported before anything is written
+    executor = executor_from_args(args)  # so is a cluster asked for without Ray installed
     check_run(config, args.out)  # an unusable --out or device is refused before the data is loaded
     data = load_data(args.data, download=args.download)
     store = _open_store(args.runs_db, args.out)
@@ -305,7 +346,7 @@ def _train(args: argparse.Namespace) -> int:
         notes.append(note)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    return _run_session(TrainingRun(plan, data, store=store), args)
+    return _run_session(TrainingRun(plan, data, store=store, executor=executor), args)
 
 
 def _resume(args: argparse.Namespace, store: RunStore) -> int:
@@ -318,10 +359,11 @@ def _resume(args: argparse.Namespace, store: RunStore) -> int:
     changed = [cli_flag(f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None]
     if changed:
         raise UserError(f"--resume continues with the run's own config; drop {', '.join(changed)}")
+    executor = executor_from_args(args)
     plan = resume_run(store, args.resume)
     data = load_data(args.data or plan.data_source)
     print(f"resuming run {plan.run_id} after epoch {plan.saved_epoch} of {plan.config.epochs}", file=sys.stderr)
-    return _run_session(TrainingRun(plan, data, store=store), args)
+    return _run_session(TrainingRun(plan, data, store=store, executor=executor), args)
 
 
 def _run_session(run: TrainingRun, args: argparse.Namespace) -> int:
@@ -339,6 +381,12 @@ def _run_session(run: TrainingRun, args: argparse.Namespace) -> int:
     else:
         _print_summary(summary)
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweep_cli import run_sweep
+
+    return run_sweep(args)
 
 
 def _open_store(runs_db: str | None, runs_dir: str | None = None) -> RunStore:
@@ -435,6 +483,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": _train,
+    "sweep": _sweep,
     "evaluate": _evaluate,
     "predict": _predict,
     "bench": _bench,

@@ -109,6 +109,8 @@ def _field_readers(statuses: Collection[str]) -> dict[str, tuple[Callable[[Any],
         "out_of_memory": (lambda v: bool(_whole(v)), False),
         "owner": (_text, ""),
         "preset": (_text, ""),
+        "node": (_text, ""),
+        "sweep": (_text, ""),
         "position": (_number, None),
         "hidden": (lambda v: bool(_whole(v)), False),
     }

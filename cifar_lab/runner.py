@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from .budget import BudgetTooSmall
-from .budget import plan as fit
 from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .data import CifarData
 from .devices import resolve_device
 from .events import EpochEnd, Event, Failed, Listener, Planned, fan_out
+from .executors import Executor, RunFailed, ThreadExecutor
 from .holdout import check_holdout
 from .limits import check_memory, machine_notes, memory_failure_message
 from .models import build_model, count_params
 from .resume import load_resume, resume_problem
 from .run_files import SaveError, check_folder, claim_checkpoint, release_unused, save_problem, sweep_stale_temporaries
 from .runs import RunIdTaken, RunRecord, RunStore, RunStoreError, clean_name, new_run_id
-from .train import MeasuringStopped, TrainResult, train
+from .train import TrainResult
 
 log = logging.getLogger(__name__)
 CLAIM_TRIES = 20  # run ids drawn before giving up: a clash needs the same id in the same folder on the same day
@@ -164,14 +164,23 @@ def abandon(plan: RunPlan, store: RunStore | None, message: str) -> None:
 
 
 class TrainingRun:
-    """Trains a plan on `data`: a checkpoint after every finished epoch, the record kept current, and a failed
-    save turned into a failed run whose message names the cause and the fix (the last good checkpoint stays)."""
+    """Trains a plan on `data`, where `executor` puts it (this process by default): a checkpoint after every
+    finished epoch, the record kept current, and a failed save turned into a failed run whose message names the
+    cause and the fix (the last good checkpoint stays)."""
 
     def __init__(
-        self, plan: RunPlan, data: CifarData, *, store: RunStore | None = None, listeners: tuple[Listener, ...] = ()
+        self,
+        plan: RunPlan,
+        data: CifarData,
+        *,
+        store: RunStore | None = None,
+        listeners: tuple[Listener, ...] = (),
+        executor: Executor | None = None,
     ) -> None:
         self.plan, self.data, self.store, self.listeners = plan, data, store, listeners
+        self.executor = executor or ThreadExecutor()
         self.saved_epoch = plan.saved_epoch
+        self.node = ""  # where it trains, once the executor knows
 
     @property
     def run_id(self) -> str | None:
@@ -187,18 +196,21 @@ class TrainingRun:
         if not self.plan.memory_checked:
             check_memory(self.plan.config, len(self.data.train_x), n_test_images=len(self.data.test_x))
         recorder = self._begin()
-        listeners = (self._save_epoch, *recorder, *self.listeners, *([on_event] if on_event else []))
+        listeners = (self._follow_plan, self._save_epoch, *recorder, *self.listeners, *([on_event] if on_event else []))
         started = time.perf_counter()
         try:
-            if self.plan.config.minutes and self.plan.resume is None:
-                self._fit_budget(fan_out(*listeners), stop)
-            result = train(
-                self.plan.config, self.data, stop=stop, on_event=fan_out(*listeners), resume=self.plan.resume
+            result = self.executor.train(
+                self.plan.config,
+                self.data,
+                stop=stop or threading.Event(),
+                on_event=fan_out(*listeners),
+                resume=self.plan.resume,
+                on_node=self._record_node,
             )
             metrics = self._final_metrics(result, time.perf_counter() - started)
             if metrics is not None:
                 self._save(result.model, result.epochs_done, metrics)
-        except (SaveError, BudgetTooSmall) as err:
+        except (SaveError, BudgetTooSmall, RunFailed) as err:
             return self._failed(str(err), time.perf_counter() - started, on_event)
         except BaseException as err:
             memory = memory_failure_message(err, self.plan.config)
@@ -212,19 +224,20 @@ class TrainingRun:
         self._record_end(result, metrics)
         return result
 
-    def _fit_budget(self, emit: Listener, stop: threading.Event | None) -> None:
-        """Time this machine and choose what trains within config.minutes: the time spent measuring counts in the
-        budget, and the run is recorded with what was chosen (so a resume does not choose again). Stopped while it
-        measures, the run goes on as set without a budget, to stop before its first step."""
-        try:
-            budget = fit(self.plan.config, self.data, resolve_device(self.plan.config.device), stop=stop)
-        except MeasuringStopped:
-            self.plan = dataclasses.replace(self.plan, config=self.plan.config.replace(minutes=0.0))
-            return
-        check_memory(budget.config, len(self.data.train_x), n_test_images=len(self.data.test_x))
-        self.plan = dataclasses.replace(self.plan, config=budget.config)
-        log.info("run %s: %s", self.run_id, budget.summary())
-        emit(Planned(budget.config, budget.summary(), budget.summary(for_page=True)))
+    def _follow_plan(self, event: Event) -> None:
+        """A time budget chose what trains (executors.train_here): the run is recorded with that choice, so a
+        resume does not choose again."""
+        if isinstance(event, Planned):
+            self.plan = dataclasses.replace(self.plan, config=event.config)
+            log.info("run %s: %s", self.run_id, event.summary)
+
+    def _record_node(self, node: str) -> None:
+        self.node = node
+        if self.store is not None and self.run_id is not None:
+            try:
+                self.store.annotate(self.run_id, node=node)
+            except RunStoreError as err:
+                log.warning("run %s: its node was not recorded: %s", self.run_id, err)
 
     # --- saving ---
     def _save_epoch(self, event: Event) -> None:
@@ -336,6 +349,7 @@ class TrainingRun:
             "images_per_s": round(result.images_per_s, 1),
             "checkpoint": str(self.plan.checkpoint) if self.saved_epoch or evaluation else None,
             "device": result.device,
+            "node": self.node,
             "data": self.data.source,
             "config": self.plan.config.to_dict(),
         }

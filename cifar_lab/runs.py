@@ -59,6 +59,8 @@ ADDED_COLUMNS = {  # columns newer than the first stores: added to an existing f
     "preset": "TEXT NOT NULL DEFAULT ''",  # the preset its settings started from; '' when none was named
     "position": "REAL",  # its place in the queue while queued (smallest first); see run_queue.py
     "hidden": "INTEGER NOT NULL DEFAULT 0",  # 1: the teacher took it off the leaderboard
+    "node": "TEXT NOT NULL DEFAULT ''",  # where it trained: this host, or a Ray node (executors.py)
+    "sweep": "TEXT NOT NULL DEFAULT ''",  # the id of the sweep it is a trial of; '' when none (sweep.py)
 }
 
 
@@ -98,6 +100,8 @@ class RunRecord:
     preset: str = ""  # the preset its settings started from; "" when none was named
     position: float | None = None  # its place in the queue while queued, smallest first
     hidden: bool = False  # the teacher took it off the leaderboard
+    node: str = ""  # where it trained: this host's name, or a Ray node's "host/node id"; "" before it starts
+    sweep: str = ""  # the sweep it is a trial of, "" when none
     damaged: str = ""  # what is wrong with the row as stored, e.g. "config is not valid JSON: ..."; "" when sound
     unreadable: frozenset[str] = frozenset()  # fields of a damaged row holding a stand-in, not the stored value
 
@@ -273,6 +277,14 @@ class RunStore:
         sql += " AND status = 'running'" if only_if_running else ""
         with self.transaction() as conn:
             return conn.execute(sql, [*changes.values(), run_id]).rowcount == 1
+
+    def annotate(self, run_id: str, *, node: str | None = None, sweep: str | None = None) -> None:
+        """Record where a run trains, or the sweep it belongs to."""
+        changes = {k: v for k, v in (("node", node), ("sweep", sweep)) if v is not None}
+        with self.transaction() as conn:
+            sql = f"UPDATE runs SET {', '.join(f'{k} = ?' for k in changes)} WHERE id = ?"
+            if conn.execute(sql, [*changes.values(), run_id]).rowcount != 1:
+                raise _unknown(run_id)
 
     def begin_resume(self, run_id: str, *, epoch: int, step: int) -> None:
         """Claim a stopped/interrupted/failed run for this process, dropping metrics recorded after `step`."""

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from cifar_lab.config import TrainConfig
 from cifar_lab.data import CifarData, synthetic_data
+
+# Ray (the cluster tests) only on this machine's loopback address: a node otherwise advertises the machine's network
+# address; and no usage report sent anywhere. Read when Ray is first imported, so set before any test imports it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 # A run that trains in about a second on the CPU: the run store, job and page tests train it for real.
 TINY_RUN = TrainConfig(
