@@ -31,6 +31,7 @@ from .train import TrainResult
 
 SEND_EVERY_S = 0.25  # a run sends its events home this often; a stop reaches it as fast
 TAKE_WAIT_S = 0.5  # home waits this long for a run's next events before checking the run is still alive
+WORKER_NICENESS = "RAY_worker_niceness"  # Ray's spelling: its settings are read as RAY_<name>
 ENV_GPUS = "CIFAR_LAB_RAY_GPUS"  # the GPU share each --device cuda run asks for, e.g. 0.25: four runs per GPU
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -79,12 +80,45 @@ class Home:
 def connect(address: str) -> None:
     """Join the cluster at `address` (`auto`, HOST:PORT) or start one on this machine (`local`, loopback only), once
     per process. The lab's own code travels with each run, so a node needs only Ray and torch installed."""
-    if ray.is_initialized():
-        return
+    with _connecting:
+        if ray.is_initialized():
+            return
+        if threading.current_thread() is threading.main_thread():
+            _join(address)
+            return
+        # Ray's connection stays with the thread that made it: made on a page's or a job's thread, every later call
+        # from another thread (ray.nodes() on the Class page) hung once that thread had ended. So a thread of its
+        # own makes it, and lives as long as the process.
+        outcome: list[BaseException | None] = []
+        made = threading.Event()
+
+        def keep() -> None:
+            try:
+                _join(address)
+                outcome.append(None)
+            except BaseException as err:
+                outcome.append(err)
+            made.set()
+            threading.Event().wait()  # for ever: the connection is this thread's
+
+        threading.Thread(target=keep, name="ray-connection", daemon=True).start()
+        made.wait()
+        if outcome[0] is not None:
+            raise outcome[0]
+
+
+_connecting = threading.Lock()
+
+
+def _join(address: str) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # the lab reports nothing to anyone
     try:
         if address == "local":
-            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **init_options())
+            # Ray starts its workers at niceness 15, below its own daemons and this process: on 2 cores a classroom
+            # run trained at 0.91 of the thread executor's pace so, and at 0.99 with the workers at 0
+            # (docs/benchmarks.md). Training is what the lab's Ray instance is for.
+            os.environ.setdefault(WORKER_NICENESS, "0")
+            ray.init(include_dashboard=False, **init_options())  # loopback only: executors.require_ray
         else:
             ray.init(address=address, **init_options())
     except (ConnectionError, RuntimeError, ValueError) as err:
@@ -185,13 +219,13 @@ def work(
     outbox(Note("node", this_ray_node()))
 
     def home_first(event: Event) -> None:
+        assert also is not None
         if isinstance(event, EpochEnd):
             outbox.flush()
-        if also is not None:
-            also(event)
+        also(event)
 
     try:
-        emit = fan_out(outbox, home_first)
+        emit = fan_out(outbox, home_first) if also is not None else outbox
         result = train_here(_fit_threads(config), data, stop=stop, on_event=emit, resume=resume)
     except BudgetTooSmall as err:
         outbox(Note("budget", str(err)))
@@ -338,14 +372,26 @@ class RayExecutor:
 
 def resources(config: TrainConfig) -> dict[str, float]:
     """A run's request: its threads in CPUs (0, every core: the cores of the smallest node), and a GPU share
-    ($CIFAR_LAB_RAY_GPUS, default one whole GPU) when it trains on CUDA."""
-    gpus = float(os.environ.get(ENV_GPUS) or 1) if config.device.startswith("cuda") else 0.0
+    ($CIFAR_LAB_RAY_GPUS, default one whole GPU) when it trains on CUDA, or on `auto` where the cluster has GPUs
+    (a node hides its GPUs from a run that did not ask for one)."""
+    wants_gpu = config.device.startswith("cuda") or (
+        config.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
+    )
+    gpus = float(os.environ.get(ENV_GPUS) or 1) if wants_gpu else 0.0
     return {"num_cpus": float(config.threads or smallest_node_cpus()), "num_gpus": gpus}
 
 
 def smallest_node_cpus() -> int:
     cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
     return max(1, min((c for c in cpus if c > 0), default=1))
+
+
+def cluster_slots(address: str) -> int:
+    """Runs of every core that fit on the cluster at once: each node's CPUs over the smallest node's (at least 1)."""
+    connect(address)
+    unit = smallest_node_cpus()
+    alive = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
+    return max(1, sum(cpus // unit for cpus in alive))
 
 
 def node_alive(label: str) -> bool | None:

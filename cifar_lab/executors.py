@@ -7,6 +7,7 @@ run. Ray is an optional install; nothing here imports it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import threading
@@ -23,6 +24,8 @@ from .train import MeasuringStopped, TrainResult, train
 ENV_EXECUTOR = "CIFAR_LAB_EXECUTOR"
 ENV_RAY_ADDRESS = "CIFAR_LAB_RAY_ADDRESS"
 EXECUTORS = ("thread", "ray")
+# Ray's switch for "no cluster, this machine only" (its default on Windows and macOS): read when Ray is imported.
+RAY_SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 RAY_INSTALL = "pip install 'ray[tune]'"  # the cluster extra of pyproject.toml
 NodeListener = Any  # Callable[[str], None]: told the node a run trains on, once it is known
 
@@ -118,18 +121,18 @@ def ray_address(address: str | None = None) -> str:
 
 
 def ray_executor(address: str | None = None) -> Executor:
-    require_ray()
+    address = ray_address(address)
+    require_ray(address)
     from .cluster import RayExecutor
 
-    return RayExecutor(ray_address(address))
+    return RayExecutor(address)
 
 
-def require_ray() -> None:
-    """RayMissing, naming the install command, unless Ray (with Tune) can be imported."""
-    try:
-        import ray
-        import ray.tune  # noqa: F401
-    except ImportError as err:
-        raise RayMissing(
-            f"this needs Ray, which is not installed ({err}); install it with `{RAY_INSTALL}`, then try again"
-        ) from None
+def require_ray(address: str | None = None) -> None:
+    """RayMissing, naming the install command, unless Ray is installed. For a `local` instance, before Ray is first
+    imported: one that lives on this machine's loopback address only (Ray's own default listens on every network
+    address of the machine, and advertises its LAN address, so that other computers can join)."""
+    if importlib.util.find_spec("ray") is None:
+        raise RayMissing(f"this needs Ray, which is not installed; install it with `{RAY_INSTALL}`, then try again")
+    if address == "local":
+        os.environ.setdefault(RAY_SINGLE_MACHINE, "0")

@@ -50,6 +50,9 @@ SCHEMA = (
         run_id TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER, loss REAL, lr REAL, images_per_s REAL,
         PRIMARY KEY (run_id, step))""",
     "CREATE TABLE IF NOT EXISTS class_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",  # class_settings.py
+    # sweep_record.py: what each sweep varied, as typed after --param (a JSON list), so a later page shows it
+    "CREATE TABLE IF NOT EXISTS sweeps (id TEXT PRIMARY KEY, preset TEXT NOT NULL, params TEXT NOT NULL, "
+    "scheduler TEXT NOT NULL, started TEXT NOT NULL)",
 )
 ADDED_COLUMNS = {  # columns newer than the first stores: added to an existing file when it is opened
     "oom_kills": "INTEGER",  # the cgroup's OOM-kill count when the run (re)started; NULL where not shown

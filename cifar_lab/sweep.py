@@ -31,6 +31,7 @@ from .events import EpochEnd, Event, Listener
 from .holdout import for_class
 from .runner import TrainingRun, new_run
 from .runs import RunStore, RunStoreError, new_run_id
+from .sweep_record import LAST_EPOCH, Trial, best_of, record_sweep, trial_of
 from .sweep_space import Param, check_space
 from .train import TrainResult
 
@@ -59,23 +60,6 @@ class SweepSpec:
         if self.samples < 1:
             raise ValueError(f"samples={self.samples} is not valid; it must be 1 or more")
         check_space(self.base, list(self.params))
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One trial as a sweep reports it (the `--json` contract's `trials` items)."""
-
-    run_id: str
-    params: dict[str, Any]  # the swept settings' values
-    config: dict[str, Any]  # the whole config it trained, for "use this config"
-    status: str
-    val_accuracy: float | None  # on the whole hold-out when completed, else on its last epoch's share of it
-    test_accuracy: float | None  # likewise, on the test set: reported, never compared
-    epochs: int
-    node: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class Sweep:
@@ -114,6 +98,10 @@ class Sweep:
     def run(self) -> dict[str, Any]:
         """Run every trial; returns summary()."""
         cluster.connect(self.address)
+        spec = self.spec
+        record_sweep(
+            self.store, self.id, preset=spec.preset, params=[p.text() for p in spec.params], scheduler=spec.scheduler
+        )
         scratch = tempfile.mkdtemp(prefix="cifar_lab-tune-")  # Tune's own bookkeeping: the runs live in the store
         try:
             self._tuner(scratch).fit()
@@ -146,9 +134,7 @@ class Sweep:
         return [self._trial(run_id) for run_id in run_ids]
 
     def best(self) -> Trial | None:
-        """The trial with the highest validation accuracy, completed ones first (a stopped one saw fewer epochs)."""
-        scored = [t for t in self.trials() if t.val_accuracy is not None]
-        return max(scored, key=lambda t: (t.status == "completed", t.val_accuracy), default=None)
+        return best_of(self.trials())
 
     def summary(self) -> dict[str, Any]:
         trials = self.trials()
@@ -228,6 +214,11 @@ class Sweep:
             result = run.run(stop=stop)
             if result.status == "stopped" and result.message == ASHA_STOP:
                 self.store.finish(run.run_id, message=f"{ASHA_STOP} (after epoch {result.epochs_done})")
+            with self._lock:
+                last = self._last.get(run.run_id)
+            if result.status != "completed" and last is not None:  # the page shows a past sweep's trials from these
+                scores = {"validation_accuracy": last.val_acc, "test_accuracy": last.test_acc, "epoch": last.epoch}
+                self.store.finish(run.run_id, metrics={LAST_EPOCH: scores})
         except Exception:
             log.exception("trial run %s failed at home", run.run_id)
         self._tell("ended", run.run_id)
@@ -253,13 +244,9 @@ class Sweep:
         return listen
 
     def _trial(self, run_id: str) -> Trial:
-        record = self.store.get_run(run_id)
         with self._lock:
             last, params = self._last.get(run_id), self._params.get(run_id, {})
-        completed = record.status == "completed"
-        val = record.metrics.get("validation_accuracy") if completed else (last.val_acc if last else None)
-        test = record.test_accuracy if completed else (last.test_acc if last else None)
-        return Trial(run_id, params, record.config, record.status, val, test, record.epochs_done, record.node)
+        return trial_of(self.store.get_run(run_id), params, (last.val_acc, last.test_acc) if last else None)
 
     def _tell(self, what: str, run_id: str) -> None:
         if self._on_trial is not None:

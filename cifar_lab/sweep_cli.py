@@ -13,7 +13,7 @@ from .executors import ENV_RAY_ADDRESS, ray_address, require_ray
 from .sweep_space import parse_param, trial_count
 
 if TYPE_CHECKING:
-    from .sweep import Trial
+    from .sweep_record import Trial
 
 
 def run_sweep(args: argparse.Namespace) -> int:
@@ -26,7 +26,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise UserError("a sweep needs at least one --param, e.g. --param lr=0.5,1,2")
     params = tuple(parse_param(text) for text in args.param)
     base = config_from_args(args)
-    require_ray()  # before the data loads: exit 2 naming the install command
+    require_ray(ray_address(args.ray))  # before the data loads: exit 2 naming the install command
     from .sweep import Sweep, SweepSpec
 
     spec = SweepSpec(

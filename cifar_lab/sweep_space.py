@@ -11,6 +11,7 @@ from typing import Any
 from .config import SETTINGS, TrainConfig
 
 NOT_SWEPT = ("minutes", "device", "threads", "validation")  # how a trial runs and is compared, not what it tries
+SWEEPABLE = tuple(name for name in SETTINGS if name not in NOT_SWEPT)  # what the Sweep page offers
 
 
 @dataclass(frozen=True)

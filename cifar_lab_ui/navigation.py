@@ -25,6 +25,7 @@ PAGES = (
     ("pages/7_Explain.py", "Explain"),
     ("pages/8_Class.py", "Class"),
     ("pages/9_Guide.py", "Guide"),
+    ("pages/10_Sweep.py", "Sweep"),
 )
 
 

@@ -87,6 +87,36 @@ def percent(accuracy: float | None) -> float | None:
     return None if accuracy is None else round(accuracy * 100, 2)
 
 
+def where_runs_train(lab: ui_state.Lab) -> None:
+    """The executor, and on a Ray cluster its nodes and what is free on each: the teacher sees the room there is."""
+    jobs = lab.jobs
+    if jobs.executor_problem:
+        st.warning(jobs.executor_problem)
+    if jobs.executor.name != "ray":
+        st.caption(
+            f"Runs train on this computer, {jobs.slots} at a time. To spread them over the lab's computers, "
+            "start the dashboard with CIFAR_LAB_EXECUTOR=ray (see docs/cluster.md)."
+        )
+        return
+    from cifar_lab.cluster import nodes
+
+    st.subheader(f"Cluster: {jobs.slots} run(s) at a time")
+    st.dataframe(
+        [
+            {
+                "node": n.label,
+                "address": n.address,
+                "up": "yes" if n.alive else "no",
+                "CPUs free": f"{n.cpus_free:g} of {n.cpus:g}",
+                "GPUs free": f"{n.gpus_free:g} of {n.gpus:g}",
+            }
+            for n in nodes()
+        ],
+        hide_index=True,
+        key="class_nodes",
+    )
+
+
 def live(lab: ui_state.Lab) -> None:
     """What changes while the class trains; redrawn every REFRESH_S (IDLE_REFRESH_S when nothing trains or waits)."""
     store = lab.jobs.store
@@ -95,6 +125,7 @@ def live(lab: ui_state.Lab) -> None:
         return
     st.subheader("Training now")
     now_training(lab)
+    where_runs_train(lab)
     try:
         queue(lab)
         leaderboard(lab, store)

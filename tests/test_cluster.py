@@ -19,6 +19,7 @@ from cifar_lab.events import EpochEnd, Finished, Step
 from cifar_lab.executors import RAY_INSTALL, ThreadExecutor, make_executor
 from cifar_lab.runner import TrainingRun, new_run, resume_run
 from cifar_lab.runs import RunStore
+from cifar_lab.sweep_record import stored_trials
 
 FAST = ["--data", "synthetic", "--arch", "cnn", "--opt", "sgd", "--width", "8", "--depth", "1"]
 FAST += ["--batch-size", "64", "--precision", "fp32", "--threads", "1", "--eval-subset", "0"]
@@ -26,7 +27,7 @@ FAST += ["--batch-size", "64", "--precision", "fp32", "--threads", "1", "--eval-
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", **cluster.init_options())
+    ray.init(num_cpus=2, include_dashboard=False, **cluster.init_options())  # loopback only: conftest.py
     yield
     ray.shutdown()
 
@@ -167,6 +168,9 @@ def test_asha_ends_a_trailing_trial_early_and_says_so(local_ray, tmp_path, tiny_
     assert weak.epochs_done >= 1 and Path(weak.checkpoint).exists()  # the epoch Tune judged was saved at home
     assert by_lr[0.05]["status"] == "completed"
     assert summary["best"]["run_id"] in (by_lr[0.05]["run_id"], by_lr[0.03]["run_id"])
+    kept = {t.run_id: t for t in stored_trials(store, summary["sweep_id"])}  # as a later page reads the sweep
+    assert kept[weak.id].val_accuracy == by_lr[0.00001]["val_accuracy"] is not None
+    assert kept[weak.id].params == {"lr": 0.00001}
 
 
 def test_asking_for_ray_without_it_exits_2_naming_the_install(tmp_path, monkeypatch):
@@ -179,6 +183,15 @@ def test_asking_for_ray_without_it_exits_2_naming_the_install(tmp_path, monkeypa
     code, _out, err = cli(tmp_path, "train", *FAST)
     assert code == 2 and RAY_INSTALL in err
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").glob("*.pth"))
+
+
+def test_a_run_here_records_this_computer_as_its_node(tmp_path, tiny_data, tiny_config):
+    import socket
+
+    store = RunStore(tmp_path / "runs.db")
+    plan = new_run(tiny_config, folder=tmp_path, store=store)
+    TrainingRun(plan, tiny_data, store=store).run()
+    assert store.get_run(plan.run_id).node == socket.gethostname()
 
 
 def test_the_thread_executor_stays_the_default(monkeypatch):

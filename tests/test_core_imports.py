@@ -110,3 +110,12 @@ def test_every_torch_load_uses_weights_only_true():
 def test_every_module_opens_with_a_docstring():
     missing = [p.name for p in sorted(PACKAGE_DIR.rglob("*.py")) if not ast.get_docstring(ast.parse(p.read_text()))]
     assert not missing, f"modules without a docstring: {missing}"
+
+
+def test_ray_is_imported_only_when_a_cluster_is_asked_for():
+    """Ray is an optional install: the CLI, a run's life and the dashboard's queue start without it."""
+    code = "import sys, cifar_lab.cli, cifar_lab.runner, cifar_lab.dashboard.jobs; print('ray' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE_DIR.parent
+    )
+    assert out.stdout.strip() == "False"

@@ -150,7 +150,8 @@ def test_every_page_renders_with_a_model(page, with_model):
 
 
 def test_every_page_links_to_every_page_and_calls_the_first_one_home():
-    files = ["dashboard.py", *sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))]
+    numbered = sorted((ROOT / "pages").glob("*.py"), key=lambda p: int(p.name.split("_")[0]))  # as Streamlit orders
+    files = ["dashboard.py", *(f"pages/{p.name}" for p in numbered)]
     assert [path for path, _ in navigation.PAGES] == files  # a new page file is listed too
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60)
     at.session_state["participant_name"] = PARTICIPANT  # who a page test plays: a participant with a name

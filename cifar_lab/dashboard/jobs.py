@@ -14,6 +14,7 @@ from .. import class_settings, run_queue
 from ..class_settings import ClassSettings
 from ..config import TrainConfig
 from ..data import CifarData, load_data, resolve_source
+from ..executors import Executor, ThreadExecutor, make_executor
 from ..holdout import for_class
 from ..roles import Viewer, check_may_manage, check_teacher
 from ..run_time import CIFAR_TRAIN_IMAGES, Throughput, start_times
@@ -58,10 +59,22 @@ class JobManager:
         *,
         slots: int | None = None,
         load_fn: LoadFn = load_data,
+        executor: Executor | None = None,
     ) -> None:
+        """executor: where runs train; by default what $CIFAR_LAB_EXECUTOR names (this process unless it says ray).
+        A cluster asked for and unusable (Ray not installed, say) leaves runs here and executor_problem says why."""
         self.runs_dir = Path(runs_dir)
         self.store = store if store is not None else open_store(self.runs_dir)
-        self.slots = slots or default_slots()
+        self.executor_problem = ""
+        if executor is None:
+            try:
+                executor = make_executor()
+            except ValueError as err:
+                self.executor_problem = f"Runs train on this computer, not on a Ray cluster: {err}"
+                log.warning("%s", self.executor_problem)
+                executor = ThreadExecutor()
+        self.executor = executor
+        self._fixed_slots = slots
         self._load_fn = load_fn
         self._lock = threading.RLock()  # an ending job starts the next from its own thread, under this lock
         self._jobs: dict[str, TrainingJob] = {}  # every job this process started, by run id (or name), oldest first
@@ -70,6 +83,17 @@ class JobManager:
         self._throughput: tuple[tuple, Throughput] | None = None  # (the completed runs' fingerprint, their speeds)
         self._closing = False  # once set, nothing more starts: the server is going away
         self.pump()  # runs queued before a restart start now
+
+    @property
+    def slots(self) -> int:
+        """Runs trained at once: as set, else one per GPU here (one on a CPU), or what the cluster has room for."""
+        if self._fixed_slots:
+            return self._fixed_slots
+        if self.executor.name == "ray":
+            from ..cluster import cluster_slots
+
+            return cluster_slots(getattr(self.executor, "address", "local"))
+        return default_slots()
 
     # --- what is training ---
     @property
@@ -305,6 +329,7 @@ class JobManager:
     def _launch(self, plan: RunPlan, owner: str) -> TrainingJob:
         taken = {job.slot for job in self.active}  # the lowest free one: a GPU still training keeps its slot
         slot = next(i for i in range(self.slots) if i not in taken)
+        gpu_per_slot = self.executor.name == "thread" and self.slots > 1 and torch.cuda.is_available()
         job = TrainingJob(
             plan,
             data=self._data.get(plan.data_source),
@@ -312,8 +337,9 @@ class JobManager:
             load_fn=self._load,
             owner=owner,
             on_end=self._job_ended,
-            cuda_index=slot if self.slots > 1 and torch.cuda.is_available() else None,
+            cuda_index=slot if gpu_per_slot else None,
             slot=slot,
+            executor=self.executor,
         )
         self._jobs[plan.run_id or plan.name] = job
         log.info("job %s started", plan.run_id or plan.name)

@@ -12,6 +12,7 @@ import torch
 
 from ..data import CifarData, DataError, load_data
 from ..events import EarlyScore, EpochEnd, Event, Failed, Finished, Planned, Step, Stopped
+from ..executors import Executor
 from ..run_files import SaveError
 from ..runner import RunPlan, TrainingRun, abandon
 from ..runs import EpochRecord, RunStore, RunStoreError
@@ -37,11 +38,12 @@ class TrainingJob:
         on_end: Callable[[TrainingJob], None] | None = None,
         cuda_index: int | None = None,
         slot: int = 0,
+        executor: Executor | None = None,
     ) -> None:
         """on_end: called on the worker thread once the job has ended (the scheduler starts the next run there).
         cuda_index: the GPU of this job's slot, where the machine has several."""
         self.plan, self.config, self.name, self.owner = plan, plan.config, plan.name, owner
-        self._on_end, self._cuda_index = on_end, cuda_index
+        self._on_end, self._cuda_index, self._executor = on_end, cuda_index, executor
         self.slot = slot  # which of the scheduler's slots (GPUs) it trains in
         self.checkpoint_path = plan.checkpoint
         self._data, self._store, self._load_fn = data, store, load_fn
@@ -156,7 +158,9 @@ class TrainingJob:
             self._set(message="timing this machine for the time budget" if self.config.minutes else "training")
             with self._lock:
                 self._time_left = TimeLeft.for_data(self.config, len(self._data.test_y))
-            run = TrainingRun(self.plan, self._data, store=self._store, listeners=(self._record,))
+            run = TrainingRun(
+                self.plan, self._data, store=self._store, listeners=(self._record,), executor=self._executor
+            )
             self.result = run.run(stop=self._stop)
             self._set(status=self.result.status, message=self.result.message or self.result.status)
             if self._interrupted and self.result.status == "stopped":

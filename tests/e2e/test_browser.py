@@ -193,6 +193,7 @@ def test_train_evaluate_classify_in_a_real_browser(server, page):
         "Explain",
         "Class",
         "Guide",
+        "Sweep",
     ]
     # A VGG-style net, 16 steps per epoch here, for more epochs than any machine finishes while the test watches:
     # how long it runs must not depend on the CPU's speed (a fast one finished 4 epochs before the page's first
