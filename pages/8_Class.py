@@ -100,7 +100,10 @@ def where_runs_train(lab: ui_state.Lab) -> None:
         return
     from cifar_lab.cluster import nodes
 
-    st.subheader(f"Cluster: {jobs.slots} run(s) at a time")
+    found = nodes()
+    st.subheader("Cluster")
+    up = sum(n.alive for n in found)
+    st.caption(f"{up} computer(s) up, room for {jobs.slots} run(s) at a time.")
     st.dataframe(
         [
             {
@@ -110,7 +113,7 @@ def where_runs_train(lab: ui_state.Lab) -> None:
                 "CPUs free": f"{n.cpus_free:g} of {n.cpus:g}",
                 "GPUs free": f"{n.gpus_free:g} of {n.gpus:g}",
             }
-            for n in nodes()
+            for n in found
         ],
         hide_index=True,
         key="class_nodes",

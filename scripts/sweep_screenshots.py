@@ -35,7 +35,7 @@ def shoot(page: Page, url: str, folder: Path, suffix: str) -> None:
     settle(page)
     page.screenshot(path=str(folder / f"sweep{suffix}.png"))
     page.goto(f"{url}/Class")
-    page.locator("h3", has_text="at a time").first.wait_for()
+    page.get_by_text("run(s) at a time").wait_for()
     settle(page)
     page.screenshot(path=str(folder / f"class_nodes{suffix}.png"))
     print(f"saved {folder}/sweep{suffix}.png and class_nodes{suffix}.png")

@@ -80,7 +80,9 @@ def test_a_ray_run_streams_the_same_events_and_saves_every_epoch_at_home(local_r
 
 def test_stop_ends_a_ray_run_early_and_it_resumes_from_home(local_ray, tmp_path, tiny_config):
     data = synthetic_data(n_train=4000, n_test=100)
-    config = tiny_config.replace(epochs=30)  # a few seconds of steps: the stop arrives long before the end
+    config = tiny_config.replace(
+        epochs=12
+    )  # seconds of steps: the stop (0.25 s on its way) arrives long before the end
     store = RunStore(tmp_path / "runs.db")
     stop = threading.Event()
     steps: list[int] = []

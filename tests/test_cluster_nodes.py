@@ -64,7 +64,7 @@ def test_a_sweep_runs_trials_on_both_nodes_and_brings_them_home(two_nodes, tmp_p
     nodes, _ = two_nodes
     store = RunStore(tmp_path / "runs.db")
     data = synthetic_data(n_train=1000, n_test=200)
-    spec = sweep.SweepSpec(tiny_config.replace(epochs=6), (parse_param("lr=0.01,0.02,0.05,0.1"),))
+    spec = sweep.SweepSpec(tiny_config.replace(epochs=3), (parse_param("lr=0.01,0.02,0.05,0.1"),))
     stopped: list[str] = []
 
     def stop_the_last(what: str, trial) -> None:
@@ -97,7 +97,7 @@ def test_a_node_that_leaves_mid_trial_fails_its_run_and_nothing_hangs(two_nodes,
     nodes, workers = two_nodes
     store = RunStore(tmp_path / "runs.db")
     data = synthetic_data(n_train=4000, n_test=100)
-    spec = sweep.SweepSpec(tiny_config.replace(epochs=40), (parse_param("lr=0.02,0.05"),))
+    spec = sweep.SweepSpec(tiny_config.replace(epochs=12), (parse_param("lr=0.02,0.05"),))
     removed: list[str] = []
 
     def remove_its_node(event) -> None:

@@ -60,7 +60,8 @@ def test_a_cluster_asked_for_without_ray_trains_here_and_says_why(tmp_path, monk
 def test_the_class_page_shows_the_cluster_s_nodes(local_ray, monkeypatch):
     monkeypatch.setenv(ENV_EXECUTOR, "ray")
     at = open_page(CLASS, name="", teacher=True)
-    assert "Cluster: 1 run(s) at a time" in [s.value for s in at.subheader]
+    assert "Cluster" in [s.value for s in at.subheader]
+    assert "1 computer(s) up, room for 1 run(s) at a time." in [c.value for c in at.caption]
     nodes = next(d for d in at.dataframe if "node" in d.value.columns).value
     assert list(nodes["node"]) == [cluster.this_ray_node()] and next(iter(nodes["CPUs free"])).endswith("of 2")
 
