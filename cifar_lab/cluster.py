@@ -381,17 +381,22 @@ def resources(config: TrainConfig) -> dict[str, float]:
     return {"num_cpus": float(config.threads or smallest_node_cpus()), "num_gpus": gpus}
 
 
-def smallest_node_cpus() -> int:
-    cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
+def smallest_node_cpus(cpus: list[int] | None = None) -> int:
+    """The fewest CPUs a node with any has (at least 1), of `cpus` (default: the live nodes')."""
+    cpus = _live_cpus() if cpus is None else cpus
     return max(1, min((c for c in cpus if c > 0), default=1))
 
 
 def cluster_slots(address: str) -> int:
     """Runs of every core that fit on the cluster at once: each node's CPUs over the smallest node's (at least 1)."""
     connect(address)
-    unit = smallest_node_cpus()
-    alive = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
-    return max(1, sum(cpus // unit for cpus in alive))
+    cpus = _live_cpus()  # one query: every watcher's redraw asks
+    unit = smallest_node_cpus(cpus)
+    return max(1, sum(c // unit for c in cpus))
+
+
+def _live_cpus() -> list[int]:
+    return [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n["Alive"]]
 
 
 def node_alive(label: str) -> bool | None:

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .budget import plan as fit_budget
@@ -27,7 +28,7 @@ EXECUTORS = ("thread", "ray")
 # Ray's switch for "no cluster, this machine only" (its default on Windows and macOS): read when Ray is imported.
 RAY_SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 RAY_INSTALL = "pip install 'ray[tune]'"  # the cluster extra of pyproject.toml
-NodeListener = Any  # Callable[[str], None]: told the node a run trains on, once it is known
+NodeListener = Callable[[str], None]  # told the node a run trains on, once it is known
 
 
 class RayMissing(ValueError):

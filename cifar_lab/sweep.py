@@ -91,12 +91,13 @@ class Sweep:
         self._endings: dict[str, cluster.Ending] = {}  # trial id -> why Tune ended it
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
-        self.started = time.time()
+        self.started = 0.0  # when run() began
         self.seconds = 0.0
 
     # --- control ---
     def run(self) -> dict[str, Any]:
         """Run every trial; returns summary()."""
+        self.started = time.time()
         cluster.connect(self.address)
         spec = self.spec
         record_sweep(

@@ -43,9 +43,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     store = _open_store(args.runs_db, args.out)
     address = ray_address(args.ray)
     total = trial_count(list(params), args.samples)
-    print(
-        f"sweep of {total or args.samples} trial(s) on Ray at {address!r} (--ray, ${ENV_RAY_ADDRESS})", file=sys.stderr
-    )
+    print(f"sweep of {total} trial(s) on Ray at {address!r} (--ray, ${ENV_RAY_ADDRESS})", file=sys.stderr)
     sweep = Sweep(spec, data, folder=args.out, store=store, address=address, on_trial=_Progress())
     summary = sweep.run()
     if args.json:
